@@ -1,0 +1,289 @@
+#include "config/fly_toml.h"
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <toml++/toml.h>
+
+namespace drawbridge::config {
+
+namespace {
+
+using control::ServicePort;
+
+// Collects the first error and every warning while walking the document.
+class Walker {
+ public:
+  explicit Walker(std::string_view file) : file_(file) {}
+
+  std::string Where(const toml::node& node, const std::string& key) const {
+    return file_ + ":" + std::to_string(node.source().begin.line) + ": " + key + ": ";
+  }
+  void Fail(const toml::node& node, const std::string& key, const std::string& text) {
+    if (error_.empty()) error_ = Where(node, key) + text;
+  }
+  void Warn(const toml::node& node, const std::string& key, const std::string& text) {
+    warnings_.push_back(Where(node, key) + text);
+  }
+  bool failed() const { return !error_.empty(); }
+  const std::string& error() const { return error_; }
+  std::vector<std::string>& warnings() { return warnings_; }
+
+  // Typed getters: a wrong type is an error; a missing key leaves `out` untouched.
+  template <typename T>
+  bool Get(const toml::table& t, const std::string& path, std::string_view key, T* out) {
+    const toml::node* n = t.get(key);
+    if (n == nullptr) return false;
+    if (auto v = n->value_exact<T>()) {
+      *out = *v;
+      return true;
+    }
+    Fail(*n, path, std::string("expected ") + TypeName<T>());
+    return false;
+  }
+  bool GetPort(const toml::table& t, const std::string& path, std::string_view key, int* out) {
+    int64_t v = 0;
+    if (!Get(t, path, key, &v)) return false;
+    if (v < 1 || v > 65535) {
+      Fail(*t.get(key), path, "must be a port number between 1 and 65535");
+      return false;
+    }
+    *out = static_cast<int>(v);
+    return true;
+  }
+  bool GetStrings(const toml::table& t, const std::string& path, std::string_view key,
+                  std::vector<std::string>* out) {
+    const toml::node* n = t.get(key);
+    if (n == nullptr) return false;
+    const toml::array* a = n->as_array();
+    if (a == nullptr) {
+      Fail(*n, path, "expected an array of strings");
+      return false;
+    }
+    out->clear();
+    for (const auto& item : *a) {
+      auto s = item.value_exact<std::string>();
+      if (!s) {
+        Fail(item, path, "expected an array of strings");
+        return false;
+      }
+      out->push_back(*s);
+    }
+    return true;
+  }
+  void WarnUnknown(const toml::table& t, const std::string& path,
+                   const std::set<std::string_view>& acted_on,
+                   const std::set<std::string_view>& kept) {
+    for (const auto& [k, v] : t) {
+      std::string_view key = k.str();
+      std::string full = path.empty() ? std::string(key) : path + "." + std::string(key);
+      if (acted_on.count(key)) continue;
+      if (kept.count(key)) {
+        Warn(v, full, "not acted on by this edge; kept as written");
+      } else {
+        Warn(v, full, "unknown key; kept as written");
+      }
+    }
+  }
+
+ private:
+  template <typename T>
+  static const char* TypeName() {
+    if constexpr (std::is_same_v<T, std::string>) return "a string";
+    if constexpr (std::is_same_v<T, int64_t>) return "an integer";
+    if constexpr (std::is_same_v<T, bool>) return "a boolean";
+    return "another type";
+  }
+  std::string file_;
+  std::string error_;
+  std::vector<std::string> warnings_;
+};
+
+const std::set<std::string_view> kHandlers = {"tls", "pg_tls", "http", "proxy_proto"};
+
+void ParsePort(Walker& w, const toml::table& t, const std::string& path, ServicePort* port) {
+  int p = 0;
+  if (w.GetPort(t, path + ".port", "port", &p)) port->port = p;
+  if (w.GetPort(t, path + ".start_port", "start_port", &p)) port->start_port = p;
+  if (w.GetPort(t, path + ".end_port", "end_port", &p)) port->end_port = p;
+  if (!port->port && !(port->start_port && port->end_port)) {
+    w.Fail(t, path, "needs `port`, or `start_port` and `end_port`");
+  } else if (port->port && (port->start_port || port->end_port)) {
+    w.Fail(t, path, "`port` and `start_port`/`end_port` are exclusive");
+  } else if (!port->port && *port->start_port > *port->end_port) {
+    w.Fail(t, path, "`start_port` is above `end_port`");
+  }
+  if (w.GetStrings(t, path + ".handlers", "handlers", &port->handlers)) {
+    for (const auto& h : port->handlers) {
+      if (!kHandlers.count(h)) {
+        w.Fail(*t.get("handlers"), path + ".handlers",
+               "unknown handler \"" + h + "\" (known: tls, pg_tls, http, proxy_proto)");
+      }
+    }
+    if (port->HasHandler("tls") && port->HasHandler("pg_tls")) {
+      w.Fail(*t.get("handlers"), path + ".handlers", "\"tls\" and \"pg_tls\" are exclusive");
+    }
+  }
+  bool force = false;
+  if (w.Get(t, path + ".force_https", "force_https", &force)) {
+    port->force_https = force;
+    if (force && !port->HasHandler("http")) {
+      w.Fail(*t.get("force_https"), path + ".force_https", "needs the \"http\" handler");
+    }
+  }
+  if (const toml::node* n = t.get("tls_options")) {
+    const toml::table* o = n->as_table();
+    std::string op = path + ".tls_options";
+    if (o == nullptr) {
+      w.Fail(*n, op, "expected a table");
+    } else {
+      control::TlsOptions tls;
+      w.GetStrings(*o, op + ".alpn", "alpn", &tls.alpn);
+      if (w.GetStrings(*o, op + ".versions", "versions", &tls.versions)) {
+        for (const auto& v : tls.versions) {
+          if (v != "TLSv1.2" && v != "TLSv1.3") {
+            w.Fail(*o->get("versions"), op + ".versions",
+                   "unsupported TLS version \"" + v + "\" (TLSv1.2 or TLSv1.3)");
+          }
+        }
+      }
+      bool self_signed = false;
+      if (w.Get(*o, op + ".default_self_signed", "default_self_signed", &self_signed)) {
+        tls.default_self_signed = self_signed;
+      }
+      w.WarnUnknown(*o, op, {"alpn", "versions", "default_self_signed"}, {});
+      port->tls_options = tls;
+    }
+  }
+  if (const toml::node* n = t.get("proxy_proto_options")) {
+    const toml::table* o = n->as_table();
+    std::string op = path + ".proxy_proto_options";
+    if (o == nullptr) {
+      w.Fail(*n, op, "expected a table");
+    } else {
+      control::ProxyProtoOptions pp;
+      if (w.Get(*o, op + ".version", "version", &pp.version) && pp.version != "v1" &&
+          pp.version != "v2") {
+        w.Fail(*o->get("version"), op + ".version", "must be \"v1\" or \"v2\"");
+      }
+      port->proxy_proto_options = pp;
+    }
+  }
+  w.WarnUnknown(t, path,
+                {"port", "start_port", "end_port", "handlers", "force_https", "tls_options",
+                 "proxy_proto_options"},
+                {"http_options"});
+}
+
+void ParseService(Walker& w, const toml::table& t, const std::string& path,
+                  control::Service* service) {
+  if (!w.GetPort(t, path + ".internal_port", "internal_port", &service->internal_port) &&
+      !w.failed()) {
+    w.Fail(t, path + ".internal_port", "is required");
+  }
+  if (w.Get(t, path + ".protocol", "protocol", &service->protocol) && service->protocol != "tcp" &&
+      service->protocol != "udp") {
+    w.Fail(*t.get("protocol"), path + ".protocol", "must be \"tcp\" or \"udp\"");
+  }
+  if (service->protocol == "udp") {
+    w.Warn(t, path + ".protocol", "udp services are not served by this edge yet");
+  }
+  if (const toml::node* n = t.get("ports")) {
+    const toml::array* a = n->as_array();
+    if (a == nullptr || !a->is_array_of_tables()) {
+      w.Fail(*n, path + ".ports", "expected [[services.ports]] tables");
+    } else {
+      for (size_t i = 0; i < a->size(); ++i) {
+        ServicePort port;
+        ParsePort(w, *a->get(i)->as_table(), path + ".ports[" + std::to_string(i) + "]", &port);
+        if (port.HasHandler("pg_tls") && service->protocol != "tcp") {
+          w.Fail(*a->get(i), path + ".protocol", "pg_tls needs protocol \"tcp\"");
+        }
+        service->ports.push_back(std::move(port));
+      }
+    }
+  }
+  if (const toml::node* n = t.get("concurrency")) {
+    const toml::table* c = n->as_table();
+    if (c == nullptr) {
+      w.Fail(*n, path + ".concurrency", "expected a table");
+    } else {
+      control::Concurrency conc;
+      std::string cp = path + ".concurrency";
+      if (w.Get(*c, cp + ".type", "type", &conc.type) && conc.type != "connections" &&
+          conc.type != "requests") {
+        w.Fail(*c->get("type"), cp + ".type", "must be \"connections\" or \"requests\"");
+      }
+      int64_t v = 0;
+      if (w.Get(*c, cp + ".hard_limit", "hard_limit", &v)) conc.hard_limit = static_cast<int>(v);
+      if (w.Get(*c, cp + ".soft_limit", "soft_limit", &v)) conc.soft_limit = static_cast<int>(v);
+      if ((conc.hard_limit && *conc.hard_limit < 1) || (conc.soft_limit && *conc.soft_limit < 1)) {
+        w.Fail(*c, cp, "limits must be positive");
+      } else if (conc.hard_limit && conc.soft_limit && *conc.soft_limit > *conc.hard_limit) {
+        w.Fail(*c, cp + ".soft_limit", "is above hard_limit");
+      }
+      service->concurrency = conc;
+    }
+  }
+  w.WarnUnknown(t, path, {"internal_port", "protocol", "ports", "concurrency"},
+                {"processes", "auto_stop_machines", "auto_start_machines",
+                 "min_machines_running", "tcp_checks", "http_checks"});
+}
+
+}  // namespace
+
+base::Result<ParsedConfig> ParseFlyToml(std::string_view text, std::string_view file_name) {
+  toml::table doc;
+  try {
+    doc = toml::parse(text, file_name);
+  } catch (const toml::parse_error& e) {
+    return base::Status::Error(std::string(file_name) + ":" +
+                               std::to_string(e.source().begin.line) + ": " +
+                               std::string(e.description()));
+  }
+  Walker w(file_name);
+  ParsedConfig out;
+  w.Get(doc, "app", "app", &out.config.app);
+  if (const toml::node* n = doc.get("services")) {
+    const toml::array* a = n->as_array();
+    if (a == nullptr || !a->is_array_of_tables()) {
+      w.Fail(*n, "services", "expected [[services]] tables");
+    } else {
+      for (size_t i = 0; i < a->size(); ++i) {
+        control::Service s;
+        ParseService(w, *a->get(i)->as_table(), "services[" + std::to_string(i) + "]", &s);
+        out.config.services.push_back(std::move(s));
+      }
+    }
+  }
+  // A public port may be claimed once per app.
+  std::set<int> seen;
+  for (const auto& s : out.config.services) {
+    for (const auto& p : s.ports) {
+      for (int port : p.PublicPorts()) {
+        if (!seen.insert(port).second && !w.failed()) {
+          w.Fail(*doc.get("services"), "services", "public port " + std::to_string(port) +
+                                                       " is used by more than one service");
+        }
+      }
+    }
+  }
+  w.WarnUnknown(doc, "", {"app", "services"},
+                {"primary_region", "kill_signal", "kill_timeout", "swap_size_mb", "console_command",
+                 "build", "env", "http_service", "vm", "mounts", "checks", "metrics", "deploy",
+                 "experimental", "processes", "statics", "restart", "files"});
+  if (w.failed()) return base::Status::Error(w.error());
+  out.warnings = std::move(w.warnings());
+  return out;
+}
+
+base::Result<ParsedConfig> LoadFlyToml(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return base::Status::Error(path + ": cannot open");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ParseFlyToml(ss.str(), path);
+}
+
+}  // namespace drawbridge::config

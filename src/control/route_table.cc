@@ -1,0 +1,72 @@
+#include "control/route_table.h"
+
+#include <algorithm>
+
+namespace drawbridge::control {
+
+bool ServicePort::HasHandler(const std::string& h) const {
+  return std::find(handlers.begin(), handlers.end(), h) != handlers.end();
+}
+
+std::vector<int> ServicePort::PublicPorts() const {
+  if (port) return {*port};
+  std::vector<int> out;
+  if (start_port && end_port) {
+    for (int p = *start_port; p <= *end_port; ++p) out.push_back(p);
+  }
+  return out;
+}
+
+std::string Route::HandlerName() const {
+  std::string name = pg_tls ? "pg_tls" : tls ? "tls" : "tcp";
+  if (proxy_proto != 0) name += "+proxy_proto";
+  return name;
+}
+
+RouteTable::RouteTable(uint64_t version, std::vector<Entry> entries)
+    : version_(version), entries_(std::move(entries)) {}
+
+const Route* RouteTable::Find(const std::string& local_ip, int port) const {
+  const Route* any = nullptr;
+  for (const auto& e : entries_) {
+    if (e.route.public_port != port) continue;
+    if (e.local_ip == local_ip) return &e.route;
+    if (e.local_ip.empty() && any == nullptr) any = &e.route;
+  }
+  return any;
+}
+
+std::vector<int> RouteTable::Ports() const {
+  std::vector<int> ports;
+  for (const auto& e : entries_) ports.push_back(e.route.public_port);
+  std::sort(ports.begin(), ports.end());
+  ports.erase(std::unique(ports.begin(), ports.end()), ports.end());
+  return ports;
+}
+
+std::vector<RouteTable::Entry> RoutesForApp(const AppConfig& config,
+                                            const std::vector<Machine>& machines) {
+  std::vector<RouteTable::Entry> out;
+  for (const auto& service : config.services) {
+    for (const auto& port : service.ports) {
+      for (int public_port : port.PublicPorts()) {
+        Route r;
+        r.app = config.app;
+        r.public_port = public_port;
+        r.internal_port = service.internal_port;
+        r.pg_tls = port.HasHandler("pg_tls");
+        r.tls = port.HasHandler("tls");
+        if (port.HasHandler("proxy_proto")) {
+          r.proxy_proto =
+              port.proxy_proto_options && port.proxy_proto_options->version == "v2" ? 2 : 1;
+        }
+        if (port.tls_options) r.tls_options = *port.tls_options;
+        r.machines = machines;
+        out.push_back({"", std::move(r)});
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace drawbridge::control

@@ -1,0 +1,555 @@
+#include "net/connection.h"
+
+#include <atomic>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+
+#include "net/cancel_registry.h"
+#include "net/metrics.h"
+#include "net/proxy_protocol.h"
+#include "pg/backend_watcher.h"
+#include "pg/startup.h"
+#include "tls/tls_engine.h"
+
+namespace drawbridge::net {
+
+namespace {
+
+using base::Bytes;
+using base::ByteSpan;
+using Clock = std::chrono::steady_clock;
+
+constexpr auto kAwait = asio::use_awaitable;
+
+std::string Ip(const tcp::endpoint& ep) { return ep.address().to_string(); }
+
+std::string Endpoint(const tcp::endpoint& ep) {
+  return ep.address().is_v6() ? "[" + Ip(ep) + "]:" + std::to_string(ep.port())
+                              : Ip(ep) + ":" + std::to_string(ep.port());
+}
+
+ProxyAddresses ProxyAddressesOf(const tcp::endpoint& client, const tcp::endpoint& local) {
+  ProxyAddresses a;
+  a.v6 = client.address().is_v6();
+  auto copy = [&](const asio::ip::address& addr, std::array<uint8_t, 16>& out) {
+    if (a.v6) {
+      auto b = addr.to_v6().to_bytes();
+      std::copy(b.begin(), b.end(), out.begin());
+    } else {
+      auto b = addr.to_v4().to_bytes();
+      std::copy(b.begin(), b.end(), out.begin());
+    }
+  };
+  copy(client.address(), a.source);
+  copy(local.address(), a.dest);
+  a.source_port = client.port();
+  a.dest_port = local.port();
+  return a;
+}
+
+// Resolves a machine address (an IP literal or a host name) and connects. The caller's
+// deadline closes `socket` and cancels `resolver` to bound the attempt.
+awaitable<error_code> Dial(tcp::socket& socket, tcp::resolver& resolver, const std::string& host,
+                           int port) {
+  error_code ec;
+  auto ip = asio::ip::make_address(host, ec);
+  std::vector<tcp::endpoint> endpoints;
+  if (!ec) {
+    endpoints.emplace_back(ip, static_cast<uint16_t>(port));
+  } else {
+    auto results = co_await resolver.async_resolve(host, std::to_string(port),
+                                                   asio::redirect_error(kAwait, ec));
+    if (ec) co_return ec;
+    for (const auto& r : results) endpoints.push_back(r.endpoint());
+  }
+  for (const auto& ep : endpoints) {
+    if (socket.is_open()) socket.close(ec);
+    socket.open(ep.protocol(), ec);
+    if (ec) continue;
+    co_await socket.async_connect(ep, asio::redirect_error(kAwait, ec));
+    if (!ec) {
+      socket.set_option(tcp::no_delay(true), ec);
+      co_return error_code{};
+    }
+  }
+  co_return ec ? ec : asio::error::host_not_found;
+}
+
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(tcp::socket socket, const ConnectionContext& ctx)
+      : ctx_(ctx),
+        client_(std::move(socket)),
+        server_(client_.get_executor()),
+        resolver_(client_.get_executor()),
+        deadline_(client_.get_executor()),
+        started_(Clock::now()) {}
+
+  awaitable<void> Run();
+
+ private:
+  // The client's byte stream, plaintext or through TLS once tls_ is set.
+  awaitable<size_t> ClientRead(std::span<uint8_t> buf);
+  awaitable<bool> ClientWrite(ByteSpan data);
+  awaitable<bool> FlushTls();
+  awaitable<bool> TlsHandshake(ByteSpan prefix, tls::SessionPolicy policy);
+  // Sends `error` (may be empty), close_notify and FIN, then drains input briefly (§6.4).
+  awaitable<void> RefuseAndClose(ByteSpan error, std::string reason);
+
+  // pg_tls: negotiation up to a routed StartupMessage. False: the connection is finished.
+  awaitable<bool> PgStartup();
+  awaitable<void> ForwardCancel(const pg::CancelKey& key);
+  awaitable<bool> ConnectMachine();
+  awaitable<void> Relay();
+  awaitable<void> ClientToServer();
+  awaitable<void> ServerToClient();
+
+  void ArmDeadline(std::chrono::milliseconds after, std::string reason, bool client_too);
+  void DisarmDeadline() { deadline_.cancel(); }
+  void CloseAll();
+  void Log();
+  tls::SessionPolicy PolicyFor(const control::Route& route) const;
+
+  const ConnectionContext& ctx_;
+  tcp::socket client_;
+  tcp::socket server_;
+  tcp::resolver resolver_;
+  asio::steady_timer deadline_;
+  Clock::time_point started_;
+  tcp::endpoint client_ep_, local_ep_;
+
+  std::shared_ptr<const control::RouteTable> table_;
+  const control::Route* route_ = nullptr;
+  std::shared_ptr<const tls::CertSet> certs_;
+  std::unique_ptr<tls::TlsEngine> tls_;
+  bool tls_ready_ = false;
+  Bytes tls_in_, tls_out_;
+
+  // pg_tls: what the client sent to be forwarded once a machine is connected.
+  Bytes startup_packet_;
+  std::string user_, database_;
+  std::string machine_address_;
+  std::vector<pg::CancelKey> issued_keys_;
+  std::string server_version_;
+
+  uint64_t bytes_in_ = 0, bytes_out_ = 0;
+  std::string reason_;
+  bool deadline_fired_ = false;
+};
+
+void Connection::ArmDeadline(std::chrono::milliseconds after, std::string reason,
+                             bool client_too) {
+  deadline_.expires_after(after);
+  deadline_.async_wait([self = shared_from_this(), reason = std::move(reason),
+                        client_too](error_code ec) {
+    if (ec) return;  // re-armed or disarmed
+    self->deadline_fired_ = true;
+    if (self->reason_.empty()) self->reason_ = reason;
+    error_code ignored;
+    self->server_.close(ignored);
+    self->resolver_.cancel();
+    if (client_too) self->client_.close(ignored);
+  });
+}
+
+void Connection::CloseAll() {
+  error_code ignored;
+  client_.close(ignored);
+  server_.close(ignored);
+}
+
+tls::SessionPolicy Connection::PolicyFor(const control::Route& route) const {
+  tls::SessionPolicy p;
+  if (!route.pg_tls) {
+    p.alpn_policy = tls::AlpnPolicy::kList;
+    p.alpn = route.tls_options.alpn;
+  }
+  const auto& versions = route.tls_options.versions;
+  if (!versions.empty()) {
+    bool v12 = std::find(versions.begin(), versions.end(), "TLSv1.2") != versions.end();
+    bool v13 = std::find(versions.begin(), versions.end(), "TLSv1.3") != versions.end();
+    p.min_version = v12 ? TLS1_2_VERSION : TLS1_3_VERSION;
+    p.max_version = v13 ? TLS1_3_VERSION : TLS1_2_VERSION;
+  }
+  return p;
+}
+
+awaitable<size_t> Connection::ClientRead(std::span<uint8_t> buf) {
+  error_code ec;
+  if (!tls_ready_) {
+    size_t n = co_await client_.async_read_some(asio::buffer(buf.data(), buf.size()),
+                                                asio::redirect_error(kAwait, ec));
+    co_return ec ? 0 : n;
+  }
+  while (true) {
+    size_t n = 0;
+    switch (tls_->Read(buf, &n)) {
+      case tls::TlsEngine::Io::kOk: co_return n;
+      case tls::TlsEngine::Io::kClosed: co_return 0;
+      case tls::TlsEngine::Io::kError:
+        if (reason_.empty()) reason_ = "client_tls_error";
+        co_return 0;
+      case tls::TlsEngine::Io::kWantRead: break;
+    }
+    size_t got = co_await client_.async_read_some(asio::buffer(tls_in_),
+                                                  asio::redirect_error(kAwait, ec));
+    if (ec) co_return 0;
+    tls_->FeedCiphertext(ByteSpan(tls_in_.data(), got));
+  }
+}
+
+awaitable<bool> Connection::FlushTls() {
+  tls_out_.clear();
+  tls_->TakeOutput(&tls_out_);
+  if (tls_out_.empty()) co_return true;
+  error_code ec;
+  co_await asio::async_write(client_, asio::buffer(tls_out_), asio::redirect_error(kAwait, ec));
+  co_return !ec;
+}
+
+awaitable<bool> Connection::ClientWrite(ByteSpan data) {
+  error_code ec;
+  if (!tls_ready_) {
+    co_await asio::async_write(client_, asio::buffer(data.data(), data.size()),
+                               asio::redirect_error(kAwait, ec));
+    co_return !ec;
+  }
+  if (tls_->Write(data) != tls::TlsEngine::Io::kOk) co_return false;
+  co_return co_await FlushTls();
+}
+
+awaitable<bool> Connection::TlsHandshake(ByteSpan prefix, tls::SessionPolicy policy) {
+  auto engine = tls::TlsEngine::NewServer(certs_, std::move(policy));
+  if (!engine.ok()) {
+    spdlog::error("TLS session setup failed: {}", engine.message());
+    co_return false;
+  }
+  tls_ = std::move(*engine);
+  tls_in_.resize(ctx_.limits.relay_buffer);
+  tls_->FeedCiphertext(prefix);
+  error_code ec;
+  while (true) {
+    auto r = tls_->Handshake();
+    bool flushed = co_await FlushTls();  // the server flight, or an alert
+    if (r == tls::TlsEngine::Io::kOk && flushed) {
+      tls_ready_ = true;
+      co_return true;
+    }
+    if (r != tls::TlsEngine::Io::kWantRead || !flushed) {
+      if (reason_.empty()) reason_ = "tls_handshake_failed";
+      Metrics::Get().Failed(NetReason::kTlsHandshakeFailed);
+      spdlog::debug("TLS handshake with {} failed: {}", Endpoint(client_ep_), tls_->error());
+      co_return false;
+    }
+    size_t got = co_await client_.async_read_some(asio::buffer(tls_in_),
+                                                  asio::redirect_error(kAwait, ec));
+    if (ec) {
+      if (reason_.empty()) reason_ = "client_closed_during_tls_handshake";
+      co_return false;
+    }
+    tls_->FeedCiphertext(ByteSpan(tls_in_.data(), got));
+  }
+}
+
+awaitable<void> Connection::RefuseAndClose(ByteSpan error, std::string reason) {
+  if (reason_.empty()) reason_ = std::move(reason);
+  error_code ec;
+  if (!error.empty()) co_await ClientWrite(error);
+  if (tls_ready_) {
+    tls_->Shutdown();
+    co_await FlushTls();
+  }
+  client_.shutdown(tcp::socket::shutdown_send, ec);
+  // Read what the client still sends until it closes, so that closing does not reset the
+  // connection and lose the error (RFC 1122 4.2.2.13); bounded in time and bytes.
+  ArmDeadline(ctx_.limits.close_linger, reason_, true);
+  uint8_t sink[4096];
+  for (size_t drained = 0; drained < 64 * 1024;) {
+    size_t n = co_await client_.async_read_some(asio::buffer(sink),
+                                                asio::redirect_error(kAwait, ec));
+    if (ec) break;
+    drained += n;
+  }
+  DisarmDeadline();
+}
+
+awaitable<bool> Connection::PgStartup() {
+  pg::StartupMachine machine;
+  std::vector<uint8_t> buf(ctx_.limits.relay_buffer);
+  ByteSpan input;
+  while (true) {
+    pg::StartupAction a = machine.Feed(input);
+    input = {};
+    switch (a.kind) {
+      case pg::StartupAction::Kind::kNeedMore: {
+        size_t n = co_await ClientRead(buf);
+        if (n == 0) {
+          if (reason_.empty()) reason_ = "client_closed_during_startup";
+          Metrics::Get().Failed(NetReason::kClientClosedEarly);
+          co_return false;
+        }
+        input = ByteSpan(buf.data(), n);
+        break;
+      }
+      case pg::StartupAction::Kind::kReply:
+        if (!co_await ClientWrite(a.bytes)) co_return false;
+        break;
+      case pg::StartupAction::Kind::kStartTls: {
+        // Bytes the client sent before it could have seen our 'S' are plaintext injected
+        // ahead of the handshake (CVE-2021-23214): refuse them even if they arrived after
+        // our last read.
+        error_code ec;
+        if (!a.direct_tls && client_.available(ec) > 0) {
+          Metrics::Get().Refused(pg::RefuseReason::kUnencryptedAfterSsl);
+          co_await RefuseAndClose(pg::BuildUnencryptedAfterSslError(),
+                                  pg::RefuseReasonName(pg::RefuseReason::kUnencryptedAfterSsl));
+          co_return false;
+        }
+        if (!a.bytes.empty() && !co_await ClientWrite(a.bytes)) co_return false;
+        if (!co_await TlsHandshake(a.tls_prefix, PolicyFor(*route_))) co_return false;
+        machine.TlsEstablished();
+        if (a.direct_tls && tls_->alpn().empty()) {
+          Metrics::Get().Failed(NetReason::kDirectTlsWithoutAlpn);
+          co_await RefuseAndClose(
+              pg::BuildFatal(pg::sqlstate::kProtocolViolation,
+                             "received direct SSL connection request without ALPN protocol "
+                             "negotiation extension"),
+              NetReasonName(NetReason::kDirectTlsWithoutAlpn));
+          co_return false;
+        }
+        break;
+      }
+      case pg::StartupAction::Kind::kRefuse:
+        Metrics::Get().Refused(a.reason);
+        co_await RefuseAndClose(a.bytes, pg::RefuseReasonName(a.reason));
+        co_return false;
+      case pg::StartupAction::Kind::kCancel:
+        co_await ForwardCancel(a.cancel);
+        co_return false;
+      case pg::StartupAction::Kind::kStartup:
+        startup_packet_ = std::move(a.bytes);
+        startup_packet_.insert(startup_packet_.end(), a.rest.begin(), a.rest.end());
+        if (const auto* u = a.startup.Find("user")) user_ = *u;
+        if (const auto* d = a.startup.Find("database")) database_ = *d;
+        co_return true;
+    }
+  }
+}
+
+awaitable<void> Connection::ForwardCancel(const pg::CancelKey& key) {
+  reason_ = "cancel_request";
+  auto target = CancelRegistry::Get().Find(key);
+  if (!target) {
+    // Unknown keys get the same silence as known ones: a cancel never has a reply.
+    Metrics::Get().Failed(NetReason::kCancelUnknownKey);
+    reason_ = "cancel_unknown_key";
+    co_return;
+  }
+  ArmDeadline(ctx_.limits.connect_timeout, "cancel_connect_timeout", false);
+  error_code ec = co_await Dial(server_, resolver_, target->address, target->port);
+  if (!ec) {
+    Bytes cancel = pg::BuildCancelRequest(target->key);
+    co_await asio::async_write(server_, asio::buffer(cancel), asio::redirect_error(kAwait, ec));
+  }
+  DisarmDeadline();
+  if (ec) {
+    reason_ = "cancel_machine_unreachable";
+    co_return;
+  }
+  Metrics::Get().cancels_forwarded++;
+  server_.shutdown(tcp::socket::shutdown_send, ec);
+  reason_ = "cancel_forwarded";
+}
+
+awaitable<bool> Connection::ConnectMachine() {
+  const auto& machines = route_->machines;
+  static std::atomic<size_t> next{0};
+  size_t start = machines.empty() ? 0 : next++ % machines.size();
+  for (size_t i = 0; i < machines.size(); ++i) {
+    const auto& m = machines[(start + i) % machines.size()];
+    ArmDeadline(ctx_.limits.connect_timeout, "machine_connect_timeout", false);
+    error_code ec = co_await Dial(server_, resolver_, m.address, route_->internal_port);
+    DisarmDeadline();
+    if (!ec) {
+      machine_address_ = m.address;
+      reason_.clear();
+      co_return true;
+    }
+    spdlog::warn("app {}: machine {} port {} unreachable: {}", route_->app, m.address,
+                 route_->internal_port, ec.message());
+  }
+  Metrics::Get().Failed(NetReason::kMachineUnreachable);
+  if (route_->pg_tls) {
+    // The text names the app, never a private address.
+    co_await RefuseAndClose(
+        pg::BuildFatal(pg::sqlstate::kConnectionFailure,
+                       "could not connect to a machine of app \"" + route_->app + "\"",
+                       {}, "The app's machines are not reachable from the edge; try again later."),
+        NetReasonName(NetReason::kMachineUnreachable));
+  } else {
+    reason_ = NetReasonName(NetReason::kMachineUnreachable);
+  }
+  co_return false;
+}
+
+awaitable<void> Connection::Run() {
+  error_code ec;
+  client_ep_ = client_.remote_endpoint(ec);
+  local_ep_ = client_.local_endpoint(ec);
+  client_.set_option(tcp::no_delay(true), ec);
+  Metrics::Get().accepted++;
+  Metrics::Get().active++;
+
+  table_ = ctx_.routes->Current();
+  route_ = table_ ? table_->Find(Ip(local_ep_), local_ep_.port()) : nullptr;
+  if (route_ == nullptr) {
+    Metrics::Get().Failed(NetReason::kNoRoute);
+    reason_ = NetReasonName(NetReason::kNoRoute);
+  } else {
+    certs_ = ctx_.certs->Current();
+    ArmDeadline(ctx_.limits.handshake_timeout, NetReasonName(NetReason::kHandshakeTimeout), true);
+    bool ok = true;
+    if (route_->pg_tls) {
+      ok = co_await PgStartup();
+    } else if (route_->tls) {
+      ok = co_await TlsHandshake({}, PolicyFor(*route_));
+    }
+    if (deadline_fired_) Metrics::Get().Failed(NetReason::kHandshakeTimeout);
+    DisarmDeadline();
+    if (ok && !deadline_fired_ && co_await ConnectMachine()) co_await Relay();
+  }
+  CloseAll();
+  for (const auto& key : issued_keys_) CancelRegistry::Get().Unregister(key);
+  Metrics::Get().bytes_in += bytes_in_;
+  Metrics::Get().bytes_out += bytes_out_;
+  Metrics::Get().active--;
+  Metrics::Get().closed++;
+  Log();
+}
+
+awaitable<void> Connection::Relay() {
+  error_code ec;
+  if (route_->proxy_proto != 0) {
+    auto addrs = ProxyAddressesOf(client_ep_, local_ep_);
+    Bytes header = route_->proxy_proto == 2 ? BuildProxyV2(addrs) : BuildProxyV1(addrs);
+    co_await asio::async_write(server_, asio::buffer(header), asio::redirect_error(kAwait, ec));
+    if (ec) co_return;
+  }
+  if (!startup_packet_.empty()) {
+    co_await asio::async_write(server_, asio::buffer(startup_packet_),
+                               asio::redirect_error(kAwait, ec));
+    bytes_in_ += startup_packet_.size();
+    Bytes().swap(startup_packet_);
+    if (ec) co_return;
+  }
+  // Both directions run at once; this coroutine waits for the spawned one before returning,
+  // so the captured locals outlive it.
+  asio::steady_timer other_done(client_.get_executor(), Clock::time_point::max());
+  bool finished = false;
+  asio::co_spawn(client_.get_executor(), ServerToClient(),
+                 [&](std::exception_ptr e) {
+                   if (e) spdlog::error("relay server->client ended with an exception");
+                   finished = true;
+                   other_done.cancel();
+                 });
+  co_await ClientToServer();
+  if (!finished) co_await other_done.async_wait(asio::redirect_error(kAwait, ec));
+}
+
+awaitable<void> Connection::ClientToServer() {
+  std::vector<uint8_t> buf(ctx_.limits.relay_buffer);
+  error_code ec;
+  while (true) {
+    size_t n = co_await ClientRead(buf);
+    if (n == 0) break;
+    bytes_in_ += n;
+    co_await asio::async_write(server_, asio::buffer(buf.data(), n),
+                               asio::redirect_error(kAwait, ec));
+    if (ec) {
+      if (reason_.empty()) reason_ = "machine_write_failed";
+      CloseAll();
+      co_return;
+    }
+  }
+  if (reason_.empty()) reason_ = "client_closed";
+  // Half-close: the machine sees EOF and may still answer.
+  server_.shutdown(tcp::socket::shutdown_send, ec);
+}
+
+awaitable<void> Connection::ServerToClient() {
+  auto self = shared_from_this();
+  std::vector<uint8_t> buf(ctx_.limits.relay_buffer);
+  std::optional<pg::BackendWatcher> watcher;
+  if (route_->pg_tls) {
+    watcher.emplace([this](const pg::CancelKey& real) {
+      pg::CancelKey issued = CancelRegistry::Get().Register(
+          CancelTarget{machine_address_, route_->internal_port, real});
+      issued_keys_.push_back(issued);
+      return issued;
+    });
+  }
+  Bytes out;
+  error_code ec;
+  while (true) {
+    size_t n = co_await server_.async_read_some(asio::buffer(buf),
+                                                asio::redirect_error(kAwait, ec));
+    if (ec) break;
+    ByteSpan chunk(buf.data(), n);
+    if (watcher && !watcher->done()) {
+      out.clear();
+      if (auto s = watcher->Feed(chunk, &out); !s.ok()) {
+        if (reason_.empty()) reason_ = "machine_protocol_error";
+        CloseAll();
+        co_return;
+      }
+      if (watcher->done()) server_version_ = watcher->server_version();
+      chunk = out;
+    }
+    bytes_out_ += chunk.size();
+    if (!chunk.empty() && !co_await ClientWrite(chunk)) {
+      if (reason_.empty()) reason_ = "client_write_failed";
+      CloseAll();
+      co_return;
+    }
+  }
+  if (ec != asio::error::eof) {
+    if (reason_.empty()) reason_ = "machine_read_failed";
+    CloseAll();
+    co_return;
+  }
+  if (reason_.empty()) reason_ = "machine_closed";
+  if (tls_ready_) {
+    tls_->Shutdown();
+    co_await FlushTls();
+  }
+  client_.shutdown(tcp::socket::shutdown_send, ec);
+}
+
+void Connection::Log() {
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started_);
+  spdlog::info(
+      "conn client={} local={} app={} handler={} tls={} cipher={} sni={} user={} database={} "
+      "server_version={} bytes_in={} bytes_out={} duration_ms={} reason={}",
+      Endpoint(client_ep_), Endpoint(local_ep_), route_ ? route_->app : "-",
+      route_ ? route_->HandlerName() : "-", tls_ready_ ? tls_->version() : "-",
+      tls_ready_ ? tls_->cipher() : "-", tls_ && !tls_->server_name().empty() ? tls_->server_name() : "-",
+      user_.empty() ? "-" : user_, database_.empty() ? "-" : database_,
+      server_version_.empty() ? "-" : server_version_, bytes_in_, bytes_out_, ms.count(),
+      reason_.empty() ? "closed" : reason_);
+}
+
+}  // namespace
+
+void StartConnection(tcp::socket socket, const ConnectionContext& ctx) {
+  auto executor = socket.get_executor();
+  auto conn = std::make_shared<Connection>(std::move(socket), ctx);
+  asio::co_spawn(executor, conn->Run(), [conn](std::exception_ptr e) {
+    if (e) spdlog::error("connection coroutine ended with an exception");
+  });
+}
+
+}  // namespace drawbridge::net

@@ -1,0 +1,22 @@
+// One client connection, from accept to close, as one coroutine (ARCHITECTURE.md, "Life of
+// one connection"). The connection owns both sockets; it reads the route table snapshot and
+// the certificate set once, when it starts.
+#pragma once
+
+#include "control/route_table.h"
+#include "net/asio.h"
+#include "net/limits.h"
+#include "tls/cert_store.h"
+
+namespace drawbridge::net {
+
+struct ConnectionContext {
+  const control::RouteTableHolder* routes = nullptr;
+  const tls::CertStore* certs = nullptr;
+  Limits limits;
+};
+
+// Spawns the connection's coroutine on the socket's executor. Never throws.
+void StartConnection(tcp::socket socket, const ConnectionContext& ctx);
+
+}  // namespace drawbridge::net

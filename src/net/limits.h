@@ -1,0 +1,17 @@
+// Deadlines and sizes of the data plane (PRODUCT.md, "Limits and defaults").
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+
+namespace drawbridge::net {
+
+struct Limits {
+  std::chrono::milliseconds handshake_timeout{10'000};  // accept -> StartupMessage routed
+  std::chrono::milliseconds connect_timeout{5'000};     // per machine connect attempt
+  std::chrono::milliseconds close_linger{2'000};        // draining input after a FATAL
+  std::chrono::milliseconds drain_timeout{30'000};      // SIGTERM -> forced close
+  size_t relay_buffer = 16 * 1024;                      // per direction
+};
+
+}  // namespace drawbridge::net

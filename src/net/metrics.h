@@ -1,0 +1,47 @@
+// Process-wide counters of the data plane. Lock-free; safe from any thread.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+#include "pg/startup.h"
+
+namespace drawbridge::net {
+
+// Refusals and failures that happen in the network layer, next to pg::RefuseReason.
+enum class NetReason {
+  kNoRoute,
+  kHandshakeTimeout,
+  kTlsHandshakeFailed,
+  kDirectTlsWithoutAlpn,
+  kMachineUnreachable,
+  kCancelUnknownKey,
+  kClientClosedEarly,
+  kCount,
+};
+const char* NetReasonName(NetReason r);
+
+class Metrics {
+ public:
+  static Metrics& Get();
+
+  void Refused(pg::RefuseReason r) { pg_[static_cast<size_t>(r)]++; }
+  void Failed(NetReason r) { net_[static_cast<size_t>(r)]++; }
+  std::atomic<uint64_t> accepted{0};
+  std::atomic<uint64_t> closed{0};
+  std::atomic<uint64_t> active{0};
+  std::atomic<uint64_t> cancels_forwarded{0};
+  std::atomic<uint64_t> bytes_in{0};
+  std::atomic<uint64_t> bytes_out{0};
+
+  // One logfmt line with every counter.
+  std::string Summary() const;
+
+ private:
+  std::array<std::atomic<uint64_t>, static_cast<size_t>(pg::RefuseReason::kCount)> pg_{};
+  std::array<std::atomic<uint64_t>, static_cast<size_t>(NetReason::kCount)> net_{};
+};
+
+}  // namespace drawbridge::net

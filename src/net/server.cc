@@ -1,0 +1,196 @@
+#include "net/server.h"
+
+#include <sys/socket.h>
+
+#include <future>
+#include <map>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+
+#include "net/asio.h"
+#include "net/connection.h"
+#include "net/metrics.h"
+
+namespace drawbridge::net {
+
+namespace {
+
+using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+
+awaitable<void> AcceptLoop(std::shared_ptr<tcp::acceptor> acceptor, const ConnectionContext* ctx) {
+  while (acceptor->is_open()) {
+    error_code ec;
+    tcp::socket socket = co_await acceptor->async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    if (!ec) {
+      StartConnection(std::move(socket), *ctx);
+      continue;
+    }
+    if (ec == asio::error::operation_aborted || !acceptor->is_open()) co_return;
+    // Out of descriptors or memory: back off instead of spinning.
+    spdlog::warn("accept failed: {}", ec.message());
+    asio::steady_timer pause(acceptor->get_executor(), std::chrono::milliseconds(100));
+    co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+}
+
+base::Result<std::shared_ptr<tcp::acceptor>> Listen(asio::io_context& io, const tcp::endpoint& ep) {
+  auto a = std::make_shared<tcp::acceptor>(io);
+  error_code ec;
+  a->open(ep.protocol(), ec);
+  if (!ec && ep.address().is_v6()) a->set_option(asio::ip::v6_only(true), ec);
+  if (!ec) a->set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) a->set_option(ReusePort(true), ec);
+  if (!ec) a->bind(ep, ec);
+  if (!ec) a->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return base::Status::Error("cannot listen on " + ep.address().to_string() + " port " +
+                               std::to_string(ep.port()) + ": " + ec.message());
+  }
+  return a;
+}
+
+}  // namespace
+
+struct Server::Impl {
+  struct Worker {
+    asio::io_context io{1};
+    std::map<int, std::vector<std::shared_ptr<tcp::acceptor>>> listeners;
+    std::thread thread;
+  };
+
+  ServerOptions options;
+  const control::RouteTableHolder* routes;
+  ConnectionContext ctx;
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
+  std::mutex sync_mu;
+
+  // Runs on the worker's thread (or before it starts).
+  base::Status Sync(Worker& w, const std::set<int>& ports) {
+    for (auto it = w.listeners.begin(); it != w.listeners.end();) {
+      if (ports.count(it->first)) {
+        ++it;
+        continue;
+      }
+      for (auto& a : it->second) {
+        error_code ignored;
+        a->close(ignored);
+      }
+      it = w.listeners.erase(it);
+    }
+    for (int port : ports) {
+      if (w.listeners.count(port)) continue;
+      auto v4 = Listen(w.io, tcp::endpoint(asio::ip::address_v4::any(), port));
+      if (!v4.ok()) return v4.status();
+      auto& list = w.listeners[port];
+      list.push_back(*v4);
+      auto v6 = Listen(w.io, tcp::endpoint(asio::ip::address_v6::any(), port));
+      if (v6.ok()) {
+        list.push_back(*v6);
+      } else {
+        spdlog::warn("{} (IPv6 clients cannot reach this port)", v6.message());
+      }
+      for (auto& a : list) asio::co_spawn(w.io, AcceptLoop(a, &ctx), asio::detached);
+    }
+    return {};
+  }
+
+  std::set<int> WantedPorts() const {
+    std::set<int> ports;
+    if (auto table = routes->Current()) {
+      for (int p : table->Ports()) ports.insert(p);
+    }
+    return ports;
+  }
+};
+
+Server::Server(ServerOptions options, const control::RouteTableHolder* routes,
+               const tls::CertStore* certs)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->options = options;
+  impl_->routes = routes;
+  impl_->ctx.routes = routes;
+  impl_->ctx.certs = certs;
+  impl_->ctx.limits = options.limits;
+  int n = options.threads > 0 ? options.threads
+                              : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  for (int i = 0; i < n; ++i) impl_->workers.push_back(std::make_unique<Impl::Worker>());
+}
+
+Server::~Server() {
+  for (auto& w : impl_->workers) w->io.stop();
+  for (auto& w : impl_->workers) {
+    if (w->thread.joinable()) w->thread.join();
+  }
+}
+
+base::Status Server::Start() {
+  auto ports = impl_->WantedPorts();
+  for (auto& w : impl_->workers) {
+    if (auto s = impl_->Sync(*w, ports); !s.ok()) return s;
+  }
+  for (auto& w : impl_->workers) {
+    impl_->guards.push_back(asio::make_work_guard(w->io));
+    Impl::Worker* worker = w.get();
+    w->thread = std::thread([worker] { worker->io.run(); });
+  }
+  return {};
+}
+
+base::Status Server::SyncListeners() {
+  std::lock_guard lock(impl_->sync_mu);
+  auto ports = impl_->WantedPorts();
+  base::Status result;
+  for (auto& w : impl_->workers) {
+    std::promise<base::Status> done;
+    Impl::Worker* worker = w.get();
+    asio::post(w->io, [&, worker] { done.set_value(impl_->Sync(*worker, ports)); });
+    auto s = done.get_future().get();
+    if (!s.ok() && result.ok()) result = s;
+  }
+  return result;
+}
+
+void Server::Run(const std::function<void()>& on_reload) {
+  asio::io_context signals_io(1);
+  asio::signal_set signals(signals_io, SIGTERM, SIGINT, SIGHUP);
+  bool stopping = false;
+  std::function<void(error_code, int)> on_signal = [&](error_code ec, int sig) {
+    if (ec) return;
+    if (sig == SIGHUP) {
+      spdlog::info("SIGHUP: reloading");
+      on_reload();
+      if (auto s = SyncListeners(); !s.ok()) spdlog::error("listeners: {}", s.message());
+      signals.async_wait(on_signal);
+      return;
+    }
+    stopping = true;
+  };
+  signals.async_wait(on_signal);
+  while (!stopping) signals_io.run_one();
+
+  spdlog::info("stopping: no new connections; draining {} open", Metrics::Get().active.load());
+  for (auto& w : impl_->workers) {
+    std::promise<void> done;
+    Impl::Worker* worker = w.get();
+    asio::post(w->io, [&, worker] {
+      impl_->Sync(*worker, {});
+      done.set_value();
+    });
+    done.get_future().wait();
+  }
+  auto deadline = std::chrono::steady_clock::now() + impl_->options.limits.drain_timeout;
+  while (Metrics::Get().active.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  impl_->guards.clear();
+  for (auto& w : impl_->workers) w->io.stop();
+  for (auto& w : impl_->workers) {
+    if (w->thread.joinable()) w->thread.join();
+  }
+}
+
+}  // namespace drawbridge::net

@@ -1,0 +1,70 @@
+// Server certificates for TLS termination, chosen by SNI. A CertSet is immutable once loaded;
+// CertStore holds the current set and swaps it atomically, so certificates can change while
+// connections are open (each TLS session keeps a reference to the SSL_CTX it started with).
+// Thread-safe.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <openssl/ssl.h>
+
+#include "base/status.h"
+
+namespace drawbridge::tls {
+
+struct CtxDeleter {
+  void operator()(SSL_CTX* ctx) const { SSL_CTX_free(ctx); }
+};
+using CtxPtr = std::unique_ptr<SSL_CTX, CtxDeleter>;
+
+struct CertFiles {
+  std::string cert_path;  // PEM: leaf first, then the chain
+  std::string key_path;   // PEM private key
+};
+
+class CertSet {
+ public:
+  // Loads every pair; the first is the default for clients that send no or an unknown SNI.
+  static base::Result<std::shared_ptr<const CertSet>> Load(const std::vector<CertFiles>& files);
+
+  // The context for `server_name` (case-insensitive, trailing dot ignored, "*.zone" SANs match
+  // one label), or the default context.
+  SSL_CTX* Find(std::string_view server_name) const;
+  SSL_CTX* default_ctx() const { return contexts_.front().get(); }
+  const std::vector<std::string>& names() const { return names_; }
+
+ private:
+  std::vector<CtxPtr> contexts_;
+  std::map<std::string, SSL_CTX*> by_name_;  // lower-case SAN -> context
+  std::vector<std::string> names_;
+};
+
+class CertStore {
+ public:
+  std::shared_ptr<const CertSet> Current() const {
+    std::lock_guard lock(mu_);
+    return current_;
+  }
+  void Swap(std::shared_ptr<const CertSet> set) {
+    std::lock_guard lock(mu_);
+    current_ = std::move(set);
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::shared_ptr<const CertSet> current_;
+};
+
+// A server SSL_CTX with the edge's settings: TLS 1.2 minimum, Mozilla "intermediate" ciphers
+// and groups, no compression, no renegotiation, no tickets, no session cache, no early data.
+base::Result<CtxPtr> NewServerContext(const CertFiles& files);
+
+// The last OpenSSL error as text, and the error queue cleared.
+std::string TakeOpenSslError();
+
+}  // namespace drawbridge::tls

@@ -1,0 +1,498 @@
+"""Process and environment helpers shared by conftest.py and the tests.
+
+Every process started here is tracked by PID and stopped by PID; every wait has a deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+PSQL = "/usr/bin/psql"
+PGBENCH = "/usr/bin/pgbench"
+
+_handed_out: set[int] = set()
+_port_lock = threading.Lock()
+
+
+def free_port() -> int:
+    """A TCP port currently free on both 0.0.0.0 and :: (dual-stack bind), never repeated."""
+    for _ in range(200):
+        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        try:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            s.bind(("::", 0))
+            port = s.getsockname()[1]
+        finally:
+            s.close()
+        s4 = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s4.bind(("0.0.0.0", port))
+        except OSError:
+            continue
+        finally:
+            s4.close()
+        with _port_lock:
+            if port in _handed_out:
+                continue
+            _handed_out.add(port)
+        return port
+    raise RuntimeError("could not find a free port")
+
+
+def wait_until(pred, timeout: float, interval: float = 0.05, what: str = "condition"):
+    """Poll pred() until it returns a truthy value; return it, or raise AssertionError."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("State:"):
+                    return "Z" not in line.split()[1]
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def stop_pid(pid: int, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
+    """Signal one PID, wait for it to go away, SIGKILL it if it does not."""
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and pid_alive(pid):
+        time.sleep(0.05)
+    if pid_alive(pid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def run(cmd, timeout: float = 60, check: bool = True, **kw) -> subprocess.CompletedProcess:
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{cmd} failed rc={p.returncode}\nstdout:\n{p.stdout}\n"
+                             f"stderr:\n{p.stderr}")
+    return p
+
+
+_clean_home = None
+
+
+def libpq_env(**extra) -> dict[str, str]:
+    """Environment for libpq clients: no inherited PG* variables, an empty HOME (no
+    ~/.pgpass, ~/.postgresql/root.crt or .psqlrc surprises), a connect timeout."""
+    global _clean_home
+    if _clean_home is None:
+        _clean_home = tempfile.mkdtemp(prefix="drawbridge-it-home-")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env["HOME"] = _clean_home
+    env["PGCONNECT_TIMEOUT"] = "10"
+    env["PGAPPNAME"] = "drawbridge-it"
+    env.update(extra)
+    return env
+
+
+def run_psql(conninfo: str, *args: str, timeout: float = 60,
+             check: bool = True) -> subprocess.CompletedProcess:
+    cmd = [PSQL, "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", conninfo, *args]
+    return run(cmd, timeout=timeout, check=check, env=libpq_env())
+
+
+def dsn(**kw) -> str:
+    return " ".join(f"{k}={v}" for k, v in kw.items() if v is not None)
+
+
+# ------------------------------------------------------------------------------ PostgreSQL
+
+
+@dataclass
+class PgServer:
+    base: Path
+    port: int
+    password: str
+    host: str = "127.0.0.1"
+    pid: int | None = None
+
+    @property
+    def datadir(self) -> Path:
+        return self.base / "data"
+
+    @property
+    def sockdir(self) -> str:
+        return str(self.base)
+
+    @property
+    def logfile(self) -> Path:
+        return self.base / "postgres.log"
+
+    def log_text(self) -> str:
+        return self.logfile.read_text(errors="replace")
+
+    def psql(self, sql: str, db: str = "postgres", user: str = "postgres",
+             timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess:
+        """psql straight to Postgres over its Unix socket (trust)."""
+        return run_psql(dsn(host=self.sockdir, port=self.port, user=user, dbname=db),
+                        "-c", sql, timeout=timeout, check=check)
+
+    def direct_dsn(self, **kw) -> str:
+        base = dict(host=self.host, port=self.port, user="alice", password="alice-secret",
+                    dbname="app")
+        base.update(kw)
+        return dsn(**base)
+
+    def query(self, sql: str, params=None) -> list[tuple]:
+        """One query through a fresh psycopg connection over the Unix socket."""
+        import psycopg
+        with psycopg.connect(host=self.sockdir, port=self.port, user="postgres",
+                             dbname="postgres", autocommit=True, connect_timeout=10) as c:
+            cur = c.execute(sql, params)
+            return cur.fetchall() if cur.description else []
+
+    def activity(self, application_name: str) -> list[tuple]:
+        """(pid, state, query, wait_event) of client backends with that application_name."""
+        return self.query(
+            "SELECT pid, state, query, wait_event FROM pg_stat_activity "
+            "WHERE application_name = %s AND backend_type = 'client backend'",
+            (application_name,))
+
+    def terminate(self, application_name: str) -> None:
+        self.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                   "WHERE application_name = %s", (application_name,))
+
+
+def openssl_self_signed(key: Path, cert: Path, cn: str) -> None:
+    run(["openssl", "req", "-x509", "-new", "-newkey", "ec", "-pkeyopt",
+         "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "3", "-subj", f"/CN={cn}"])
+
+
+def start_postgres(password: str) -> PgServer:
+    base = Path(tempfile.mkdtemp(prefix="drawbridge-it-pg-"))
+    os.chmod(base, 0o755)
+    shutil.chown(base, "postgres", "postgres")
+    pg = PgServer(base=base, port=free_port(), password=password)
+    pwfile = base / "pwfile"
+    pwfile.write_text(password + "\n")
+    shutil.chown(pwfile, "postgres", "postgres")
+    os.chmod(pwfile, 0o600)
+
+    def as_pg(*cmd, timeout=120):
+        return run(["runuser", "-u", "postgres", "--", *cmd], timeout=timeout, cwd=base)
+
+    as_pg(str(PG_BIN / "initdb"), "-D", str(pg.datadir), "-U", "postgres", "-E", "UTF8",
+          "--locale=C", "--auth-host=scram-sha-256", "--auth-local=trust",
+          f"--pwfile={pwfile}", "--no-sync")
+    pwfile.unlink()
+
+    # Postgres's own certificate, for comparisons with direct TLS.
+    key, crt = pg.datadir / "server.key", pg.datadir / "server.crt"
+    openssl_self_signed(key, crt, "postgres-direct")
+    for f in (key, crt):
+        shutil.chown(f, "postgres", "postgres")
+        os.chmod(f, 0o600)
+
+    # 'probe' is a trust user so the byte-level client can log in without SCRAM.
+    hba = pg.datadir / "pg_hba.conf"
+    hba.write_text("host all probe 127.0.0.1/32 trust\nhost all probe ::1/128 trust\n"
+                   + hba.read_text())
+    with open(pg.datadir / "postgresql.conf", "a") as f:
+        f.write(f"""
+listen_addresses = '127.0.0.1,::1'
+port = {pg.port}
+unix_socket_directories = '{base}'
+ssl = on
+ssl_cert_file = 'server.crt'
+ssl_key_file = 'server.key'
+max_connections = 60
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+log_connections = on
+log_min_messages = warning
+""")
+    as_pg(str(PG_BIN / "pg_ctl"), "-D", str(pg.datadir), "-l", str(pg.logfile), "-w",
+          "-t", "60", "start", timeout=90)
+    pg.pid = int((pg.datadir / "postmaster.pid").read_text().split("\n")[0])
+    pg.psql("CREATE ROLE alice LOGIN PASSWORD 'alice-secret'")
+    pg.psql("CREATE DATABASE app OWNER alice")
+    pg.psql("CREATE ROLE probe LOGIN")
+    return pg
+
+
+def stop_postgres(pg: PgServer) -> None:
+    if pg.pid:
+        stop_pid(pg.pid, signal.SIGINT, timeout=30)  # fast shutdown
+    shutil.rmtree(pg.base, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------ certificates
+
+
+@dataclass
+class Certs:
+    dir: Path
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    other_cert: Path
+    other_key: Path
+
+
+_EXT = """
+[mydb]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:mydb.drawbridge.test,IP:127.0.0.1,IP:::1
+[other]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:other.drawbridge.test
+"""
+
+_CA_CNF = """
+[req]
+distinguished_name = dn
+x509_extensions = v3_ca
+prompt = no
+[dn]
+CN = Drawbridge Integration Test CA
+[v3_ca]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign
+subjectKeyIdentifier = hash
+"""
+
+
+def make_certs() -> Certs:
+    d = Path(tempfile.mkdtemp(prefix="drawbridge-it-certs-"))
+    (d / "ext.cnf").write_text(_EXT)
+    (d / "ca.cnf").write_text(_CA_CNF)
+    run(["openssl", "req", "-x509", "-new", "-newkey", "ec", "-pkeyopt",
+         "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(d / "ca.key"),
+         "-out", str(d / "ca.pem"), "-days", "3", "-config", str(d / "ca.cnf")])
+    for name, cn in (("mydb", "mydb.drawbridge.test"), ("other", "other.drawbridge.test")):
+        run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+             "-nodes", "-keyout", str(d / f"{name}.key"), "-out", str(d / f"{name}.csr"),
+             "-subj", f"/CN={cn}"])
+        run(["openssl", "x509", "-req", "-in", str(d / f"{name}.csr"), "-CA", str(d / "ca.pem"),
+             "-CAkey", str(d / "ca.key"), "-set_serial", str(int.from_bytes(os.urandom(8), "big")),
+             "-days", "3", "-sha256", "-extfile", str(d / "ext.cnf"), "-extensions", name,
+             "-out", str(d / f"{name}.pem")])
+    return Certs(dir=d, ca=d / "ca.pem", server_cert=d / "mydb.pem", server_key=d / "mydb.key",
+                 other_cert=d / "other.pem", other_key=d / "other.key")
+
+
+# ------------------------------------------------------------------------------ fake machine
+
+
+@dataclass
+class Recorded:
+    peer: tuple
+    data: bytearray = field(default_factory=bytearray)
+    closed: bool = False
+
+
+class FakeMachine:
+    """A TCP server standing in for a machine behind proxy_proto handlers (real Postgres does
+    not speak PROXY). It records every byte of every connection and never answers."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.conns: list[Recorded] = []
+        self.lock = threading.Lock()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", self.port))
+        self.sock.listen(64)
+        self.sock.settimeout(0.2)
+        self.stopping = False
+        self.thread = threading.Thread(target=self._accept_loop, daemon=True)
+        self.thread.start()
+
+    def _accept_loop(self):
+        while not self.stopping:
+            try:
+                c, peer = self.sock.accept()
+            except (socket.timeout, TimeoutError):
+                continue
+            except OSError:
+                return
+            rec = Recorded(peer=peer)
+            with self.lock:
+                self.conns.append(rec)
+            threading.Thread(target=self._serve, args=(c, rec), daemon=True).start()
+
+    def _serve(self, c: socket.socket, rec: Recorded):
+        c.settimeout(0.2)
+        deadline = time.monotonic() + 120
+        with c:
+            while not self.stopping and time.monotonic() < deadline:
+                try:
+                    chunk = c.recv(65536)
+                except (socket.timeout, TimeoutError):
+                    continue
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                with self.lock:
+                    rec.data += chunk
+        rec.closed = True
+
+    def snapshot(self) -> list[bytes]:
+        with self.lock:
+            return [bytes(r.data) for r in self.conns]
+
+    def wait_for(self, pred, timeout: float = 10.0, what: str = "data at the fake machine"
+                 ) -> bytes:
+        """First recorded connection whose bytes satisfy pred, waiting up to timeout."""
+        def find():
+            for d in self.snapshot():
+                if pred(d):
+                    return d
+            return None
+        try:
+            return wait_until(find, timeout, what=what)
+        except AssertionError:
+            raise AssertionError(f"timed out waiting for {what}; fake machine saw "
+                                 f"{[d[:120] for d in self.snapshot()]}") from None
+
+    def stop(self):
+        self.stopping = True
+        self.sock.close()
+        self.thread.join(5)
+
+
+# ------------------------------------------------------------------------------ the edge
+
+
+def drawbridge_bin() -> Path:
+    p = Path(os.environ.get("DRAWBRIDGE_BIN", REPO_ROOT / "build/src/drawbridge"))
+    if not p.is_absolute():
+        p = REPO_ROOT / p
+    return p
+
+
+class EdgeProcess:
+    def __init__(self, workdir: Path, fly_toml: str, certs: Certs, ports: dict[str, int],
+                 extra_args: tuple[str, ...] = ()):
+        self.bin = drawbridge_bin()
+        self.workdir = workdir
+        self.ports = ports
+        self.certs = certs
+        self.config = workdir / "fly.toml"
+        self.config.write_text(fly_toml)
+        self.logfile = workdir / "drawbridge.stderr"
+        self.extra_args = extra_args
+        self.proc: subprocess.Popen | None = None
+        self.returncode: int | None = None
+
+    def start(self, ready_timeout: float = 20.0) -> None:
+        if not (self.bin.is_file() and os.access(self.bin, os.X_OK)):
+            raise AssertionError(f"drawbridge binary not found or not executable at {self.bin}"
+                                 " (build it, or set DRAWBRIDGE_BIN)")
+        cmd = [str(self.bin), "serve", "--config", str(self.config), "--machine", "127.0.0.1",
+               "--cert", str(self.certs.server_cert), "--key", str(self.certs.server_key),
+               "--cert", str(self.certs.other_cert), "--key", str(self.certs.other_key),
+               "--log-level", "info", *self.extra_args]
+        with open(self.logfile, "wb") as log, open(self.workdir / "drawbridge.stdout", "wb") as out:
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=log, stdin=subprocess.DEVNULL,
+                                         cwd=self.workdir)
+        deadline = time.monotonic() + ready_timeout
+        while True:
+            if "drawbridge: ready" in self.log_text():
+                return
+            if self.proc.poll() is not None:
+                raise AssertionError(f"drawbridge exited with {self.proc.returncode} before "
+                                     f"ready; cmd={cmd}\nstderr:\n{self.log_text()[-4000:]}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError(f"drawbridge did not print 'drawbridge: ready' within "
+                                     f"{ready_timeout}s\nstderr:\n{self.log_text()[-4000:]}")
+            time.sleep(0.05)
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_text(self) -> str:
+        try:
+            return self.logfile.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def conn_lines(self) -> list[str]:
+        return [ln for ln in self.log_text().splitlines() if ln.startswith("conn ")]
+
+    def rss_kb(self) -> int:
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise AssertionError("no VmRSS")
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        """SIGTERM by PID, bounded wait, then SIGKILL. Returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.returncode = self.proc.returncode
+        return self.returncode
+
+    # -- convenience for tests
+    def dsn(self, service: str = "pg_tls", **kw) -> str:
+        base = dict(host="127.0.0.1", port=self.ports[service], user="alice",
+                    password="alice-secret", dbname="app", sslmode="require")
+        base.update(kw)
+        return dsn(**base)
+
+
+def fly_toml(services: list[dict]) -> str:
+    """services: [{internal_port, port, handlers, proxy_v2?}] -> fly.toml text."""
+    out = ['app = "mydb"', 'primary_region = "local"', ""]
+    for s in services:
+        handlers = ", ".join(f'"{h}"' for h in s["handlers"])
+        out += ["[[services]]",
+                f"  internal_port = {s['internal_port']}",
+                '  protocol = "tcp"',
+                "  [[services.ports]]",
+                f"    handlers = [{handlers}]",
+                f"    port = {s['port']}"]
+        if s.get("proxy_v2"):
+            out.append('    proxy_proto_options = { version = "v2" }')
+        out.append("")
+    return "\n".join(out)

@@ -1,0 +1,106 @@
+"""Process lifecycle of `drawbridge serve`: SIGTERM exit code, SIGHUP reload of fly.toml and
+certificates. Each test runs its own short-lived edge instance."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import ssl
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+import harness
+import pgwire as w
+from harness import EdgeProcess, free_port, fly_toml, wait_until
+
+
+@pytest.fixture
+def private_edge(pg, certs):
+    """Factory for an edge of its own, with its own copies of the certificate files."""
+    made: list[EdgeProcess] = []
+    dirs: list[Path] = []
+
+    def make(ports: dict[str, int]) -> EdgeProcess:
+        d = Path(tempfile.mkdtemp(prefix="drawbridge-it-private-"))
+        dirs.append(d)
+        own = replace(certs, server_cert=d / "mydb.pem", server_key=d / "mydb.key",
+                      other_cert=d / "other.pem", other_key=d / "other.key")
+        for src, dst in ((certs.server_cert, own.server_cert), (certs.server_key, own.server_key),
+                         (certs.other_cert, own.other_cert), (certs.other_key, own.other_key)):
+            shutil.copy(src, dst)
+        e = EdgeProcess(d, toml_for(pg, ports), own, ports)
+        made.append(e)
+        e.start()
+        return e
+
+    yield make
+    for e in made:
+        e.stop()
+    for d in dirs:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def toml_for(pg, ports: dict[str, int]) -> str:
+    return fly_toml([dict(internal_port=pg.port, port=p, handlers=["pg_tls"])
+                     for p in ports.values()])
+
+
+def answers_S(port: int) -> bool:
+    try:
+        with w.connect("127.0.0.1", port, timeout=2) as c:
+            c.send(w.SSL_REQUEST)
+            return c.recv_exact(1, 2) == b"S"
+    except (OSError, w.PgWireError):
+        return False
+
+
+def test_sigterm_exits_zero(private_edge):
+    port = free_port()
+    e = private_edge({"a": port})
+    assert answers_S(port)
+    rc = e.stop(timeout=20)
+    assert rc == 0, f"exit code {rc} after SIGTERM\n{e.log_text()[-3000:]}"
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+def test_sighup_reloads_fly_toml_without_dropping_sessions(private_edge, pg):
+    a, b = free_port(), free_port()
+    e = private_edge({"a": a})
+    assert not answers_S(b)
+    with w.ssl_request_tls("127.0.0.1", a) as t:
+        w.login_trust(t, "probe", "app")
+        e.config.write_text(toml_for(pg, {"a": a, "b": b}))
+        e.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: answers_S(b), 10, what="the new port to be served after SIGHUP")
+        assert e.alive()
+        assert answers_S(a)
+        # The session opened before the reload still works.
+        assert w.simple_query(t, "SELECT 'survived'") == [["survived"]]
+    with w.ssl_request_tls("127.0.0.1", b) as t:
+        w.login_trust(t, "probe", "app")
+
+
+def test_sighup_reloads_certificates(private_edge):
+    port = free_port()
+    e = private_edge({"a": port})
+    fresh = harness.make_certs()  # a new CA and new leaves for the same names
+    try:
+        def served_der() -> bytes:
+            with w.ssl_request_tls("127.0.0.1", port, server_hostname="mydb.drawbridge.test") as t:
+                return t.sock.getpeercert(binary_form=True)
+
+        old = ssl.PEM_cert_to_DER_cert(e.certs.server_cert.read_text())
+        new = ssl.PEM_cert_to_DER_cert(fresh.server_cert.read_text())
+        assert served_der() == old
+        shutil.copy(fresh.server_key, e.certs.server_key)
+        shutil.copy(fresh.server_cert, e.certs.server_cert)
+        e.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: served_der() == new, 10, what="the rotated certificate to be served")
+        assert e.alive()
+    finally:
+        shutil.rmtree(fresh.dir, ignore_errors=True)
