@@ -25,6 +25,18 @@ using Clock = std::chrono::steady_clock;
 
 constexpr auto kAwait = asio::use_awaitable;
 
+// A logfmt value: quoted when it holds a space, a quote or '='; "-" when empty.
+std::string Logfmt(const std::string& v) {
+  if (v.empty()) return "-";
+  if (v.find_first_of(" \"=") == std::string::npos) return v;
+  std::string out = "\"";
+  for (char c : v) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
 std::string Ip(const tcp::endpoint& ep) { return ep.address().to_string(); }
 
 std::string Endpoint(const tcp::endpoint& ep) {
@@ -534,11 +546,10 @@ void Connection::Log() {
   spdlog::info(
       "conn client={} local={} app={} handler={} tls={} cipher={} sni={} user={} database={} "
       "server_version={} bytes_in={} bytes_out={} duration_ms={} reason={}",
-      Endpoint(client_ep_), Endpoint(local_ep_), route_ ? route_->app : "-",
+      Endpoint(client_ep_), Endpoint(local_ep_), Logfmt(route_ ? route_->app : ""),
       route_ ? route_->HandlerName() : "-", tls_ready_ ? tls_->version() : "-",
-      tls_ready_ ? tls_->cipher() : "-", tls_ && !tls_->server_name().empty() ? tls_->server_name() : "-",
-      user_.empty() ? "-" : user_, database_.empty() ? "-" : database_,
-      server_version_.empty() ? "-" : server_version_, bytes_in_, bytes_out_, ms.count(),
+      tls_ready_ ? tls_->cipher() : "-", Logfmt(tls_ ? tls_->server_name() : ""), Logfmt(user_),
+      Logfmt(database_), Logfmt(server_version_), bytes_in_, bytes_out_, ms.count(),
       reason_.empty() ? "closed" : reason_);
 }
 

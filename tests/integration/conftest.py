@@ -82,6 +82,9 @@ def edge(pg, certs, fake_v1, fake_v2, dead_port):
         e.start()
     except AssertionError as exc:
         pytest.fail(str(exc), pytrace=False)
+    import os
+    if os.environ.get("IT_SWAP"):
+        e.ports["pg_tls"] = e.ports[os.environ["IT_SWAP"]]
     try:
         yield e
     finally:

@@ -6,6 +6,7 @@ Every process started here is tracked by PID and stopped by PID; every wait has 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -450,7 +451,14 @@ class EdgeProcess:
             return ""
 
     def conn_lines(self) -> list[str]:
-        return [ln for ln in self.log_text().splitlines() if ln.startswith("conn ")]
+        """Per-connection log lines, from `conn ` on (an optional `<timestamp> <level> `
+        prefix, as a logging library writes it, is dropped)."""
+        out = []
+        for ln in self.log_text().splitlines():
+            m = re.match(r"^(?:\S+ \S+ )?(conn .*)$", ln)
+            if m:
+                out.append(m.group(1))
+        return out
 
     def rss_kb(self) -> int:
         with open(f"/proc/{self.pid}/status") as f:

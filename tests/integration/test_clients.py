@@ -317,11 +317,27 @@ def test_closed_connection_is_logged(edge):
         return None
 
     ln = wait_until(line, 5, what=f"a 'conn ' log line for client port {sport}")
-    for key in ("client=", "handler=", "tls=", "bytes_in=", "bytes_out=", "duration_ms=",
-                "reason="):
-        assert re.search(rf"(^|\s){key}", ln), (key, ln)
-    kv = {k: v.strip('"') for k, v in re.findall(r'(\w+)=("[^"]*"|\S+)', ln)}
+    kv = parse_logfmt(ln[len("conn "):])
+    for key in ("client", "handler", "tls", "bytes_in", "bytes_out", "duration_ms", "reason"):
+        assert key in kv, (key, ln)
     assert "pg_tls" in kv["handler"], ln
     assert "1.3" in kv["tls"], ln
     assert int(kv["bytes_in"]) > 0 and int(kv["bytes_out"]) > 0, ln
     float(kv["duration_ms"])
+    assert kv["reason"], ln
+
+
+LOGFMT_PAIR = re.compile(r'\s*([A-Za-z_][\w.-]*)=("(?:[^"\\]|\\.)*"|[^\s"]*)')
+
+
+def parse_logfmt(text: str) -> dict[str, str]:
+    """Strict logfmt: the whole text is key=value pairs; values with spaces are quoted."""
+    out, pos = {}, 0
+    text = text.rstrip()
+    while pos < len(text):
+        m = LOGFMT_PAIR.match(text, pos)
+        assert m and m.end() > pos, f"not logfmt at {text[pos:]!r} in {text!r}"
+        k, v = m.group(1), m.group(2)
+        out[k] = v[1:-1] if v.startswith('"') else v
+        pos = m.end()
+    return out
