@@ -115,6 +115,13 @@ def libpq_env(**extra) -> dict[str, str]:
     return env
 
 
+def remove_client_home() -> None:
+    global _clean_home
+    if _clean_home is not None:
+        shutil.rmtree(_clean_home, ignore_errors=True)
+        _clean_home = None
+
+
 def run_psql(conninfo: str, *args: str, timeout: float = 60,
              check: bool = True) -> subprocess.CompletedProcess:
     cmd = [PSQL, "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", conninfo, *args]

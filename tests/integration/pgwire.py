@@ -160,9 +160,9 @@ class WireConn:
                 return msgs
 
     def read_to_eof(self, timeout: float = DEFAULT_TIMEOUT) -> tuple[bytes, str]:
-        """Everything until the peer closes. Returns (bytes, how) with how in
-        {'eof', 'eof-without-close-notify', 'reset', 'tls-error: ...'}; raises PgWireError if the peer neither closes nor
-        goes quiet-and-closes within timeout."""
+        """Everything until the peer closes. Returns (bytes, how), how being one of 'eof',
+        'eof-without-close-notify', 'reset', 'tls-error: ...'. Raises PgWireError if the
+        peer has not closed within timeout."""
         deadline = time.monotonic() + timeout
         data, self.buf = self.buf, b""
         while True:
@@ -239,6 +239,18 @@ def client_context(alpn: list[str] | None = None, cafile: str | None = None,
         ctx.minimum_version = min_version
     if max_version is not None:
         ctx.maximum_version = max_version
+    return ctx
+
+
+def tls11_max_context() -> ssl.SSLContext:
+    """A client that offers at most TLS 1.1 (and really can: SECLEVEL=0 re-enables the
+    SHA-1 suites TLS 1.1 needs; test_harness.py proves it completes a 1.1 handshake)."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ctx = client_context(min_version=ssl.TLSVersion.TLSv1,
+                             max_version=ssl.TLSVersion.TLSv1_1)
+    ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
     return ctx
 
 

@@ -7,7 +7,7 @@ import hashlib
 import os
 import re
 import signal
-import socket
+import ssl
 import struct
 import subprocess
 import threading
@@ -94,6 +94,7 @@ def test_psql_wrong_password_gets_postgres_error(edge):
 # ------------------------------------------------------------------------- pgbench
 
 
+@pytest.mark.slow
 def test_pgbench_select_only_through_edge(edge, pg):
     env = libpq_env(PGPASSWORD="alice-secret")
     run([PGBENCH, "-i", "-s", "1", "-q", "-h", pg.host, "-p", str(pg.port), "-U", "alice", "app"],
@@ -133,6 +134,7 @@ def psql_output_digest(conninfo: str, sql: str, timeout: float = 300) -> tuple[s
     return h.hexdigest(), n
 
 
+@pytest.mark.slow
 def test_copy_1gb_is_byte_identical(edge, pg):
     via_edge = psql_output_digest(edge.dsn(sslmode="require"), COPY_1GB)
     direct = psql_output_digest(pg.direct_dsn(sslmode="disable"), COPY_1GB)
@@ -283,7 +285,6 @@ def test_raw_port_relays_postgres_own_tls(edge, pg):
     """The raw relay does not interpret SSLRequest: Postgres answers with its own cert."""
     with w.ssl_request_tls("127.0.0.1", edge.ports["raw"]) as t:
         got = t.sock.getpeercert(binary_form=True)
-    import ssl
     assert got == ssl.PEM_cert_to_DER_cert((pg.datadir / "server.crt").read_text())
 
 

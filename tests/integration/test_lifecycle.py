@@ -38,10 +38,14 @@ def private_edge(pg, certs):
         return e
 
     yield make
+    bad = []
     for e in made:
-        e.stop()
+        rc = e.stop(timeout=45)
+        if rc != 0:
+            bad.append(f"exit code {rc} after SIGTERM\n{e.log_text()[-3000:]}")
     for d in dirs:
         shutil.rmtree(d, ignore_errors=True)
+    assert not bad, bad
 
 
 def toml_for(pg, ports: dict[str, int]) -> str:
