@@ -1,107 +1,45 @@
-// drawbridge: the daemon (`serve`) and, later, the CLI that talks to it.
+// drawbridge: `serve` runs the daemon; every other command is the CLI, which talks to the
+// daemon's admin API.
 #include <cstdio>
-#include <memory>
+#include <cstring>
 #include <string>
-#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
-#include "config/fly_toml.h"
-#include "control/route_table.h"
-#include "net/metrics.h"
-#include "net/server.h"
-#include "tls/cert_store.h"
+#include "daemon/daemon.h"
 
 namespace {
 
-using namespace drawbridge;
-
-struct ServeFlags {
-  std::string config_path;
-  std::vector<std::string> machines;
-  std::vector<std::string> certs;
-  std::vector<std::string> keys;
-  int threads = 0;
-  std::string log_level = "info";
-  int handshake_timeout_ms = 10'000;
-  int connect_timeout_ms = 5'000;
-  int drain_timeout_ms = 30'000;
-};
-
-// Loads the fly.toml and turns it into a route table. Warnings are logged.
-base::Result<std::shared_ptr<const control::RouteTable>> LoadRoutes(const ServeFlags& f,
-                                                                    uint64_t version) {
-  auto parsed = config::LoadFlyToml(f.config_path);
-  if (!parsed.ok()) return parsed.status();
-  for (const auto& w : parsed->warnings) spdlog::warn("{}", w);
-  std::vector<control::Machine> machines;
-  for (size_t i = 0; i < f.machines.size(); ++i) {
-    machines.push_back({"m" + std::to_string(i + 1), f.machines[i]});
-  }
-  auto entries = control::RoutesForApp(parsed->config, machines);
-  if (entries.empty()) return base::Status::Error(f.config_path + ": no [[services.ports]]");
-  return std::make_shared<const control::RouteTable>(version, std::move(entries));
-}
-
-base::Result<std::shared_ptr<const tls::CertSet>> LoadCerts(const ServeFlags& f) {
-  if (f.certs.size() != f.keys.size()) {
-    return base::Status::Error("give one --key for each --cert");
-  }
-  std::vector<tls::CertFiles> files;
-  for (size_t i = 0; i < f.certs.size(); ++i) files.push_back({f.certs[i], f.keys[i]});
-  return tls::CertSet::Load(files);
-}
-
-int Serve(const ServeFlags& f) {
-  spdlog::set_level(spdlog::level::from_str(f.log_level));
-  control::RouteTableHolder routes;
-  tls::CertStore certs;
-  uint64_t version = 1;
-  auto table = LoadRoutes(f, version);
-  if (!table.ok()) {
-    spdlog::critical("{}", table.message());
-    return 1;
-  }
-  auto cert_set = LoadCerts(f);
-  if (!cert_set.ok()) {
-    spdlog::critical("certificates: {}", cert_set.message());
-    return 1;
-  }
-  routes.Swap(*table);
-  certs.Swap(*cert_set);
-
-  net::ServerOptions options;
-  options.threads = f.threads;
-  options.limits.handshake_timeout = std::chrono::milliseconds(f.handshake_timeout_ms);
-  options.limits.connect_timeout = std::chrono::milliseconds(f.connect_timeout_ms);
-  options.limits.drain_timeout = std::chrono::milliseconds(f.drain_timeout_ms);
-  net::Server server(options, &routes, &certs);
-  if (auto s = server.Start(); !s.ok()) {
-    spdlog::critical("{}", s.message());
-    return 1;
-  }
-  std::fprintf(stderr, "drawbridge: ready\n");
-  std::fflush(stderr);
-  server.Run([&] {
-    // A bad file keeps the previous state serving.
-    if (auto t = LoadRoutes(f, version + 1); t.ok()) {
-      routes.Swap(*t);
-      ++version;
-      spdlog::info("routes: version {} applied", version);
-    } else {
-      spdlog::error("routes not reloaded: {}", t.message());
-    }
-    if (auto c = LoadCerts(f); c.ok()) {
-      certs.Swap(*c);
-      spdlog::info("certificates reloaded");
-    } else {
-      spdlog::error("certificates not reloaded: {}", c.message());
-    }
-  });
-  spdlog::info("{}", net::Metrics::Get().Summary());
-  return 0;
+int ServeMain(int argc, char** argv) {
+  using drawbridge::daemon::Flags;
+  Flags f;
+  CLI::App app{"drawbridge serve: the edge, the control plane and the admin API"};
+  app.name("drawbridge serve");
+  app.add_option("--data-dir", f.data_dir, "state, CA, token and admin socket")
+      ->default_str(drawbridge::daemon::DefaultDataDir());
+  app.add_option("--api-port", f.api_port, "admin API on 127.0.0.1 (0: Unix socket only)")
+      ->capture_default_str();
+  app.add_option("--domain", f.domain, "public zone: app NAME is NAME.<domain>")
+      ->capture_default_str();
+  app.add_option("--v4-pool", f.v4_pool, "public IPv4 pool")->capture_default_str();
+  app.add_option("--v6-pool", f.v6_pool, "public IPv6 pool")->capture_default_str();
+  app.add_option("-c,--config", f.config_path,
+                 "static mode: serve this fly.toml in front of --machine (no control plane)");
+  app.add_option("--machine", f.machines, "static mode: a machine address (repeatable)");
+  app.add_option("--cert", f.certs, "PEM certificate chain (repeatable); default: built-in CA");
+  app.add_option("--key", f.keys, "PEM private key, one per --cert");
+  app.add_option("--threads", f.threads, "event loops (default: one per core)");
+  app.add_option("--log-level", f.log_level, "debug, info, warn, error")->capture_default_str();
+  app.add_option("--handshake-timeout-ms", f.handshake_timeout_ms, "accept to routed startup")
+      ->capture_default_str();
+  app.add_option("--connect-timeout-ms", f.connect_timeout_ms, "per machine connect attempt")
+      ->capture_default_str();
+  app.add_option("--drain-timeout-ms", f.drain_timeout_ms, "SIGTERM to forced close")
+      ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  return drawbridge::daemon::Serve(f);
 }
 
 }  // namespace
@@ -109,26 +47,11 @@ int Serve(const ServeFlags& f) {
 int main(int argc, char** argv) {
   spdlog::set_default_logger(spdlog::stderr_logger_mt("drawbridge"));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %l %v");
-
-  CLI::App app{"Drawbridge: a PostgreSQL-aware TLS edge"};
-  app.require_subcommand(1);
-  ServeFlags f;
-  auto* serve = app.add_subcommand("serve", "run the edge");
-  serve->add_option("-c,--config", f.config_path, "fly.toml with [[services]]")->required();
-  serve->add_option("--machine", f.machines, "address of a machine of the app (repeatable)")
-      ->required();
-  serve->add_option("--cert", f.certs, "PEM certificate chain (repeatable)")->required();
-  serve->add_option("--key", f.keys, "PEM private key, one per --cert")->required();
-  serve->add_option("--threads", f.threads, "event loops (default: one per core)");
-  serve->add_option("--log-level", f.log_level, "debug, info, warn, error");
-  serve->add_option("--handshake-timeout-ms", f.handshake_timeout_ms, "accept to routed startup");
-  serve->add_option("--connect-timeout-ms", f.connect_timeout_ms, "per machine connect attempt");
-  serve->add_option("--drain-timeout-ms", f.drain_timeout_ms, "SIGTERM to forced close");
-  auto* version = app.add_subcommand("version", "print the version");
-  CLI11_PARSE(app, argc, argv);
-  if (version->parsed()) {
+  if (argc >= 2 && std::strcmp(argv[1], "serve") == 0) return ServeMain(argc - 1, argv + 1);
+  if (argc >= 2 && std::strcmp(argv[1], "version") == 0) {
     std::printf("drawbridge 0.1.0\n");
     return 0;
   }
-  return Serve(f);
+  std::fprintf(stderr, "usage: drawbridge serve [flags] | drawbridge version\n");
+  return 2;
 }

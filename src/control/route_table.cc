@@ -48,7 +48,9 @@ std::vector<RouteTable::Entry> RoutesForApp(const AppConfig& config,
                                             const std::vector<Machine>& machines) {
   std::vector<RouteTable::Entry> out;
   for (const auto& service : config.services) {
+    if (service.protocol != "tcp") continue;
     for (const auto& port : service.ports) {
+      if (port.HasHandler("http")) continue;  // not served yet; deploy warns about it
       for (int public_port : port.PublicPorts()) {
         Route r;
         r.app = config.app;

@@ -518,7 +518,12 @@ awaitable<void> Connection::ServerToClient() {
         CloseAll();
         co_return;
       }
-      if (watcher->done()) server_version_ = watcher->server_version();
+      if (watcher->done()) {
+        server_version_ = watcher->server_version();
+        if (ctx_.on_server_version && !server_version_.empty()) {
+          ctx_.on_server_version(route_->app, machine_address_, server_version_);
+        }
+      }
       chunk = out;
     }
     bytes_out_ += chunk.size();

@@ -14,6 +14,7 @@ struct ConnectionContext {
   const control::RouteTableHolder* routes = nullptr;
   const tls::CertStore* certs = nullptr;
   Limits limits;
+  ServerVersionObserver on_server_version;  // may be empty
 };
 
 // Spawns the connection's coroutine on the socket's executor. Never throws.

@@ -3,6 +3,8 @@
 
 #include <chrono>
 #include <cstddef>
+#include <functional>
+#include <string>
 
 namespace drawbridge::net {
 
@@ -13,5 +15,10 @@ struct Limits {
   std::chrono::milliseconds drain_timeout{30'000};      // SIGTERM -> forced close
   size_t relay_buffer = 16 * 1024;                      // per direction
 };
+
+// Told what a machine reported as server_version (ParameterStatus), per app and address.
+using ServerVersionObserver = std::function<void(const std::string& app,
+                                                 const std::string& machine_address,
+                                                 const std::string& version)>;
 
 }  // namespace drawbridge::net

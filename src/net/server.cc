@@ -115,6 +115,7 @@ Server::Server(ServerOptions options, const control::RouteTableHolder* routes,
   impl_->ctx.routes = routes;
   impl_->ctx.certs = certs;
   impl_->ctx.limits = options.limits;
+  impl_->ctx.on_server_version = options.on_server_version;
   int n = options.threads > 0 ? options.threads
                               : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   for (int i = 0; i < n; ++i) impl_->workers.push_back(std::make_unique<Impl::Worker>());
@@ -154,7 +155,7 @@ base::Status Server::SyncListeners() {
   return result;
 }
 
-void Server::Run(const std::function<void()>& on_reload) {
+void Server::Run(const std::function<void()>& on_reload, const std::function<void()>& on_tick) {
   asio::io_context signals_io(1);
   asio::signal_set signals(signals_io, SIGTERM, SIGINT, SIGHUP);
   bool stopping = false;
@@ -170,7 +171,17 @@ void Server::Run(const std::function<void()>& on_reload) {
     stopping = true;
   };
   signals.async_wait(on_signal);
+  asio::steady_timer tick(signals_io);
+  std::function<void(error_code)> on_timer = [&](error_code ec) {
+    if (ec) return;
+    if (on_tick) on_tick();
+    tick.expires_after(std::chrono::seconds(1));
+    tick.async_wait(on_timer);
+  };
+  tick.expires_after(std::chrono::seconds(1));
+  tick.async_wait(on_timer);
   while (!stopping) signals_io.run_one();
+  tick.cancel();
 
   spdlog::info("stopping: no new connections; draining {} open", Metrics::Get().active.load());
   for (auto& w : impl_->workers) {

@@ -18,6 +18,7 @@ namespace drawbridge::net {
 struct ServerOptions {
   int threads = 0;  // 0: one per core
   Limits limits;
+  ServerVersionObserver on_server_version;
 };
 
 class Server {
@@ -33,9 +34,10 @@ class Server {
   // Opens listeners for new ports and closes those of removed ports; call after a route table
   // swap. Thread-safe.
   base::Status SyncListeners();
-  // Blocks until SIGTERM or SIGINT, calling `on_reload` on SIGHUP. Then stops accepting, lets
-  // open connections finish up to the drain timeout, and stops the loops.
-  void Run(const std::function<void()>& on_reload);
+  // Blocks until SIGTERM or SIGINT, calling `on_reload` on SIGHUP and `on_tick` (if set) about
+  // once a second. Then stops accepting, lets open connections finish up to the drain
+  // timeout, and stops the loops.
+  void Run(const std::function<void()>& on_reload, const std::function<void()>& on_tick = {});
 
  private:
   struct Impl;

@@ -1,0 +1,159 @@
+#include "api/admin_server.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <thread>
+#include <utility>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+#include <spdlog/spdlog.h>
+
+namespace drawbridge::api {
+
+namespace {
+
+namespace asio = boost::asio;
+namespace http = boost::beast::http;
+using boost::system::error_code;
+using tcp = asio::ip::tcp;
+using unix_socket = asio::local::stream_protocol;
+constexpr auto kAwait = asio::use_awaitable;
+
+constexpr size_t kMaxBody = 1 << 20;
+constexpr auto kRequestTimeout = std::chrono::seconds(10);
+constexpr int kMaxRequestsPerConnection = 1000;
+
+template <typename Socket>
+asio::awaitable<void> Session(Socket socket, const ApiContext* ctx, bool unix) {
+  boost::beast::flat_buffer buffer;
+  asio::steady_timer deadline(socket.get_executor());
+  for (int i = 0; i < kMaxRequestsPerConnection; ++i) {
+    deadline.expires_after(kRequestTimeout);
+    deadline.async_wait([&socket](error_code ec) {
+      if (!ec) socket.close(ec);
+    });
+    http::request_parser<http::string_body> parser;
+    parser.body_limit(kMaxBody);
+    parser.header_limit(16 * 1024);
+    error_code ec;
+    co_await http::async_read(socket, buffer, parser, asio::redirect_error(kAwait, ec));
+    Response res;
+    bool keep_alive = false;
+    if (ec == http::error::body_limit) {
+      res = {413, R"({"error":"request body larger than 1 MiB"})"};
+    } else if (ec == http::error::header_limit) {
+      res = {431, R"({"error":"request headers too large"})"};
+    } else if (ec) {
+      break;
+    } else {
+      auto& msg = parser.get();
+      Request req;
+      req.method = std::string(msg.method_string());
+      req.target = std::string(msg.target());
+      req.body = std::move(msg.body());
+      req.host = std::string(msg[http::field::host]);
+      req.has_origin = msg.find(http::field::origin) != msg.end();
+      req.authorization = std::string(msg[http::field::authorization]);
+      req.unix_socket = unix;
+      res = Handle(*ctx, req);
+      keep_alive = msg.keep_alive();
+    }
+    http::response<http::string_body> out{static_cast<http::status>(res.status), 11};
+    out.set(http::field::content_type, "application/json");
+    out.set(http::field::cache_control, "no-store");
+    out.keep_alive(keep_alive);
+    out.body() = std::move(res.body);
+    out.prepare_payload();
+    co_await http::async_write(socket, out, asio::redirect_error(kAwait, ec));
+    if (ec || !keep_alive) break;
+  }
+  deadline.cancel();
+  error_code ignored;
+  socket.shutdown(Socket::shutdown_both, ignored);
+  socket.close(ignored);
+}
+
+template <typename Acceptor>
+asio::awaitable<void> Accept(Acceptor& acceptor, const ApiContext* ctx, bool unix) {
+  while (acceptor.is_open()) {
+    error_code ec;
+    auto socket = co_await acceptor.async_accept(asio::redirect_error(kAwait, ec));
+    if (ec) {
+      if (!acceptor.is_open()) co_return;
+      asio::steady_timer pause(acceptor.get_executor(), std::chrono::milliseconds(100));
+      co_await pause.async_wait(asio::redirect_error(kAwait, ec));
+      continue;
+    }
+    asio::co_spawn(acceptor.get_executor(), Session(std::move(socket), ctx, unix),
+                   [](std::exception_ptr e) {
+                     if (e) spdlog::error("admin API session ended with an exception");
+                   });
+  }
+}
+
+}  // namespace
+
+struct AdminServer::Impl {
+  ApiContext ctx;
+  asio::io_context io{1};
+  tcp::acceptor tcp_acceptor{io};
+  unix_socket::acceptor unix_acceptor{io};
+  std::string unix_path;
+  std::thread thread;
+};
+
+AdminServer::AdminServer(ApiContext ctx) : impl_(std::make_unique<Impl>()) {
+  impl_->ctx = std::move(ctx);
+}
+
+AdminServer::~AdminServer() { Stop(); }
+
+base::Status AdminServer::Start(int tcp_port, const std::string& unix_path) {
+  error_code ec;
+  if (tcp_port > 0) {
+    tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(tcp_port));
+    auto& a = impl_->tcp_acceptor;
+    a.open(ep.protocol(), ec);
+    if (!ec) a.set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec) a.bind(ep, ec);
+    if (!ec) a.listen(64, ec);
+    if (ec) {
+      return base::Status::Error("admin API: cannot listen on 127.0.0.1:" +
+                                 std::to_string(tcp_port) + ": " + ec.message());
+    }
+    asio::co_spawn(impl_->io, Accept(a, &impl_->ctx, false), asio::detached);
+  }
+  if (!unix_path.empty()) {
+    ::unlink(unix_path.c_str());
+    auto& a = impl_->unix_acceptor;
+    mode_t old = ::umask(0077);  // the socket file is created 0600
+    a.open(unix_socket(), ec);
+    if (!ec) a.bind(unix_socket::endpoint(unix_path), ec);
+    ::umask(old);
+    if (!ec) a.listen(64, ec);
+    if (ec) return base::Status::Error("admin API: cannot listen on " + unix_path + ": " + ec.message());
+    impl_->unix_path = unix_path;
+    asio::co_spawn(impl_->io, Accept(a, &impl_->ctx, true), asio::detached);
+  }
+  impl_->thread = std::thread([this] { impl_->io.run(); });
+  return {};
+}
+
+void AdminServer::Stop() {
+  if (!impl_->thread.joinable()) return;
+  impl_->io.stop();
+  impl_->thread.join();
+  if (!impl_->unix_path.empty()) ::unlink(impl_->unix_path.c_str());
+}
+
+}  // namespace drawbridge::api

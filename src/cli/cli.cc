@@ -1,0 +1,303 @@
+// Flag parsing and dispatch. Resolves the app (-a, $DRAWBRIDGE_APP, `app` in fly.toml), the data
+// dir (--data-dir, $DRAWBRIDGE_DATA_DIR, the default), the endpoint (--api, $DRAWBRIDGE_API,
+// unix:<data_dir>/admin.sock) and the token (<data_dir>/admin.token), then runs one command.
+#include "cli/cli.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <exception>
+#include <functional>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "cli/commands.h"
+#include "cli/http_transport.h"
+#include "cli/settings.h"
+
+namespace drawbridge::cli {
+namespace {
+
+using base::Status;
+
+constexpr std::chrono::milliseconds kRequestTimeout{30'000};
+
+struct Flags {
+  std::string app;
+  bool json = false;
+  std::string data_dir;
+  std::string api;
+
+  // Per-command flags and arguments.
+  bool yes = false;
+  bool shared = false;
+  std::string config_path;  // -c
+  std::string name;         // apps create/destroy NAME, machines remove ID
+  MachineSpec machine;
+  std::vector<std::string> addresses;
+  std::string dir;    // deploy [DIR]
+  std::string image;  // deploy --image
+  std::string internal_url;
+};
+
+const char* Env(const char* name) {
+  const char* v = std::getenv(name);
+  return v == nullptr ? "" : v;
+}
+
+bool AskOnTerminal(std::string_view question) {
+  std::cerr << question << " [y/N] " << std::flush;
+  std::string line;
+  if (!std::getline(std::cin, line)) return false;
+  size_t b = line.find_first_not_of(" \t");
+  if (b == std::string::npos) return false;
+  char c = line[b];
+  return c == 'y' || c == 'Y';
+}
+
+// The app to act on: -a (or $DRAWBRIDGE_APP, which CLI11 already folded in), then the `app`
+// key of the fly.toml the command reads (config_file), like flyctl.
+std::string ResolveApp(const Flags& f, const std::string& config_file) {
+  if (!f.app.empty()) return f.app;
+  auto text = ReadFile(config_file);
+  if (!text) return "";
+  return AppFromFlyToml(*text).value_or("");
+}
+
+CLI::App* Sub(CLI::App* parent, const std::string& name, const std::string& description) {
+  CLI::App* sub = parent->add_subcommand(name, description);
+  sub->fallthrough();  // global flags may come after the subcommand, as with flyctl
+  return sub;
+}
+
+// Builds the client and runs one command with it.
+using Command = std::function<Status(Context&)>;
+
+Status RunWithClient(const Flags& f, const Command& command) {
+  std::string data_dir =
+      FirstNonEmpty(f.data_dir, Env("DRAWBRIDGE_DATA_DIR"),
+                    DefaultDataDir(::geteuid() == 0, std::getenv("HOME")));
+  std::string api = FirstNonEmpty(f.api, Env("DRAWBRIDGE_API"), "unix:" + data_dir + "/admin.sock");
+  auto endpoint = ParseEndpoint(api);
+  if (!endpoint.ok()) return endpoint.status();
+  auto token = ReadToken(data_dir);
+  if (!token.ok()) return token.status();
+  auto transport = MakeHttpTransport(*endpoint, *token, kRequestTimeout);
+  Client client(transport.get(), "the token in " + data_dir +
+                                     "/admin.token was refused; is --data-dir the daemon's?");
+  Context ctx;
+  ctx.client = &client;
+  ctx.json = f.json;
+  ctx.ui.out = &std::cout;
+  ctx.ui.err = &std::cerr;
+  ctx.ui.interactive = ::isatty(STDIN_FILENO) == 1 && ::isatty(STDOUT_FILENO) == 1;
+  ctx.ui.confirm = AskOnTerminal;
+  ctx.ui.now = [] { return std::chrono::system_clock::now(); };
+  return command(ctx);
+}
+
+int Run(int argc, char** argv) {
+  Flags f;
+  Command command;
+  bool needs_client = true;
+  Status direct;  // result of commands that run without the daemon
+
+  CLI::App app{"drawbridge: expose Postgres on a private network, the Fly.io way", "drawbridge"};
+  app.require_subcommand(1);
+  app.add_option("-a,--app", f.app, "Application name ($DRAWBRIDGE_APP, else `app` in fly.toml)")
+      ->envname("DRAWBRIDGE_APP");
+  app.add_flag("--json", f.json, "JSON output");
+  app.add_option("--data-dir", f.data_dir,
+                 "daemon data directory holding admin.token ($DRAWBRIDGE_DATA_DIR; default "
+                 "/var/lib/drawbridge for root, else ~/.local/share/drawbridge)");
+  app.add_option("--api", f.api,
+                 "admin API: unix:/path/admin.sock or http://127.0.0.1:4280 ($DRAWBRIDGE_API; "
+                 "default unix:<data-dir>/admin.sock)");
+
+  // apps
+  auto* apps = Sub(&app, "apps", "Manage apps");
+  apps->require_subcommand(1);
+  auto* apps_create = Sub(apps, "create", "Create a new app");
+  apps_create->add_option("name", f.name, "app name")->required();
+  apps_create->callback([&] { command = [&](Context& c) { return AppsCreate(c, f.name); }; });
+  auto* apps_list = Sub(apps, "list", "List apps");
+  apps_list->alias("ls");
+  apps_list->callback([&] { command = [&](Context& c) { return AppsList(c); }; });
+  auto* apps_destroy = Sub(apps, "destroy", "Permanently destroy an app");
+  apps_destroy->add_option("name", f.name, "app name")->required();
+  apps_destroy->add_flag("-y,--yes", f.yes, "Accept all confirmations");
+  apps_destroy->callback(
+      [&] { command = [&](Context& c) { return AppsDestroy(c, f.name, f.yes); }; });
+
+  // machines
+  auto* machines = Sub(&app, "machines", "Manage the machines (backends) of an app");
+  machines->alias("machine");
+  machines->require_subcommand(1);
+  auto* machines_add = Sub(machines, "add", "Add a machine by address (IP or host name)");
+  machines_add->add_option("address", f.machine.address, "private address")->required();
+  machines_add->add_option("--region", f.machine.region, "region label");
+  machines_add->add_option("--role", f.machine.role, "role label, e.g. primary");
+  machines_add->callback([&] {
+    command = [&](Context& c) { return MachinesAdd(c, ResolveApp(f, "fly.toml"), f.machine); };
+  });
+  auto* machines_list = Sub(machines, "list", "List machines");
+  machines_list->alias("ls");
+  machines_list->callback([&] {
+    command = [&](Context& c) { return MachinesList(c, ResolveApp(f, "fly.toml")); };
+  });
+  auto* machines_remove = Sub(machines, "remove", "Remove a machine");
+  machines_remove->alias("rm");
+  machines_remove->add_option("id", f.name, "machine id")->required();
+  machines_remove->callback([&] {
+    command = [&](Context& c) { return MachinesRemove(c, ResolveApp(f, "fly.toml"), f.name); };
+  });
+
+  // ips
+  auto* ips = Sub(&app, "ips", "Manage IP addresses for apps");
+  ips->require_subcommand(1);
+  auto* ips_list = Sub(ips, "list", "List public IP addresses");
+  ips_list->alias("ls");
+  ips_list->callback(
+      [&] { command = [&](Context& c) { return IpsList(c, ResolveApp(f, "fly.toml")); }; });
+  auto* ips_v4 = Sub(ips, "allocate-v4", "Allocate an IPv4 address");
+  ips_v4->add_flag("--shared", f.shared, "Allocates a shared IPv4");
+  ips_v4->add_flag("-y,--yes", f.yes, "Accept all confirmations");
+  ips_v4->callback([&] {
+    command = [&](Context& c) {
+      return IpsAllocateV4(c, ResolveApp(f, "fly.toml"), f.shared, f.yes);
+    };
+  });
+  auto* ips_v6 = Sub(ips, "allocate-v6", "Allocate an IPv6 address");
+  ips_v6->callback(
+      [&] { command = [&](Context& c) { return IpsAllocateV6(c, ResolveApp(f, "fly.toml")); }; });
+  auto* ips_release = Sub(ips, "release", "Release one or more IP addresses");
+  ips_release->add_option("addresses", f.addresses, "addresses to release")->required();
+  ips_release->callback([&] {
+    command = [&](Context& c) { return IpsRelease(c, ResolveApp(f, "fly.toml"), f.addresses); };
+  });
+
+  // config
+  auto* config = Sub(&app, "config", "Manage an app's configuration");
+  config->require_subcommand(1);
+  auto* config_save = Sub(config, "save", "Save an app's config file");
+  config_save->add_option("-c,--config", f.config_path, "Path to the app's fly.toml");
+  config_save->add_flag("-y,--yes", f.yes, "Overwrite an existing file");
+  config_save->callback([&] {
+    command = [&](Context& c) {
+      return ConfigSave(c, ResolveApp(f, ResolveConfigPath(f.config_path)), f.config_path, f.yes);
+    };
+  });
+  auto* config_show = Sub(config, "show", "Show an app's configuration");
+  config_show->callback(
+      [&] { command = [&](Context& c) { return ConfigShow(c, ResolveApp(f, "fly.toml")); }; });
+  auto* config_validate = Sub(config, "validate", "Validate an app's config file");
+  config_validate->add_option("-c,--config", f.config_path, "Path to the app's fly.toml");
+  config_validate->callback([&] {
+    command = [&](Context& c) {
+      return ConfigValidate(c, ResolveApp(f, ResolveConfigPath(f.config_path)), f.config_path);
+    };
+  });
+
+  // deploy
+  auto* deploy = Sub(&app, "deploy", "Deploy the config in DIR/fly.toml as a new release");
+  deploy->add_option("dir", f.dir, "directory holding fly.toml (default: .)");
+  deploy->add_option("-c,--config", f.config_path, "Path to the app's fly.toml");
+  deploy->add_option("--image", f.image, "image to record, e.g. flyio/postgres:15");
+  deploy->callback([&] {
+    command = [&](Context& c) {
+      std::string file = ResolveConfigPath(f.config_path.empty() ? f.dir : f.config_path);
+      return Deploy(c, ResolveApp(f, file), file, f.image);
+    };
+  });
+
+  // services, image, pg, status
+  auto* services = Sub(&app, "services", "Show the app's public services");
+  services->require_subcommand(1);
+  auto* services_list = Sub(services, "list", "List the services of the current release");
+  services_list->alias("ls");
+  services_list->callback(
+      [&] { command = [&](Context& c) { return ServicesList(c, ResolveApp(f, "fly.toml")); }; });
+  auto* image = Sub(&app, "image", "Show the image recorded by deploy");
+  image->require_subcommand(1);
+  auto* image_show = Sub(image, "show", "Show image details and observed server versions");
+  image_show->callback(
+      [&] { command = [&](Context& c) { return ImageShow(c, ResolveApp(f, "fly.toml")); }; });
+  auto* pg = Sub(&app, "pg", "Postgres helpers");
+  pg->alias("postgres");
+  pg->require_subcommand(1);
+  auto* pg_conn = Sub(pg, "connection-string", "Print the external connection string");
+  pg_conn->add_option("--internal", f.internal_url,
+                      "internal connection string to turn into the external one");
+  pg_conn->callback([&] {
+    command = [&](Context& c) {
+      return PgConnectionString(c, ResolveApp(f, "fly.toml"), f.internal_url);
+    };
+  });
+  auto* status = Sub(&app, "status", "Show the daemon's status (and the app's, with -a)");
+  status->callback([&] {
+    // Only an app named on purpose (-a or $DRAWBRIDGE_APP), not one found in ./fly.toml.
+    command = [&](Context& c) { return ShowStatus(c, f.app); };
+  });
+
+  // certs: not yet
+  auto* certs = Sub(&app, "certs", "Manage certificates");
+  certs->require_subcommand(1);
+  for (const char* name : {"list", "show", "add", "ca"}) {
+    auto* sub = Sub(certs, name, "not implemented yet");
+    sub->allow_extras();
+    sub->callback([&] {
+      needs_client = false;
+      direct = CertsNotImplemented();
+    });
+  }
+
+  auto* version = Sub(&app, "version", "Print the version");
+  version->callback([&] {
+    needs_client = false;
+    std::cout << "drawbridge 0.1.0\n";
+  });
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "Error: " << e.what() << "\n";
+    return 1;
+  }
+
+  Status result = direct;
+  if (needs_client) {
+    if (!command) {
+      std::cerr << "Error: no command given; run with --help\n";
+      return 1;
+    }
+    result = RunWithClient(f, command);
+  }
+  std::cout.flush();
+  if (!result.ok()) {
+    std::cerr << "Error: " << result.message() << "\n";
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+
+int Main(int argc, char** argv) {
+  try {
+    return Run(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "Error: " << e.what() << "\n";
+  } catch (...) {
+    std::cerr << "Error: unexpected failure\n";
+  }
+  return 1;
+}
+
+}  // namespace drawbridge::cli

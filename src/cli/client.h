@@ -1,0 +1,53 @@
+// The admin API client as the commands see it: JSON in, JSON out, errors as values. The HTTP
+// exchange itself is behind Transport, so commands and this file never include Asio or Beast
+// (http_transport.cc does, alone) and tests drive the commands with a fake transport.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "base/status.h"
+#include "cli/table.h"
+
+namespace drawbridge::cli {
+
+struct HttpResponse {
+  int status = 0;
+  std::string body;
+};
+
+// One HTTP/1.1 exchange with the daemon. Not thread-safe; one per command.
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  // method "GET", "POST" or "DELETE"; target "/v1/apps?x=y"; body empty or JSON. An error means
+  // no answer at all (cannot connect, timeout, garbled reply); any HTTP status is an answer.
+  virtual base::Result<HttpResponse> Send(std::string_view method, std::string_view target,
+                                          std::string_view body) = 0;
+};
+
+class Client {
+ public:
+  // transport is borrowed and must outlive the client. auth_hint is appended to 401 errors
+  // (e.g. which token file was used).
+  Client(Transport* transport, std::string auth_hint)
+      : transport_(transport), auth_hint_(std::move(auth_hint)) {}
+
+  base::Result<Json> Get(std::string_view target) { return Call("GET", target, nullptr); }
+  base::Result<Json> Post(std::string_view target, const Json& body) {
+    return Call("POST", target, &body);
+  }
+  base::Result<Json> Delete(std::string_view target) { return Call("DELETE", target, nullptr); }
+
+  // Maps one answer to a value or an error: 2xx with a JSON body (or none) is a value;
+  // otherwise the API's {"error": "..."} message, or "HTTP <status>: <body>" when there is none.
+  static base::Result<Json> Interpret(const HttpResponse& response, std::string_view auth_hint);
+
+ private:
+  base::Result<Json> Call(std::string_view method, std::string_view target, const Json* body);
+
+  Transport* transport_;
+  std::string auth_hint_;
+};
+
+}  // namespace drawbridge::cli

@@ -1,0 +1,83 @@
+// The CLI's commands, one function each, written against Client (no sockets here) and a Ui (the
+// terminal, abstracted so tests run commands with string streams, a fake clock and scripted
+// answers). Each returns an error value; Main prints it as "Error: <message>" and exits 1.
+// Tables go to ui.out, warnings and prompts to ui.err.
+#pragma once
+
+#include <functional>
+#include <ostream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/status.h"
+#include "cli/client.h"
+#include "cli/table.h"
+
+namespace drawbridge::cli {
+
+struct Ui {
+  std::ostream* out = nullptr;
+  std::ostream* err = nullptr;
+  // True when a person can answer a prompt (stdin and stdout are terminals).
+  bool interactive = false;
+  // Asks a yes/no question; called only when interactive. Default answer: no.
+  std::function<bool(std::string_view question)> confirm;
+  std::function<TimePoint()> now;
+};
+
+struct Context {
+  Client* client = nullptr;
+  Ui ui;
+  bool json = false;  // --json: print the daemon's answer as JSON instead of a table
+};
+
+// flyctl's answer to a question nobody can answer: "yes flag must be specified when not running
+// interactively", plus " (<hint>)" when hint is not empty.
+base::Status NonInteractiveError(std::string_view hint);
+
+// What a command needs from its arguments; filled by the flag parser in cli.cc.
+struct MachineSpec {
+  std::string address;
+  std::string region;
+  std::string role;
+};
+
+base::Status AppsCreate(Context& ctx, const std::string& name);
+base::Status AppsList(Context& ctx);
+base::Status AppsDestroy(Context& ctx, const std::string& name, bool yes);
+
+base::Status MachinesAdd(Context& ctx, const std::string& app, const MachineSpec& machine);
+base::Status MachinesList(Context& ctx, const std::string& app);
+base::Status MachinesRemove(Context& ctx, const std::string& app, const std::string& id);
+
+base::Status IpsList(Context& ctx, const std::string& app);
+base::Status IpsAllocateV4(Context& ctx, const std::string& app, bool shared, bool yes);
+base::Status IpsAllocateV6(Context& ctx, const std::string& app);
+base::Status IpsRelease(Context& ctx, const std::string& app,
+                        const std::vector<std::string>& addresses);
+
+// path: -c as given ("" = ./fly.toml; a directory means <dir>/fly.toml).
+base::Status ConfigSave(Context& ctx, const std::string& app, const std::string& path, bool yes);
+base::Status ConfigShow(Context& ctx, const std::string& app);
+base::Status ConfigValidate(Context& ctx, const std::string& app, const std::string& path);
+// config_path: the resolved fly.toml to deploy (see ResolveConfigPath).
+base::Status Deploy(Context& ctx, const std::string& app, const std::string& config_path,
+                    const std::string& image);
+
+base::Status ServicesList(Context& ctx, const std::string& app);
+base::Status ImageShow(Context& ctx, const std::string& app);
+base::Status PgConnectionString(Context& ctx, const std::string& app,
+                                const std::string& internal_url);
+// app may be empty: then only the daemon's status.
+base::Status ShowStatus(Context& ctx, const std::string& app);
+base::Status CertsNotImplemented();
+
+// Row builders, exposed for tests: one table row per element of the daemon's answer.
+std::vector<std::vector<std::string>> IpRows(const Json& ips, TimePoint now);
+std::vector<std::vector<std::string>> ServiceRows(const Json& services);
+// flyctl's TYPE column: v4 -> "public (dedicated)", shared_v4 -> "public (shared)",
+// v6 -> "public (dedicated)", private_v6 -> "private".
+std::string IpTypeLabel(std::string_view type);
+
+}  // namespace drawbridge::cli

@@ -1,0 +1,189 @@
+#include "cli/settings.h"
+
+#include <arpa/inet.h>
+
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace drawbridge::cli {
+namespace {
+
+std::string_view Trim(std::string_view s) {
+  size_t b = s.find_first_not_of(" \t\r\n");
+  if (b == std::string_view::npos) return {};
+  size_t e = s.find_last_not_of(" \t\r\n");
+  return s.substr(b, e - b + 1);
+}
+
+bool ParsePort(std::string_view text, uint16_t* port) {
+  if (text.empty() || text.size() > 5) return false;
+  unsigned v = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + static_cast<unsigned>(c - '0');
+  }
+  if (v == 0 || v > 65535) return false;
+  *port = static_cast<uint16_t>(v);
+  return true;
+}
+
+}  // namespace
+
+base::Result<Endpoint> ParseEndpoint(std::string_view text) {
+  Endpoint ep;
+  ep.display = std::string(text);
+  auto bad = [&](std::string_view why) {
+    return base::Status::Error("invalid --api endpoint '" + std::string(text) + "': " +
+                               std::string(why) +
+                               " (use unix:/path/admin.sock or http://127.0.0.1:4280)");
+  };
+  if (text.starts_with("unix:")) {
+    std::string_view path = text.substr(5);
+    if (path.starts_with("//")) path.remove_prefix(2);  // unix:///path
+    if (path.empty()) return bad("empty socket path");
+    ep.kind = Endpoint::Kind::kUnix;
+    ep.path = std::string(path);
+    ep.host_header = "localhost";
+    return ep;
+  }
+  std::string_view rest = text;
+  if (rest.starts_with("https://")) return bad("the admin API speaks plain HTTP on localhost");
+  if (rest.starts_with("http://")) rest.remove_prefix(7);
+  while (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
+  if (rest.find('/') != std::string_view::npos) return bad("no path is allowed");
+  std::string_view host, port;
+  if (rest.starts_with("[")) {
+    size_t close = rest.find(']');
+    if (close == std::string_view::npos) return bad("unclosed '['");
+    host = rest.substr(1, close - 1);
+    std::string_view after = rest.substr(close + 1);
+    if (!after.empty()) {
+      if (after[0] != ':') return bad("expected ':' after ']'");
+      port = after.substr(1);
+    }
+  } else {
+    size_t colon = rest.rfind(':');
+    if (colon != std::string_view::npos && rest.find(':') != colon) {
+      return bad("write an IPv6 address in brackets");
+    }
+    host = rest.substr(0, colon);
+    if (colon != std::string_view::npos) port = rest.substr(colon + 1);
+  }
+  if (host.empty()) return bad("no host");
+  ep.kind = Endpoint::Kind::kTcp;
+  ep.host = std::string(host);
+  ep.port = 4280;
+  if (!port.empty() && !ParsePort(port, &ep.port)) return bad("bad port");
+  std::string host_part = host.find(':') != std::string_view::npos
+                              ? "[" + std::string(host) + "]"
+                              : std::string(host);
+  ep.host_header = host_part + ":" + std::to_string(ep.port);
+  return ep;
+}
+
+std::string DefaultDataDir(bool is_root, const char* home) {
+  if (is_root) return "/var/lib/drawbridge";
+  if (home == nullptr || *home == '\0') return "/var/lib/drawbridge";
+  return std::string(home) + "/.local/share/drawbridge";
+}
+
+std::string FirstNonEmpty(std::string_view a, std::string_view b, std::string_view c) {
+  if (!a.empty()) return std::string(a);
+  if (!b.empty()) return std::string(b);
+  return std::string(c);
+}
+
+base::Result<std::string> ReadToken(const std::string& data_dir) {
+  std::string path = data_dir + "/admin.token";
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    int err = errno;
+    return base::Status::Error("cannot read the admin token " + path + ": " +
+                               std::strerror(err) +
+                               " (start `drawbridge serve` first, or give --data-dir)");
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string token(Trim(ss.str()));
+  if (token.empty()) return base::Status::Error("the admin token " + path + " is empty");
+  if (token.find_first_of("\r\n") != std::string::npos) {
+    return base::Status::Error("the admin token " + path + " has more than one line");
+  }
+  return token;
+}
+
+std::optional<std::string> AppFromFlyToml(std::string_view toml) {
+  size_t pos = 0;
+  while (pos <= toml.size()) {
+    size_t eol = toml.find('\n', pos);
+    std::string_view line =
+        Trim(toml.substr(pos, eol == std::string_view::npos ? toml.npos : eol - pos));
+    pos = eol == std::string_view::npos ? toml.size() + 1 : eol + 1;
+    if (line.empty() || line[0] == '#') continue;
+    if (line[0] == '[') return std::nullopt;  // tables start: no top-level app key
+    size_t eq = line.find('=');
+    if (eq == std::string_view::npos) continue;
+    std::string_view key = Trim(line.substr(0, eq));
+    if (key.size() >= 2 && (key[0] == '"' || key[0] == '\'') && key.back() == key[0]) {
+      key = key.substr(1, key.size() - 2);
+    }
+    if (key != "app") continue;
+    std::string_view value = Trim(line.substr(eq + 1));
+    if (value.empty() || (value[0] != '"' && value[0] != '\'')) return std::nullopt;
+    char quote = value[0];
+    size_t end = value.find(quote, 1);
+    if (end == std::string_view::npos) return std::nullopt;
+    std::string name(value.substr(1, end - 1));
+    if (name.empty()) return std::nullopt;
+    return name;
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) return std::nullopt;
+  return ss.str();
+}
+
+std::string ResolveConfigPath(const std::string& path) {
+  namespace fs = std::filesystem;
+  if (path.empty()) return "fly.toml";
+  fs::path p(path);
+  std::error_code ec;
+  if (path.back() == '/' || fs::is_directory(p, ec)) p /= "fly.toml";
+  std::string out = p.lexically_normal().string();
+  return out.empty() ? "fly.toml" : out;
+}
+
+bool IsIpAddress(std::string_view text) {
+  if (text.empty() || text.size() > 64) return false;
+  std::string s(text);
+  unsigned char buf[16];
+  return inet_pton(AF_INET, s.c_str(), buf) == 1 || inet_pton(AF_INET6, s.c_str(), buf) == 1;
+}
+
+std::string UrlEncode(std::string_view text, bool keep_colon) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : text) {
+    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~' ||
+        (keep_colon && c == ':')) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  return out;
+}
+
+}  // namespace drawbridge::cli

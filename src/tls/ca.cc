@@ -1,0 +1,154 @@
+#include "tls/ca.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <memory>
+
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509v3.h>
+
+#include "tls/cert_store.h"
+
+namespace drawbridge::tls {
+
+namespace {
+
+struct Free {
+  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
+  void operator()(X509* p) const { X509_free(p); }
+  void operator()(FILE* p) const { std::fclose(p); }
+};
+using KeyPtr = std::unique_ptr<EVP_PKEY, Free>;
+using CertPtr = std::unique_ptr<X509, Free>;
+using FilePtr = std::unique_ptr<FILE, Free>;
+
+bool Exists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
+
+// Opens for writing with `mode`, replacing the file atomically is left to the caller.
+FilePtr Create(const std::string& path, mode_t mode) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  if (fd < 0) return nullptr;
+  ::fchmod(fd, mode);
+  return FilePtr(::fdopen(fd, "w"));
+}
+
+KeyPtr NewKey() { return KeyPtr(EVP_EC_gen("P-256")); }
+
+void AddExt(X509* cert, X509* issuer, int nid, const char* value) {
+  X509V3_CTX ctx;
+  X509V3_set_ctx_nodb(&ctx);
+  X509V3_set_ctx(&ctx, issuer, cert, nullptr, nullptr, 0);
+  X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, nid, value);
+  if (ext != nullptr) {
+    X509_add_ext(cert, ext, -1);
+    X509_EXTENSION_free(ext);
+  }
+}
+
+CertPtr NewCert(EVP_PKEY* key, const std::string& cn, int days) {
+  CertPtr cert(X509_new());
+  X509_set_version(cert.get(), 2);
+  unsigned char serial[16];
+  RAND_bytes(serial, sizeof serial);
+  serial[0] &= 0x7F;
+  BIGNUM* bn = BN_bin2bn(serial, sizeof serial, nullptr);
+  BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(cert.get()));
+  BN_free(bn);
+  X509_gmtime_adj(X509_getm_notBefore(cert.get()), -3600);
+  X509_gmtime_adj(X509_getm_notAfter(cert.get()), static_cast<long>(days) * 86400);
+  X509_set_pubkey(cert.get(), key);
+  X509_NAME_add_entry_by_txt(X509_get_subject_name(cert.get()), "CN", MBSTRING_UTF8,
+                             reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0);
+  return cert;
+}
+
+base::Result<KeyPtr> ReadKey(const std::string& path) {
+  FilePtr f(std::fopen(path.c_str(), "r"));
+  if (!f) return base::Status::Error(path + ": cannot open");
+  KeyPtr key(PEM_read_PrivateKey(f.get(), nullptr, nullptr, nullptr));
+  if (!key) return base::Status::Error(path + ": " + TakeOpenSslError());
+  return key;
+}
+
+base::Result<CertPtr> ReadCert(const std::string& path) {
+  FilePtr f(std::fopen(path.c_str(), "r"));
+  if (!f) return base::Status::Error(path + ": cannot open");
+  CertPtr cert(PEM_read_X509(f.get(), nullptr, nullptr, nullptr));
+  if (!cert) return base::Status::Error(path + ": " + TakeOpenSslError());
+  return cert;
+}
+
+}  // namespace
+
+base::Result<CaFiles> EnsureCa(const std::string& dir, const std::string& common_name) {
+  CaFiles files{dir + "/ca.crt", dir + "/ca.key"};
+  if (Exists(files.cert_path) && Exists(files.key_path)) return files;
+  KeyPtr key = NewKey();
+  if (!key) return base::Status::Error("CA key: " + TakeOpenSslError());
+  CertPtr cert = NewCert(key.get(), common_name, 3650);
+  X509_set_issuer_name(cert.get(), X509_get_subject_name(cert.get()));
+  AddExt(cert.get(), cert.get(), NID_basic_constraints, "critical,CA:TRUE,pathlen:0");
+  AddExt(cert.get(), cert.get(), NID_key_usage, "critical,keyCertSign,cRLSign");
+  AddExt(cert.get(), cert.get(), NID_subject_key_identifier, "hash");
+  if (X509_sign(cert.get(), key.get(), EVP_sha256()) == 0) {
+    return base::Status::Error("CA signature: " + TakeOpenSslError());
+  }
+  std::string tmp_key = files.key_path + ".tmp", tmp_cert = files.cert_path + ".tmp";
+  {
+    FilePtr k = Create(tmp_key, 0600);
+    FilePtr c = Create(tmp_cert, 0644);
+    if (!k || !c || PEM_write_PrivateKey(k.get(), key.get(), nullptr, nullptr, 0, nullptr, nullptr) != 1 ||
+        PEM_write_X509(c.get(), cert.get()) != 1) {
+      return base::Status::Error(dir + ": cannot write the CA files");
+    }
+  }
+  if (::rename(tmp_key.c_str(), files.key_path.c_str()) != 0 ||
+      ::rename(tmp_cert.c_str(), files.cert_path.c_str()) != 0) {
+    return base::Status::Error(dir + ": cannot install the CA files");
+  }
+  return files;
+}
+
+base::Status IssueLeaf(const CaFiles& ca, const std::vector<std::string>& dns_names, int days,
+                       const std::string& cert_path, const std::string& key_path) {
+  if (dns_names.empty()) return base::Status::Error("a certificate needs at least one name");
+  auto ca_key = ReadKey(ca.key_path);
+  if (!ca_key.ok()) return ca_key.status();
+  auto ca_cert = ReadCert(ca.cert_path);
+  if (!ca_cert.ok()) return ca_cert.status();
+  KeyPtr key = NewKey();
+  CertPtr cert = NewCert(key.get(), dns_names[0], days);
+  X509_set_issuer_name(cert.get(), X509_get_subject_name(ca_cert->get()));
+  std::string san;
+  for (const auto& n : dns_names) san += (san.empty() ? "DNS:" : ",DNS:") + n;
+  AddExt(cert.get(), ca_cert->get(), NID_subject_alt_name, san.c_str());
+  AddExt(cert.get(), ca_cert->get(), NID_basic_constraints, "critical,CA:FALSE");
+  AddExt(cert.get(), ca_cert->get(), NID_key_usage, "critical,digitalSignature");
+  AddExt(cert.get(), ca_cert->get(), NID_ext_key_usage, "serverAuth");
+  AddExt(cert.get(), ca_cert->get(), NID_authority_key_identifier, "keyid:always");
+  if (X509_sign(cert.get(), ca_key->get(), EVP_sha256()) == 0) {
+    return base::Status::Error("certificate signature: " + TakeOpenSslError());
+  }
+  std::string tmp_key = key_path + ".tmp", tmp_cert = cert_path + ".tmp";
+  {
+    FilePtr k = Create(tmp_key, 0600);
+    FilePtr c = Create(tmp_cert, 0644);
+    if (!k || !c || PEM_write_PrivateKey(k.get(), key.get(), nullptr, nullptr, 0, nullptr, nullptr) != 1 ||
+        PEM_write_X509(c.get(), cert.get()) != 1 || PEM_write_X509(c.get(), ca_cert->get()) != 1) {
+      return base::Status::Error(cert_path + ": cannot write");
+    }
+  }
+  if (::rename(tmp_key.c_str(), key_path.c_str()) != 0 ||
+      ::rename(tmp_cert.c_str(), cert_path.c_str()) != 0) {
+    return base::Status::Error(cert_path + ": cannot install");
+  }
+  return {};
+}
+
+}  // namespace drawbridge::tls
