@@ -14,10 +14,14 @@ struct TlsOptions {
   std::vector<std::string> alpn;
   std::vector<std::string> versions;  // "TLSv1.2", "TLSv1.3"
   std::optional<bool> default_self_signed;
+
+  bool operator==(const TlsOptions&) const = default;
 };
 
 struct ProxyProtoOptions {
   std::string version = "v1";  // "v1" or "v2"
+
+  bool operator==(const ProxyProtoOptions&) const = default;
 };
 
 struct ServicePort {
@@ -32,12 +36,16 @@ struct ServicePort {
   bool HasHandler(const std::string& h) const;
   // The public ports this entry covers: `port`, or `start_port..end_port`.
   std::vector<int> PublicPorts() const;
+
+  bool operator==(const ServicePort&) const = default;
 };
 
 struct Concurrency {
   std::string type = "connections";
   std::optional<int> hard_limit;
   std::optional<int> soft_limit;
+
+  bool operator==(const Concurrency&) const = default;
 };
 
 struct Service {
@@ -45,16 +53,22 @@ struct Service {
   std::string protocol = "tcp";
   std::vector<ServicePort> ports;
   std::optional<Concurrency> concurrency;
+
+  bool operator==(const Service&) const = default;
 };
 
 struct AppConfig {
   std::string app;
   std::vector<Service> services;
+
+  bool operator==(const AppConfig&) const = default;
 };
 
 struct Machine {
   std::string id;
   std::string address;  // IP literal or host name on the private network
+
+  bool operator==(const Machine&) const = default;
 };
 
 }  // namespace drawbridge::control
