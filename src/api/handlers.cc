@@ -49,6 +49,11 @@ json ToJson(const control::ReleaseInfo& r) {
           {"created_at", r.created_at}};
 }
 
+json ToJson(const control::CertInfo& c) {
+  return {{"host", c.host}, {"app", c.app}, {"source", c.source}, {"issuer", c.issuer},
+          {"names", c.names}, {"not_after", c.not_after}, {"created_at", c.created_at}};
+}
+
 template <typename T>
 json ToJsonList(const std::vector<T>& items) {
   json out = json::array();
@@ -266,6 +271,40 @@ Response Handle(const ApiContext& ctx, const Request& req) {
     json status = json::parse(ctx.status_json ? ctx.status_json() : "{}", nullptr, false);
     if (status.is_discarded()) status = json::object();
     return Json(200, status);
+  }
+  if (parts[1] == "ca" && parts.size() == 2 && req.method == "GET") {
+    auto r = ctx.plane->CaPem();
+    return r.ok() ? Json(200, {{"pem", *r.value}}) : FromError(r);
+  }
+  if (parts[1] == "certs") {
+    if (parts.size() == 2 && req.method == "GET") {
+      auto r = ctx.plane->ListCerts();
+      return r.ok() ? Json(200, ToJsonList(*r.value)) : FromError(r);
+    }
+    if (parts.size() == 2 && req.method == "POST") {
+      Response err{0, ""};
+      json b = Body(req, &err);
+      std::string host, cert, key;
+      if (err.status || !Field(b, "host", &host, &err) || !Field(b, "cert_pem", &cert, &err) ||
+          !Field(b, "key_pem", &key, &err)) {
+        return err;
+      }
+      if (host.empty() || cert.empty() || key.empty()) {
+        return Fail(400, "\"host\", \"cert_pem\" and \"key_pem\" are required");
+      }
+      auto r = ctx.plane->AddCert(host, cert, key);
+      return r.ok() ? Json(201, ToJson(*r.value)) : FromError(r);
+    }
+    if (parts.size() == 3 && req.method == "GET") {
+      std::string host;
+      if (!UrlDecode(parts[2], &host)) return Fail(400, "bad escape in the host name");
+      auto r = ctx.plane->ShowCert(host);
+      if (!r.ok()) return FromError(r);
+      json j = ToJson(*r.value);
+      j["cert_pem"] = r.value->cert_pem;
+      return Json(200, j);
+    }
+    return Fail(405, "use GET or POST on /v1/certs");
   }
   if (parts[1] != "apps") return Fail(404, "no such endpoint: " + path);
   if (parts.size() == 2) {

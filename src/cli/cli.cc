@@ -79,15 +79,14 @@ using Command = std::function<Status(Context&)>;
 Status RunWithClient(const Flags& f, const Command& command) {
   std::string data_dir =
       FirstNonEmpty(f.data_dir, Env("DRAWBRIDGE_DATA_DIR"),
-                    DefaultDataDir(::geteuid() == 0, std::getenv("HOME")));
+                    DefaultDataDir(::geteuid() == 0, std::getenv("XDG_DATA_HOME"), std::getenv("HOME")));
   std::string api = FirstNonEmpty(f.api, Env("DRAWBRIDGE_API"), "unix:" + data_dir + "/admin.sock");
   auto endpoint = ParseEndpoint(api);
   if (!endpoint.ok()) return endpoint.status();
   auto token = ReadToken(data_dir);
   if (!token.ok()) return token.status();
   auto transport = MakeHttpTransport(*endpoint, *token, kRequestTimeout);
-  Client client(transport.get(), "the token in " + data_dir +
-                                     "/admin.token was refused; is --data-dir the daemon's?");
+  Client client(transport.get(), "sent from " + data_dir + "/admin.token");
   Context ctx;
   ctx.client = &client;
   ctx.json = f.json;

@@ -35,7 +35,7 @@ base::Result<Json> Client::Interpret(const HttpResponse& response, std::string_v
     message = "HTTP " + std::to_string(response.status) + ": " + OneLine(response.body);
   }
   if (response.status == 401 && !auth_hint.empty()) {
-    message += " (" + std::string(auth_hint) + ")";
+    message += "; " + std::string(auth_hint);
   }
   return base::Status::Error(std::move(message));
 }

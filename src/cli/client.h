@@ -29,7 +29,7 @@ class Transport {
 class Client {
  public:
   // transport is borrowed and must outlive the client. auth_hint is appended to 401 errors
-  // (e.g. which token file was used).
+  // after "; " (e.g. which token file was used).
   Client(Transport* transport, std::string auth_hint)
       : transport_(transport), auth_hint_(std::move(auth_hint)) {}
 

@@ -63,7 +63,7 @@ class HttpTransport : public Transport {
                                   std::string_view body) override {
     Exchange ex;
     ex.parser.body_limit(kMaxAnswer);
-    http::verb verb = http::string_to_verb(method);
+    http::verb verb = http::string_to_verb(beast::string_view(method.data(), method.size()));
     if (verb == http::verb::unknown) {
       return base::Status::Error("unknown HTTP method " + std::string(method));
     }
@@ -117,11 +117,10 @@ class HttpTransport : public Transport {
       std::string why = ex.ec == beast::error::timeout
                             ? "timed out after " + std::to_string(timeout_.count() / 1000) + "s"
                             : ex.ec.message();
-      std::string msg = "cannot reach the drawbridge daemon at " + endpoint_.display + " (" +
-                        ex.stage + "): " + why;
-      if (std::string_view(ex.stage) == "connecting") {
-        msg += " (is `drawbridge serve` running? give --data-dir or --api)";
-      }
+      bool connecting = std::string_view(ex.stage) == "connecting";
+      std::string msg = "cannot reach the drawbridge daemon at " + endpoint_.display + ": " +
+                        (connecting ? "" : std::string(ex.stage) + ": ") + why;
+      if (connecting) msg += " (is `drawbridge serve` running? give --data-dir or --api)";
       return base::Status::Error(std::move(msg));
     }
     HttpResponse out;

@@ -85,10 +85,12 @@ base::Result<Endpoint> ParseEndpoint(std::string_view text) {
   return ep;
 }
 
-std::string DefaultDataDir(bool is_root, const char* home) {
+std::string DefaultDataDir(bool is_root, const char* xdg_data_home, const char* home) {
   if (is_root) return "/var/lib/drawbridge";
-  if (home == nullptr || *home == '\0') return "/var/lib/drawbridge";
-  return std::string(home) + "/.local/share/drawbridge";
+  if (xdg_data_home != nullptr && *xdg_data_home != '\0') {
+    return std::string(xdg_data_home) + "/drawbridge";
+  }
+  return std::string(home != nullptr ? home : ".") + "/.local/share/drawbridge";
 }
 
 std::string FirstNonEmpty(std::string_view a, std::string_view b, std::string_view c) {

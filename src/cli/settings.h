@@ -25,8 +25,9 @@ struct Endpoint {
 
 base::Result<Endpoint> ParseEndpoint(std::string_view text);
 
-// The default data dir: /var/lib/drawbridge for root, else $HOME/.local/share/drawbridge.
-std::string DefaultDataDir(bool is_root, const char* home);
+// The daemon's default data dir: /var/lib/drawbridge for root, else $XDG_DATA_HOME/drawbridge,
+// else $HOME/.local/share/drawbridge. xdg_data_home and home may be null.
+std::string DefaultDataDir(bool is_root, const char* xdg_data_home, const char* home);
 
 // First non-empty value of: flag, environment, fallback.
 std::string FirstNonEmpty(std::string_view a, std::string_view b, std::string_view c = {});

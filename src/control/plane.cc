@@ -7,11 +7,14 @@
 #include <cstdio>
 #include <ctime>
 #include <regex>
+#include <fstream>
 #include <set>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "config/fly_toml.h"
+#include "tls/ca.h"
 
 namespace drawbridge::control {
 
@@ -51,6 +54,7 @@ std::string AppKey(const std::string& app) { return "apps/" + app; }
 std::string MachinePrefix(const std::string& app) { return "machines/" + app + "/"; }
 std::string ReleasePrefix(const std::string& app) { return "releases/" + app + "/"; }
 std::string IpKey(const std::string& address) { return "ips/" + address; }
+std::string CertKey(const std::string& host) { return "certs/" + host; }
 std::string SharedKey(const std::string& address, const std::string& app) {
   return "shared/" + address + "/" + app;
 }
@@ -274,6 +278,7 @@ Outcome<IpInfo> ControlPlane::AllocateIp(const std::string& app, const std::stri
                              {store::Op::Put(SharedKey(ip.address, app), IpJson(ip).dump())}});
     if (!r.ok()) return Internal(r.status());
     if (!r->succeeded) return Conflict("app \"" + app + "\" already has the shared IPv4 " + ip.address);
+    EnsureAppCert(app);
     return ip;
   }
   const IpPool& pool = type == "v6" ? v6_ : v4_;
@@ -302,7 +307,10 @@ Outcome<IpInfo> ControlPlane::AllocateIp(const std::string& app, const std::stri
     auto r = store_->Commit({{store::Compare::Absent(IpKey(ip.address))},
                              {store::Op::Put(IpKey(ip.address), IpJson(ip).dump())}});
     if (!r.ok()) return Internal(r.status());
-    if (r->succeeded) return ip;
+    if (r->succeeded) {
+      EnsureAppCert(app);  // a failure is logged by the caller's next renewal pass
+      return ip;
+    }
   }
   return Conflict("too much contention allocating an address; try again");
 }
@@ -439,6 +447,142 @@ Outcome<std::vector<ReleaseInfo>> ControlPlane::ListReleases(const std::string& 
   return out;
 }
 
+namespace {
+
+int64_t UnixNow() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+CertInfo CertFrom(const json& j) {
+  CertInfo c;
+  c.host = j.value("host", "");
+  c.app = j.value("app", "");
+  c.source = j.value("source", "");
+  c.issuer = j.value("issuer", "");
+  c.names = j.value("names", std::vector<std::string>{});
+  c.not_after = j.value("not_after", int64_t{0});
+  c.created_at = j.value("created_at", "");
+  c.cert_pem = j.value("cert_pem", "");
+  return c;
+}
+
+bool ValidHostName(const std::string& host) {
+  static const std::regex re(
+      R"(^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$)");
+  return host.size() <= 253 && std::regex_match(host, re);
+}
+
+}  // namespace
+
+Outcome<CertInfo> ControlPlane::AddCert(const std::string& host, const std::string& cert_pem,
+                                        const std::string& key_pem) {
+  std::string h = host;
+  for (auto& c : h) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (!ValidHostName(h)) return Invalid("invalid host name \"" + host + "\"");
+  if (cert_pem.size() > 64 * 1024 || key_pem.size() > 64 * 1024) {
+    return Invalid("certificate or key larger than 64 KiB");
+  }
+  auto facts = tls::CheckCertificate(h, cert_pem, key_pem);
+  if (!facts.ok()) return Invalid("certificate for " + h + " refused: " + facts.message());
+  CertInfo info;
+  info.host = h;
+  std::string suffix = "." + options_.domain;
+  if (h.size() > suffix.size() && h.compare(h.size() - suffix.size(), suffix.size(), suffix) == 0) {
+    info.app = h.substr(0, h.size() - suffix.size());
+  }
+  info.source = "operator";
+  info.issuer = facts->issuer;
+  info.names = facts->dns_names;
+  info.not_after = facts->not_after;
+  info.created_at = Now();
+  info.cert_pem = cert_pem;
+  json j = {{"host", info.host}, {"app", info.app}, {"source", info.source},
+            {"issuer", info.issuer}, {"names", info.names}, {"not_after", info.not_after},
+            {"created_at", info.created_at}, {"cert_pem", cert_pem}, {"key_pem", key_pem}};
+  auto r = store_->Commit({{}, {store::Op::Put(CertKey(h), j.dump())}});
+  if (!r.ok()) return Internal(r.status());
+  return info;
+}
+
+Outcome<std::vector<CertInfo>> ControlPlane::ListCerts() {
+  auto kvs = store_->List("certs/");
+  if (!kvs.ok()) return Internal(kvs.status());
+  std::vector<CertInfo> out;
+  for (const auto& kv : *kvs) out.push_back(CertFrom(Parse(kv)));
+  return out;
+}
+
+Outcome<CertInfo> ControlPlane::ShowCert(const std::string& host) {
+  std::string h = host;
+  for (auto& c : h) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  auto kv = store_->Get(CertKey(h));
+  if (!kv.ok()) return Internal(kv.status());
+  if (!kv->has_value()) return NotFound("no certificate for " + h);
+  return CertFrom(Parse(**kv));
+}
+
+Outcome<std::string> ControlPlane::CaPem() {
+  if (options_.ca_dir.empty()) return NotFound("this daemon has no built-in CA");
+  std::ifstream in(options_.ca_dir + "/ca.crt");
+  if (!in) return Internal(base::Status::Error(options_.ca_dir + "/ca.crt: cannot read"));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+Outcome<bool> ControlPlane::EnsureAppCert(const std::string& app) {
+  if (options_.ca_dir.empty()) return false;
+  std::string host = app + "." + options_.domain;
+  auto kv = store_->Get(CertKey(host));
+  if (!kv.ok()) return Internal(kv.status());
+  int64_t mod_revision = 0;
+  if (kv->has_value()) {
+    CertInfo existing = CertFrom(Parse(**kv));
+    if (existing.source != "ca") return false;  // the operator's certificate is theirs to renew
+    if (existing.not_after - UnixNow() > int64_t{options_.renew_before_days} * 86400) return false;
+    mod_revision = (*kv)->mod_revision;
+  }
+  tls::CaFiles ca{options_.ca_dir + "/ca.crt", options_.ca_dir + "/ca.key"};
+  auto pem = tls::IssueLeaf(ca, {host}, options_.cert_days);
+  if (!pem.ok()) return Internal(pem.status());
+  auto facts = tls::CheckCertificate(host, pem->cert_pem, pem->key_pem);
+  if (!facts.ok()) return Internal(facts.status());
+  json j = {{"host", host}, {"app", app}, {"source", "ca"}, {"issuer", facts->issuer},
+            {"names", facts->dns_names}, {"not_after", facts->not_after},
+            {"created_at", Now()}, {"cert_pem", pem->cert_pem}, {"key_pem", pem->key_pem}};
+  store::Compare guard = mod_revision == 0 ? store::Compare::Absent(CertKey(host))
+                                           : store::Compare::ModRevision(CertKey(host), mod_revision);
+  auto r = store_->Commit({{guard}, {store::Op::Put(CertKey(host), j.dump())}});
+  if (!r.ok()) return Internal(r.status());
+  return r->succeeded;  // lost a race: someone else just issued or replaced it
+}
+
+int ControlPlane::RenewDueCerts() {
+  auto certs = ListCerts();
+  if (!certs.ok()) return 0;
+  int renewed = 0;
+  for (const auto& c : *certs.value) {
+    if (c.source == "ca" && !c.app.empty()) {
+      auto r = EnsureAppCert(c.app);
+      if (r.ok() && *r.value) ++renewed;
+    }
+  }
+  return renewed;
+}
+
+std::vector<PemPair> ControlPlane::CertPems() {
+  std::vector<PemPair> out;
+  auto kvs = store_->List("certs/");
+  if (!kvs.ok()) return out;
+  for (const auto& kv : *kvs) {
+    json j = Parse(kv);
+    out.push_back({j.value("cert_pem", ""), j.value("key_pem", "")});
+  }
+  return out;
+}
+
 void ControlPlane::ObserveServerVersion(const std::string& app, const std::string& address,
                                         const std::string& version) {
   std::lock_guard lock(observed_mu_);
@@ -529,6 +673,7 @@ base::Result<std::shared_ptr<const RouteTable>> ControlPlane::BuildRouteTable() 
     for (const auto& ip : *ips.value) {
       for (auto& e : RoutesForApp(parsed->config, ms)) {
         e.local_ip = ip.address;
+        e.route.host = app + "." + options_.domain;
         entries.push_back(std::move(e));
       }
     }

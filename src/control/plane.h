@@ -79,10 +79,29 @@ struct ImageInfo {
   std::vector<std::pair<std::string, std::string>> machines;  // id -> observed server version
 };
 
+struct CertInfo {
+  std::string host;
+  std::string app;     // empty for a host that is not <app>.<domain>
+  std::string source;  // "ca" (issued by the built-in CA) or "operator" (certs add)
+  std::string issuer;
+  std::vector<std::string> names;
+  int64_t not_after = 0;  // Unix seconds
+  std::string created_at;
+  std::string cert_pem;   // the chain; never the key
+};
+
+struct PemPair {
+  std::string cert_pem;
+  std::string key_pem;
+};
+
 struct PlaneOptions {
   std::string domain = "drawbridge.test";
   std::string v4_pool = "127.0.10.0/24";
   std::string v6_pool = "fd5b:d8e0:7a1f::/64";
+  std::string ca_dir;          // the built-in CA; empty: no certificates are issued
+  int cert_days = 90;          // validity of issued certificates
+  int renew_before_days = 30;  // reissue when fewer days remain
 };
 
 class ControlPlane {
@@ -113,6 +132,20 @@ class ControlPlane {
   Outcome<ImageInfo> Image(const std::string& app);
   Outcome<std::string> ConnectionString(const std::string& app, const std::string& internal_url);
   Outcome<AppConfig> CurrentServices(const std::string& app);
+
+  // Certificates: one per app host from the built-in CA when the app gets an address; the
+  // operator's own replace it. Keys stay in the store and are never returned.
+  Outcome<CertInfo> AddCert(const std::string& host, const std::string& cert_pem,
+                            const std::string& key_pem);
+  Outcome<std::vector<CertInfo>> ListCerts();
+  Outcome<CertInfo> ShowCert(const std::string& host);
+  Outcome<std::string> CaPem();
+  // Issues the app's certificate if it has none or if it is due for renewal.
+  Outcome<bool> EnsureAppCert(const std::string& app);
+  // Renews every CA-issued certificate that is due; returns how many were renewed.
+  int RenewDueCerts();
+  // Every certificate with its key, for the data plane's CertSet.
+  std::vector<PemPair> CertPems();
 
   // What the edge learned from a machine's ParameterStatus (server_version).
   void ObserveServerVersion(const std::string& app, const std::string& address,

@@ -36,6 +36,16 @@ const Route* RouteTable::Find(const std::string& local_ip, int port) const {
   return any;
 }
 
+std::vector<const Route*> RouteTable::FindAll(const std::string& local_ip, int port) const {
+  std::vector<const Route*> bound, any;
+  for (const auto& e : entries_) {
+    if (e.route.public_port != port) continue;
+    if (e.local_ip == local_ip) bound.push_back(&e.route);
+    if (e.local_ip.empty()) any.push_back(&e.route);
+  }
+  return bound.empty() ? any : bound;
+}
+
 std::vector<int> RouteTable::Ports() const {
   std::vector<int> ports;
   for (const auto& e : entries_) ports.push_back(e.route.public_port);

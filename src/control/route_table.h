@@ -16,6 +16,7 @@ namespace drawbridge::control {
 
 struct Route {
   std::string app;
+  std::string host;          // the app's public name "<app>.<domain>"; empty in static mode
   int public_port = 0;
   int internal_port = 0;
   bool tls = false;          // "tls": terminate TLS, relay plaintext
@@ -40,6 +41,10 @@ class RouteTable {
   // The route for a connection that arrived on `local_ip`:`port`; a route bound to that
   // address wins over one for any address. nullptr if none.
   const Route* Find(const std::string& local_ip, int port) const;
+  // Every route for `local_ip`:`port`: several when apps share an address (told apart by SNI
+  // or the `options` startup parameter), else at most one. Routes bound to the address win
+  // over routes for any address.
+  std::vector<const Route*> FindAll(const std::string& local_ip, int port) const;
   // Every public port with at least one route, sorted, without duplicates.
   std::vector<int> Ports() const;
   uint64_t version() const { return version_; }

@@ -211,7 +211,54 @@ int ServeControlPlane(const Flags& f) {
     spdlog::critical("store: {}", store.message());
     return 1;
   }
-  control::PlaneOptions plane_options{f.domain, f.v4_pool, f.v6_pool};
+  control::PlaneOptions plane_options;
+  plane_options.domain = f.domain;
+  plane_options.v4_pool = f.v4_pool;
+  plane_options.v6_pool = f.v6_pool;
+
+  // Certificates: the operator's (--cert) first, else a *.<domain> default from the built-in
+  // CA; then every certificate in the store (one per app host), rebuilt when the store changes.
+  auto ca = tls::EnsureCa(dir + "/ca", "Drawbridge CA for " + f.domain);
+  if (!ca.ok()) {
+    spdlog::critical("CA: {}", ca.message());
+    return 1;
+  }
+  std::vector<tls::CertSet::Pem> base_certs;
+  for (size_t i = 0; i < f.certs.size() && i < f.keys.size(); ++i) {
+    std::ifstream c(f.certs[i]), k(f.keys[i]);
+    std::stringstream cs, ks;
+    cs << c.rdbuf();
+    ks << k.rdbuf();
+    base_certs.push_back({cs.str(), ks.str()});
+  }
+  if (f.certs.size() != f.keys.size()) {
+    spdlog::critical("give one --key for each --cert");
+    return 1;
+  }
+  if (base_certs.empty()) {
+    std::string crt = dir + "/certs/wildcard.crt", key = dir + "/certs/wildcard.key";
+    if (::access(crt.c_str(), F_OK) != 0) {
+      auto pem = tls::IssueLeaf(*ca, {"*." + f.domain, f.domain}, 825);
+      if (!pem.ok()) {
+        spdlog::critical("certificate: {}", pem.message());
+        return 1;
+      }
+      if (auto s = tls::WriteFileAtomic(key, pem->key_pem, 0600); !s.ok()) {
+        spdlog::critical("{}", s.message());
+        return 1;
+      }
+      if (auto s = tls::WriteFileAtomic(crt, pem->cert_pem, 0644); !s.ok()) {
+        spdlog::critical("{}", s.message());
+        return 1;
+      }
+    }
+    std::ifstream c(crt), k(key);
+    std::stringstream cs, ks;
+    cs << c.rdbuf();
+    ks << k.rdbuf();
+    base_certs.push_back({cs.str(), ks.str()});
+  }
+  plane_options.ca_dir = dir + "/ca";
   auto plane = control::ControlPlane::Create(store->get(), plane_options);
   if (!plane.ok()) {
     spdlog::critical("{}", plane.message());
@@ -219,42 +266,12 @@ int ServeControlPlane(const Flags& f) {
   }
   MakeLocallyDeliverable((*plane)->v4_pool());
   MakeLocallyDeliverable((*plane)->v6_pool());
-
-  // Certificates: the operator's, or one for *.<domain> from the built-in CA.
   tls::CertStore certs;
-  std::shared_ptr<const tls::CertSet> cert_set;
-  if (!f.certs.empty()) {
-    auto c = LoadOperatorCerts(f);
-    if (!c.ok()) {
-      spdlog::critical("certificates: {}", c.message());
-      return 1;
-    }
-    cert_set = *c;
-  } else {
-    auto ca = tls::EnsureCa(dir + "/ca", "Drawbridge CA for " + f.domain);
-    if (!ca.ok()) {
-      spdlog::critical("CA: {}", ca.message());
-      return 1;
-    }
-    std::string crt = dir + "/certs/wildcard.crt", key = dir + "/certs/wildcard.key";
-    if (::access(crt.c_str(), F_OK) != 0) {
-      if (auto s = tls::IssueLeaf(*ca, {"*." + f.domain, f.domain}, 90, crt, key); !s.ok()) {
-        spdlog::critical("certificate: {}", s.message());
-        return 1;
-      }
-    }
-    auto c = tls::CertSet::Load({{crt, key}});
-    if (!c.ok()) {
-      spdlog::critical("certificates: {}", c.message());
-      return 1;
-    }
-    cert_set = *c;
-  }
-  certs.Swap(cert_set);
 
+  control::ControlPlane* cp = plane->get();
+  cp->RenewDueCerts();
   control::RouteTableHolder routes;
   net::ServerOptions options = ServerOptionsFrom(f);
-  control::ControlPlane* cp = plane->get();
   options.on_server_version = [cp](const std::string& app, const std::string& machine,
                                    const std::string& version) {
     cp->ObserveServerVersion(app, machine, version);
@@ -262,8 +279,24 @@ int ServeControlPlane(const Flags& f) {
   net::Server server(options, &routes, &certs);
 
   std::mutex rebuild_mu;
+  int64_t certs_revision = -1;
   auto rebuild = [&](bool sync_listeners) {
     std::lock_guard lock(rebuild_mu);
+    // Certificates first, so a new route never meets an old certificate set.
+    if (auto rev = (*store)->Revision(); rev.ok() && *rev != certs_revision) {
+      std::vector<tls::CertSet::Pem> pems = base_certs;
+      for (auto& p : cp->CertPems()) pems.push_back({std::move(p.cert_pem), std::move(p.key_pem)});
+      std::vector<std::string> errors;
+      auto set = tls::CertSet::FromPem(pems, &errors);
+      for (const auto& e : errors) spdlog::error("a certificate did not load: {}", e);
+      if (set.ok()) {
+        certs.Swap(*set);
+        certs_revision = *rev;
+      } else {
+        spdlog::error("certificates not reloaded, the previous set keeps serving: {}",
+                      set.message());
+      }
+    }
     auto table = cp->BuildRouteTable();
     if (!table.ok()) {
       spdlog::error("route table not rebuilt, the previous one keeps serving: {}", table.message());
@@ -312,7 +345,14 @@ int ServeControlPlane(const Flags& f) {
                f.api_port > 0 ? "http://127.0.0.1:" + std::to_string(f.api_port) + " and " : "",
                dir + "/admin.sock", f.domain);
   Ready();
-  server.Run([&] { rebuild(true); }, [&] { (*store)->Poll(); });
+  int ticks = 0;
+  server.Run([&] { rebuild(true); },
+             [&] {
+               (*store)->Poll();
+               if (++ticks % 60 == 0) {
+                 if (int n = cp->RenewDueCerts(); n > 0) spdlog::info("renewed {} certificates", n);
+               }
+             });
   admin.Stop();
   spdlog::info("{}", net::Metrics::Get().Summary());
   return 0;

@@ -1,6 +1,7 @@
 #include "net/connection.h"
 
 #include <atomic>
+#include <cctype>
 #include <memory>
 #include <optional>
 #include <string>
@@ -115,6 +116,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // pg_tls: negotiation up to a routed StartupMessage. False: the connection is finished.
   awaitable<bool> PgStartup();
   awaitable<void> ForwardCancel(const pg::CancelKey& key);
+  // Picks route_ among candidates_ by SNI or the `app=` option. False: refused.
+  awaitable<bool> ChooseRoute(pg::StartupMessage* startup);
   awaitable<bool> ConnectMachine();
   awaitable<void> Relay();
   awaitable<void> ClientToServer();
@@ -135,6 +138,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   tcp::endpoint client_ep_, local_ep_;
 
   std::shared_ptr<const control::RouteTable> table_;
+  // Routes for the dialled address and port; several on a shared address until SNI or the
+  // `options` parameter picks one into route_.
+  std::vector<const control::Route*> candidates_;
   const control::Route* route_ = nullptr;
   std::shared_ptr<const tls::CertSet> certs_;
   std::unique_ptr<tls::TlsEngine> tls_;
@@ -176,6 +182,7 @@ void Connection::CloseAll() {
 
 tls::SessionPolicy Connection::PolicyFor(const control::Route& route) const {
   tls::SessionPolicy p;
+  if (candidates_.size() == 1) p.default_host = route.host;
   if (!route.pg_tls) {
     p.alpn_policy = tls::AlpnPolicy::kList;
     p.alpn = route.tls_options.alpn;
@@ -342,12 +349,20 @@ awaitable<bool> Connection::PgStartup() {
       case pg::StartupAction::Kind::kCancel:
         co_await ForwardCancel(a.cancel);
         co_return false;
-      case pg::StartupAction::Kind::kStartup:
-        startup_packet_ = std::move(a.bytes);
+      case pg::StartupAction::Kind::kStartup: {
+        size_t before = a.startup.params.size();
+        std::string options_before;
+        if (const auto* o = a.startup.Find("options")) options_before = *o;
+        if (!co_await ChooseRoute(&a.startup)) co_return false;
+        const auto* o = a.startup.Find("options");
+        bool rewritten = a.startup.params.size() != before || (o && *o != options_before);
+        // The `app=` option is the edge's, not the server's: forward the packet without it.
+        startup_packet_ = rewritten ? pg::BuildStartupMessage(a.startup) : std::move(a.bytes);
         startup_packet_.insert(startup_packet_.end(), a.rest.begin(), a.rest.end());
         if (const auto* u = a.startup.Find("user")) user_ = *u;
         if (const auto* d = a.startup.Find("database")) database_ = *d;
         co_return true;
+      }
     }
   }
 }
@@ -375,6 +390,55 @@ awaitable<void> Connection::ForwardCancel(const pg::CancelKey& key) {
   Metrics::Get().cancels_forwarded++;
   server_.shutdown(tcp::socket::shutdown_send, ec);
   reason_ = "cancel_forwarded";
+}
+
+namespace {
+bool SameHost(std::string a, std::string b) {
+  auto norm = [](std::string& s) {
+    if (!s.empty() && s.back() == '.') s.pop_back();
+    for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  };
+  norm(a);
+  norm(b);
+  return !a.empty() && a == b;
+}
+}  // namespace
+
+awaitable<bool> Connection::ChooseRoute(pg::StartupMessage* startup) {
+  std::optional<std::string> named = startup ? pg::TakeAppOption(startup) : std::nullopt;
+  std::string sni = tls_ready_ ? tls_->server_name() : "";
+  const control::Route* by_sni = nullptr;
+  const control::Route* by_name = nullptr;
+  for (const auto* r : candidates_) {
+    if (!sni.empty() && SameHost(sni, r->host)) by_sni = r;
+    if (named && *named == r->app) by_name = r;
+  }
+  std::string problem;
+  if (by_sni && named && by_name != by_sni) {
+    problem = "the app named in options (\"" + *named + "\") does not match the server name \"" +
+              sni + "\"";
+  } else if (by_sni || by_name) {
+    route_ = by_sni ? by_sni : by_name;
+    co_return true;
+  } else if (named) {
+    problem = "unknown app \"" + *named + "\" on this address";
+  } else if (candidates_.size() == 1) {
+    co_return true;  // a dedicated address: route_ is already its app
+  } else {
+    problem = "this address is shared by several apps and the client did not say which one";
+  }
+  Metrics::Get().Failed(NetReason::kNoRoute);
+  if (route_ && route_->pg_tls) {
+    co_await RefuseAndClose(
+        pg::BuildFatal(pg::sqlstate::kInvalidAuthorization, problem, {},
+                       "Connect with the app's host name (<app>.<domain>) so that the client "
+                       "sends SNI (libpq 14 or later), or name the app in the options parameter: "
+                       "options='app=<app>' (in a URL: ?options=app%3D<app>)."),
+        "no_route_for_client");
+  } else {
+    reason_ = "no_route_for_client";
+  }
+  co_return false;
 }
 
 awaitable<bool> Connection::ConnectMachine() {
@@ -417,7 +481,9 @@ awaitable<void> Connection::Run() {
   Metrics::Get().active++;
 
   table_ = ctx_.routes->Current();
-  route_ = table_ ? table_->Find(Ip(local_ep_), local_ep_.port()) : nullptr;
+  if (table_) candidates_ = table_->FindAll(Ip(local_ep_), local_ep_.port());
+  // Until SNI or `options` says otherwise, the first route decides the handler.
+  route_ = candidates_.empty() ? nullptr : candidates_.front();
   if (route_ == nullptr) {
     Metrics::Get().Failed(NetReason::kNoRoute);
     reason_ = NetReasonName(NetReason::kNoRoute);
@@ -428,7 +494,9 @@ awaitable<void> Connection::Run() {
     if (route_->pg_tls) {
       ok = co_await PgStartup();
     } else if (route_->tls) {
-      ok = co_await TlsHandshake({}, PolicyFor(*route_));
+      ok = co_await TlsHandshake({}, PolicyFor(*route_)) && co_await ChooseRoute(nullptr);
+    } else if (candidates_.size() > 1) {
+      ok = co_await ChooseRoute(nullptr);  // raw TCP on a shared address: nothing to go by
     }
     if (deadline_fired_) Metrics::Get().Failed(NetReason::kHandshakeTimeout);
     DisarmDeadline();

@@ -21,6 +21,38 @@ const char* RefuseReasonName(RefuseReason r) {
   return "unknown";
 }
 
+std::optional<std::string> TakeAppOption(StartupMessage* msg) {
+  for (auto it = msg->params.begin(); it != msg->params.end(); ++it) {
+    if (it->first != "options") continue;
+    // Options are separated by spaces (libpq's PGOPTIONS rules; backslash escapes a space).
+    std::string kept, name;
+    bool found = false;
+    const std::string& opts = it->second;
+    size_t i = 0;
+    while (i < opts.size()) {
+      while (i < opts.size() && opts[i] == ' ') ++i;
+      size_t start = i;
+      while (i < opts.size() && opts[i] != ' ') i += opts[i] == '\\' && i + 1 < opts.size() ? 2 : 1;
+      std::string token = opts.substr(start, i - start);
+      if (token.empty()) continue;
+      if (!found && token.rfind("app=", 0) == 0) {
+        name = token.substr(4);
+        found = true;
+        continue;
+      }
+      kept += (kept.empty() ? "" : " ") + token;
+    }
+    if (!found) return std::nullopt;
+    if (kept.empty()) {
+      msg->params.erase(it);
+    } else {
+      it->second = kept;
+    }
+    return name;
+  }
+  return std::nullopt;
+}
+
 StartupAction StartupMachine::Refuse(RefuseReason reason, Bytes error) {
   state_ = State::kDone;
   StartupAction a;

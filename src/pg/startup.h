@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "base/bytes.h"
@@ -51,6 +52,11 @@ struct StartupAction {
   CancelKey cancel;
   StartupMessage startup;
 };
+
+// Clients without SNI may name the app in the `options` startup parameter as "app=NAME"
+// (libpq: options=app%3DNAME). Removes that token (the server must not see it), drops
+// `options` if nothing else is left, and returns NAME.
+std::optional<std::string> TakeAppOption(StartupMessage* msg);
 
 class StartupMachine {
  public:

@@ -8,6 +8,7 @@
 #include <memory>
 
 #include <openssl/ec.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
@@ -115,8 +116,28 @@ base::Result<CaFiles> EnsureCa(const std::string& dir, const std::string& common
   return files;
 }
 
-base::Status IssueLeaf(const CaFiles& ca, const std::vector<std::string>& dns_names, int days,
-                       const std::string& cert_path, const std::string& key_path) {
+std::string ToPem(X509* cert) {
+  BIO* bio = BIO_new(BIO_s_mem());
+  PEM_write_bio_X509(bio, cert);
+  char* data = nullptr;
+  long n = BIO_get_mem_data(bio, &data);
+  std::string out(data, static_cast<size_t>(n));
+  BIO_free(bio);
+  return out;
+}
+
+std::string ToPem(EVP_PKEY* key) {
+  BIO* bio = BIO_new(BIO_s_mem());
+  PEM_write_bio_PrivateKey(bio, key, nullptr, nullptr, 0, nullptr, nullptr);
+  char* data = nullptr;
+  long n = BIO_get_mem_data(bio, &data);
+  std::string out(data, static_cast<size_t>(n));
+  BIO_free(bio);
+  return out;
+}
+
+base::Result<PemPair> IssueLeaf(const CaFiles& ca, const std::vector<std::string>& dns_names,
+                                int days) {
   if (dns_names.empty()) return base::Status::Error("a certificate needs at least one name");
   auto ca_key = ReadKey(ca.key_path);
   if (!ca_key.ok()) return ca_key.status();
@@ -135,19 +156,81 @@ base::Status IssueLeaf(const CaFiles& ca, const std::vector<std::string>& dns_na
   if (X509_sign(cert.get(), ca_key->get(), EVP_sha256()) == 0) {
     return base::Status::Error("certificate signature: " + TakeOpenSslError());
   }
-  std::string tmp_key = key_path + ".tmp", tmp_cert = cert_path + ".tmp";
-  {
-    FilePtr k = Create(tmp_key, 0600);
-    FilePtr c = Create(tmp_cert, 0644);
-    if (!k || !c || PEM_write_PrivateKey(k.get(), key.get(), nullptr, nullptr, 0, nullptr, nullptr) != 1 ||
-        PEM_write_X509(c.get(), cert.get()) != 1 || PEM_write_X509(c.get(), ca_cert->get()) != 1) {
-      return base::Status::Error(cert_path + ": cannot write");
+  return PemPair{ToPem(cert.get()) + ToPem(ca_cert->get()), ToPem(key.get())};
+}
+
+base::Result<CertFacts> CheckCertificate(const std::string& host, const std::string& cert_pem,
+                                         const std::string& key_pem) {
+  std::unique_ptr<BIO, decltype(&BIO_free)> cbio(
+      BIO_new_mem_buf(cert_pem.data(), static_cast<int>(cert_pem.size())), BIO_free);
+  std::vector<CertPtr> chain;
+  while (X509* c = PEM_read_bio_X509(cbio.get(), nullptr, nullptr, nullptr)) chain.emplace_back(c);
+  ERR_clear_error();
+  if (chain.empty()) return base::Status::Error("the certificate is not PEM (BEGIN CERTIFICATE)");
+  std::unique_ptr<BIO, decltype(&BIO_free)> kbio(
+      BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size())), BIO_free);
+  KeyPtr key(PEM_read_bio_PrivateKey(kbio.get(), nullptr, nullptr, nullptr));
+  if (!key) {
+    ERR_clear_error();
+    return base::Status::Error("the key is not an unencrypted PEM private key");
+  }
+  X509* leaf = chain.front().get();
+  if (X509_check_private_key(leaf, key.get()) != 1) {
+    ERR_clear_error();
+    return base::Status::Error("the key does not match the certificate");
+  }
+  if (X509_cmp_current_time(X509_get0_notBefore(leaf)) > 0) {
+    return base::Status::Error("the certificate is not valid yet");
+  }
+  if (X509_cmp_current_time(X509_get0_notAfter(leaf)) < 0) {
+    return base::Status::Error("the certificate has expired");
+  }
+  if (X509_check_host(leaf, host.data(), host.size(), 0, nullptr) != 1) {
+    return base::Status::Error("the certificate does not cover " + host +
+                               " (its subjectAltName DNS names must)");
+  }
+  for (size_t i = 0; i + 1 < chain.size(); ++i) {
+    EVP_PKEY* issuer_key = X509_get0_pubkey(chain[i + 1].get());
+    if (issuer_key == nullptr || X509_verify(chain[i].get(), issuer_key) != 1) {
+      ERR_clear_error();
+      return base::Status::Error("certificate " + std::to_string(i + 1) +
+                                 " of the chain is not signed by the next one");
     }
   }
-  if (::rename(tmp_key.c_str(), key_path.c_str()) != 0 ||
-      ::rename(tmp_cert.c_str(), cert_path.c_str()) != 0) {
-    return base::Status::Error(cert_path + ": cannot install");
+  CertFacts facts;
+  ASN1_TIME* epoch = ASN1_TIME_set(nullptr, 0);
+  int days = 0, secs = 0;
+  ASN1_TIME_diff(&days, &secs, epoch, X509_get0_notAfter(leaf));
+  facts.not_after = int64_t{days} * 86400 + secs;
+  ASN1_TIME_diff(&days, &secs, epoch, X509_get0_notBefore(leaf));
+  facts.not_before = int64_t{days} * 86400 + secs;
+  ASN1_TIME_free(epoch);
+  char name[256] = {};
+  X509_NAME_oneline(X509_get_issuer_name(leaf), name, sizeof name);
+  facts.issuer = name;
+  auto* sans = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(leaf, NID_subject_alt_name, nullptr,
+                                                             nullptr));
+  for (int i = 0; sans && i < sk_GENERAL_NAME_num(sans); ++i) {
+    const GENERAL_NAME* gn = sk_GENERAL_NAME_value(sans, i);
+    if (gn->type == GEN_DNS) {
+      facts.dns_names.emplace_back(reinterpret_cast<const char*>(gn->d.dNSName->data),
+                                   gn->d.dNSName->length);
+    }
   }
+  GENERAL_NAMES_free(sans);
+  return facts;
+}
+
+base::Status WriteFileAtomic(const std::string& path, const std::string& data, int mode) {
+  std::string tmp = path + ".tmp";
+  {
+    FilePtr f = Create(tmp, static_cast<mode_t>(mode));
+    if (!f || std::fwrite(data.data(), 1, data.size(), f.get()) != data.size() ||
+        std::fflush(f.get()) != 0 || ::fsync(::fileno(f.get())) != 0) {
+      return base::Status::Error(path + ": cannot write");
+    }
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) return base::Status::Error(path + ": cannot install");
   return {};
 }
 

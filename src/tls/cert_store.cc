@@ -4,6 +4,7 @@
 #include <cctype>
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
 namespace drawbridge::tls {
@@ -58,7 +59,10 @@ std::string TakeOpenSslError() {
   return out.empty() ? "unknown TLS error" : out;
 }
 
-base::Result<CtxPtr> NewServerContext(const CertFiles& files) {
+namespace {
+
+// The edge's TLS settings on a fresh context; the certificate comes next.
+base::Result<CtxPtr> NewBaseContext() {
   CtxPtr ctx(SSL_CTX_new(TLS_server_method()));
   if (!ctx) return base::Status::Error(TakeOpenSslError());
   SSL_CTX* c = ctx.get();
@@ -73,6 +77,17 @@ base::Result<CtxPtr> NewServerContext(const CertFiles& files) {
       SSL_CTX_set_ciphersuites(c, kTls13Suites) != 1 || SSL_CTX_set1_groups_list(c, kGroups) != 1) {
     return base::Status::Error("TLS settings: " + TakeOpenSslError());
   }
+  InstallServerCallbacks(c);
+  return ctx;
+}
+
+}  // namespace
+
+base::Result<CtxPtr> NewServerContext(const CertFiles& files) {
+  auto base_ctx = NewBaseContext();
+  if (!base_ctx.ok()) return base_ctx.status();
+  CtxPtr ctx = std::move(*base_ctx);
+  SSL_CTX* c = ctx.get();
   if (SSL_CTX_use_certificate_chain_file(c, files.cert_path.c_str()) != 1) {
     return base::Status::Error(files.cert_path + ": " + TakeOpenSslError());
   }
@@ -82,8 +97,57 @@ base::Result<CtxPtr> NewServerContext(const CertFiles& files) {
   if (SSL_CTX_check_private_key(c) != 1) {
     return base::Status::Error(files.key_path + ": key does not match " + files.cert_path);
   }
-  InstallServerCallbacks(c);
   return ctx;
+}
+
+base::Result<CtxPtr> NewServerContextFromPem(const std::string& cert_pem,
+                                             const std::string& key_pem) {
+  auto base_ctx = NewBaseContext();
+  if (!base_ctx.ok()) return base_ctx.status();
+  CtxPtr ctx = std::move(*base_ctx);
+  SSL_CTX* c = ctx.get();
+  BIO* cbio = BIO_new_mem_buf(cert_pem.data(), static_cast<int>(cert_pem.size()));
+  X509* leaf = PEM_read_bio_X509(cbio, nullptr, nullptr, nullptr);
+  bool ok = leaf != nullptr && SSL_CTX_use_certificate(c, leaf) == 1;
+  X509_free(leaf);
+  while (ok) {
+    X509* extra = PEM_read_bio_X509(cbio, nullptr, nullptr, nullptr);
+    if (extra == nullptr) break;
+    ok = SSL_CTX_add0_chain_cert(c, extra) == 1;
+  }
+  BIO_free(cbio);
+  ERR_clear_error();  // the end of the PEM stream is reported as an error
+  if (!ok) return base::Status::Error("certificate: " + TakeOpenSslError());
+  BIO* kbio = BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size()));
+  EVP_PKEY* key = PEM_read_bio_PrivateKey(kbio, nullptr, nullptr, nullptr);
+  BIO_free(kbio);
+  ok = key != nullptr && SSL_CTX_use_PrivateKey(c, key) == 1 && SSL_CTX_check_private_key(c) == 1;
+  EVP_PKEY_free(key);
+  if (!ok) return base::Status::Error("key: " + TakeOpenSslError());
+  return ctx;
+}
+
+void CertSet::Add(CtxPtr ctx) {
+  for (auto& name : DnsNames(ctx.get())) {
+    by_name_.emplace(name, ctx.get());  // the first certificate for a name wins
+    names_.push_back(std::move(name));
+  }
+  contexts_.push_back(std::move(ctx));
+}
+
+base::Result<std::shared_ptr<const CertSet>> CertSet::FromPem(const std::vector<Pem>& pems,
+                                                              std::vector<std::string>* errors) {
+  auto set = std::make_shared<CertSet>();
+  for (const auto& p : pems) {
+    auto ctx = NewServerContextFromPem(p.cert_pem, p.key_pem);
+    if (!ctx.ok()) {
+      if (errors) errors->push_back(ctx.message());
+      continue;
+    }
+    set->Add(std::move(*ctx));
+  }
+  if (set->contexts_.empty()) return base::Status::Error("no certificate could be loaded");
+  return std::shared_ptr<const CertSet>(std::move(set));
 }
 
 base::Result<std::shared_ptr<const CertSet>> CertSet::Load(const std::vector<CertFiles>& files) {
@@ -92,11 +156,7 @@ base::Result<std::shared_ptr<const CertSet>> CertSet::Load(const std::vector<Cer
   for (const auto& f : files) {
     auto ctx = NewServerContext(f);
     if (!ctx.ok()) return ctx.status();
-    for (auto& name : DnsNames(ctx->get())) {
-      set->by_name_.emplace(name, ctx->get());  // the first certificate for a name wins
-      set->names_.push_back(std::move(name));
-    }
-    set->contexts_.push_back(std::move(*ctx));
+    set->Add(std::move(*ctx));
   }
   return std::shared_ptr<const CertSet>(std::move(set));
 }

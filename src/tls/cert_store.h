@@ -29,13 +29,27 @@ struct CertFiles {
 
 class CertSet {
  public:
+  CertSet() = default;
   // Loads every pair; the first is the default for clients that send no or an unknown SNI.
   static base::Result<std::shared_ptr<const CertSet>> Load(const std::vector<CertFiles>& files);
+  // The same from PEM text in memory. A pair that does not load is skipped and reported in
+  // `errors` (one bad certificate must not take the others down); fails only if none loads.
+  struct Pem {
+    std::string cert_pem;
+    std::string key_pem;
+  };
+  static base::Result<std::shared_ptr<const CertSet>> FromPem(const std::vector<Pem>& pems,
+                                                              std::vector<std::string>* errors);
 
   // The context for `server_name` (case-insensitive, trailing dot ignored, "*.zone" SANs match
   // one label), or the default context.
   SSL_CTX* Find(std::string_view server_name) const;
   SSL_CTX* default_ctx() const { return contexts_.front().get(); }
+
+ private:
+  void Add(CtxPtr ctx);
+
+ public:
   const std::vector<std::string>& names() const { return names_; }
 
  private:
@@ -63,6 +77,7 @@ class CertStore {
 // A server SSL_CTX with the edge's settings: TLS 1.2 minimum, Mozilla "intermediate" ciphers
 // and groups, no compression, no renegotiation, no tickets, no session cache, no early data.
 base::Result<CtxPtr> NewServerContext(const CertFiles& files);
+base::Result<CtxPtr> NewServerContextFromPem(const std::string& cert_pem, const std::string& key_pem);
 
 // The last OpenSSL error as text, and the error queue cleared.
 std::string TakeOpenSslError();

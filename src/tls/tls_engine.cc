@@ -68,7 +68,8 @@ base::Result<std::unique_ptr<TlsEngine>> TlsEngine::NewServer(std::shared_ptr<co
   std::unique_ptr<TlsEngine> e(new TlsEngine());
   e->certs_ = std::move(certs);
   e->policy_ = std::move(policy);
-  e->ssl_ = SSL_new(e->certs_->default_ctx());
+  e->ssl_ = SSL_new(e->policy_.default_host.empty() ? e->certs_->default_ctx()
+                                                    : e->certs_->Find(e->policy_.default_host));
   if (e->ssl_ == nullptr) return base::Status::Error(TakeOpenSslError());
   e->rbio_ = BIO_new(BIO_s_mem());
   e->wbio_ = BIO_new(BIO_s_mem());

@@ -26,6 +26,9 @@ struct SessionPolicy {
   std::vector<std::string> alpn;  // for kList
   int min_version = TLS1_2_VERSION;
   int max_version = 0;  // 0: newest
+  // The certificate for clients that send no SNI (an IP literal): the one for this host name,
+  // e.g. the app that owns the dialled address. Empty: the set's default.
+  std::string default_host;
 };
 
 class TlsEngine {
