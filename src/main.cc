@@ -1,6 +1,5 @@
 // drawbridge: `serve` runs the daemon; every other command is the CLI, which talks to the
 // daemon's admin API.
-#include <cstdio>
 #include <cstring>
 #include <string>
 
@@ -8,6 +7,7 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "cli/cli.h"
 #include "daemon/daemon.h"
 
 namespace {
@@ -48,10 +48,5 @@ int main(int argc, char** argv) {
   spdlog::set_default_logger(spdlog::stderr_logger_mt("drawbridge"));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %l %v");
   if (argc >= 2 && std::strcmp(argv[1], "serve") == 0) return ServeMain(argc - 1, argv + 1);
-  if (argc >= 2 && std::strcmp(argv[1], "version") == 0) {
-    std::printf("drawbridge 0.1.0\n");
-    return 0;
-  }
-  std::fprintf(stderr, "usage: drawbridge serve [flags] | drawbridge version\n");
-  return 2;
+  return drawbridge::cli::Main(argc, argv);
 }

@@ -5,14 +5,13 @@
 
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <cstdlib>
 #include <exception>
 #include <functional>
 #include <iostream>
 #include <string>
 #include <vector>
-
-#include <CLI/CLI.hpp>
 
 #include "cli/commands.h"
 #include "cli/http_transport.h"
@@ -77,9 +76,9 @@ CLI::App* Sub(CLI::App* parent, const std::string& name, const std::string& desc
 using Command = std::function<Status(Context&)>;
 
 Status RunWithClient(const Flags& f, const Command& command) {
-  std::string data_dir =
-      FirstNonEmpty(f.data_dir, Env("DRAWBRIDGE_DATA_DIR"),
-                    DefaultDataDir(::geteuid() == 0, std::getenv("XDG_DATA_HOME"), std::getenv("HOME")));
+  std::string data_dir = FirstNonEmpty(
+      f.data_dir, Env("DRAWBRIDGE_DATA_DIR"),
+      DefaultDataDir(::geteuid() == 0, std::getenv("XDG_DATA_HOME"), std::getenv("HOME")));
   std::string api = FirstNonEmpty(f.api, Env("DRAWBRIDGE_API"), "unix:" + data_dir + "/admin.sock");
   auto endpoint = ParseEndpoint(api);
   if (!endpoint.ok()) return endpoint.status();
@@ -144,9 +143,8 @@ int Run(int argc, char** argv) {
   });
   auto* machines_list = Sub(machines, "list", "List machines");
   machines_list->alias("ls");
-  machines_list->callback([&] {
-    command = [&](Context& c) { return MachinesList(c, ResolveApp(f, "fly.toml")); };
-  });
+  machines_list->callback(
+      [&] { command = [&](Context& c) { return MachinesList(c, ResolveApp(f, "fly.toml")); }; });
   auto* machines_remove = Sub(machines, "remove", "Remove a machine");
   machines_remove->alias("rm");
   machines_remove->add_option("id", f.name, "machine id")->required();

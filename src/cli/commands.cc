@@ -185,10 +185,10 @@ std::vector<std::vector<std::string>> ServiceRows(const Json& services) {
     }
     std::string ports = PortsText(s.contains("ports") ? s["ports"] : Json());
     if (ports.empty()) ports = Str(s, "port");
-    std::string force = s.contains("force_https") && s["force_https"].is_boolean() &&
-                                s["force_https"].get<bool>()
-                            ? "True"
-                            : "False";
+    std::string force =
+        s.contains("force_https") && s["force_https"].is_boolean() && s["force_https"].get<bool>()
+            ? "True"
+            : "False";
     rows.push_back(
         {protocol, ports + " => " + Str(s, "internal_port") + " [" + handlers + "]", force});
     previous = &s;
@@ -386,11 +386,9 @@ Status ConfigSave(Context& ctx, const std::string& app, const std::string& path,
   }
   std::error_code ec;
   if (std::filesystem::exists(file, ec) && !yes) {
-    auto ok = Confirm(ctx,
-                      "An existing configuration file has been found\nOverwrite file '" + file +
-                          "'",
-                      "an existing configuration file has been found: use --yes to overwrite '" +
-                          file + "'");
+    auto ok = Confirm(
+        ctx, "An existing configuration file has been found\nOverwrite file '" + file + "'",
+        "an existing configuration file has been found: use --yes to overwrite '" + file + "'");
     if (!ok.ok()) return ok.status();
     if (!*ok) return Status();
   }
@@ -420,8 +418,8 @@ Status ConfigValidate(Context& ctx, const std::string& app, const std::string& p
   std::string file = ResolveConfigPath(path);
   auto text = ReadConfig(file);
   if (!text.ok()) return text.status();
-  auto r = ctx.client->Post(AppPath(app) + "/config/validate",
-                            Json{{"toml", *text}, {"file", file}});
+  auto r =
+      ctx.client->Post(AppPath(app) + "/config/validate", Json{{"toml", *text}, {"file", file}});
   if (!r.ok()) return r.status();
   if (ctx.json) {
     PrintJson(ctx, *r);
@@ -506,8 +504,7 @@ Status ImageShow(Context& ctx, const std::string& app) {
   std::string tag_major = PgMajor(Str(*r, "tag"));
   if (majors.size() == 1 && !tag_major.empty() && majors.begin()->first != tag_major) {
     *ctx.ui.err << "Warning: the image tag " << Str(*r, "tag")
-                << " is not the major version the machines run (" << majors.begin()->first
-                << ")\n";
+                << " is not the major version the machines run (" << majors.begin()->first << ")\n";
   }
   return Status();
 }
@@ -550,15 +547,20 @@ Status ShowStatus(Context& ctx, const std::string& app) {
     }
     return Status();
   }
-  const Json& conns = r->contains("connections") ? (*r)["connections"] : Json();
+  Json conns = r->contains("connections") ? (*r)["connections"] : Json();
+  std::string ports;
+  if (r->contains("ports") && (*r)["ports"].is_array()) {
+    for (const auto& p : (*r)["ports"]) ports += (ports.empty() ? "" : ", ") + p.dump();
+  }
   *ctx.ui.out << RenderVerticalTable(
-      "Drawbridge", {{"Version", Str(*r, "version")},
-                     {"Store", Str(*r, "store")},
-                     {"Node", Str(*r, "node")},
-                     {"Domain", Str(*r, "domain")},
-                     {"Routes", "v" + Str(*r, "routes_version")},
-                     {"Connections", Str(conns, "active") + " active, " +
-                                         Str(conns, "accepted") + " accepted"}});
+      "Drawbridge",
+      {{"Version", Str(*r, "version")},
+       {"Store", Str(*r, "store")},
+       {"Node", Str(*r, "node")},
+       {"Domain", Str(*r, "domain")},
+       {"Routes", "v" + Str(*r, "routes_version")},
+       {"Ports", ports.empty() ? "none" : ports},
+       {"Connections", Str(conns, "active") + " active, " + Str(conns, "accepted") + " accepted"}});
   if (!app.empty()) {
     std::string domain = Str(*r, "domain");
     int64_t release = Int(app_entry, "release");

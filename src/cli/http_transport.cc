@@ -1,5 +1,7 @@
 // Boost 1.74's Asio needs <utility> before its headers (std::exchange in awaitable.hpp).
+// clang-format off
 #include <utility>
+// clang-format on
 
 #include "cli/http_transport.h"
 

@@ -37,8 +37,8 @@ base::Result<Endpoint> ParseEndpoint(std::string_view text) {
   Endpoint ep;
   ep.display = std::string(text);
   auto bad = [&](std::string_view why) {
-    return base::Status::Error("invalid --api endpoint '" + std::string(text) + "': " +
-                               std::string(why) +
+    return base::Status::Error("invalid --api endpoint '" + std::string(text) +
+                               "': " + std::string(why) +
                                " (use unix:/path/admin.sock or http://127.0.0.1:4280)");
   };
   if (text.starts_with("unix:")) {
@@ -78,9 +78,8 @@ base::Result<Endpoint> ParseEndpoint(std::string_view text) {
   ep.host = std::string(host);
   ep.port = 4280;
   if (!port.empty() && !ParsePort(port, &ep.port)) return bad("bad port");
-  std::string host_part = host.find(':') != std::string_view::npos
-                              ? "[" + std::string(host) + "]"
-                              : std::string(host);
+  std::string host_part =
+      host.find(':') != std::string_view::npos ? "[" + std::string(host) + "]" : std::string(host);
   ep.host_header = host_part + ":" + std::to_string(ep.port);
   return ep;
 }
@@ -104,8 +103,7 @@ base::Result<std::string> ReadToken(const std::string& data_dir) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     int err = errno;
-    return base::Status::Error("cannot read the admin token " + path + ": " +
-                               std::strerror(err) +
+    return base::Status::Error("cannot read the admin token " + path + ": " + std::strerror(err) +
                                " (start `drawbridge serve` first, or give --data-dir)");
   }
   std::stringstream ss;

@@ -16,11 +16,11 @@ namespace drawbridge::cli {
 struct Endpoint {
   enum class Kind { kUnix, kTcp };
   Kind kind = Kind::kUnix;
-  std::string path;       // kUnix
-  std::string host;       // kTcp, without brackets
-  uint16_t port = 0;      // kTcp
+  std::string path;         // kUnix
+  std::string host;         // kTcp, without brackets
+  uint16_t port = 0;        // kTcp
   std::string host_header;  // the Host header to send: "localhost" on a Unix socket
-  std::string display;    // as given, for messages
+  std::string display;      // as given, for messages
 };
 
 base::Result<Endpoint> ParseEndpoint(std::string_view text);

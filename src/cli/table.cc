@@ -130,9 +130,8 @@ std::optional<TimePoint> ParseRfc3339(std::string_view text) {
   size_t pos = 0;
   std::tm tm{};
   int year, month, day, hour, minute, second;
-  if (!Digits(text, &pos, 4, &year) || !Expect(text, &pos, '-') ||
-      !Digits(text, &pos, 2, &month) || !Expect(text, &pos, '-') ||
-      !Digits(text, &pos, 2, &day)) {
+  if (!Digits(text, &pos, 4, &year) || !Expect(text, &pos, '-') || !Digits(text, &pos, 2, &month) ||
+      !Expect(text, &pos, '-') || !Digits(text, &pos, 2, &day)) {
     return std::nullopt;
   }
   if (!Expect(text, &pos, 'T') && !Expect(text, &pos, ' ')) return std::nullopt;
@@ -141,8 +140,7 @@ std::optional<TimePoint> ParseRfc3339(std::string_view text) {
       !Digits(text, &pos, 2, &second)) {
     return std::nullopt;
   }
-  if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 ||
-      second > 60) {
+  if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60) {
     return std::nullopt;
   }
   std::chrono::nanoseconds fraction{0};

@@ -186,6 +186,20 @@ void ParseService(Walker& w, const toml::table& t, const std::string& path,
       service->protocol != "udp") {
     w.Fail(*t.get("protocol"), path + ".protocol", "must be \"tcp\" or \"udp\"");
   }
+  // The seed's page shows `handlers` and `port` right under [[services]] (the web page lost the
+  // [[services.ports]] line); taken literally that exposes nothing, so say where they go.
+  for (const char* key : {"handlers", "port", "start_port", "end_port", "force_https",
+                          "tls_options"}) {
+    if (const toml::node* n = t.get(key)) {
+      w.Fail(*n, path + "." + key,
+             std::string("belongs in a [[services.ports]] table: add the line "
+                         "\"[[services.ports]]\" above `") +
+                 key + "`");
+    }
+  }
+  if (!t.contains("ports") && !w.failed()) {
+    w.Warn(t, path, "has no [[services.ports]]: nothing is exposed for it");
+  }
   if (service->protocol == "udp") {
     w.Warn(t, path + ".protocol", "udp services are not served by this edge yet");
   }
@@ -215,11 +229,18 @@ void ParseService(Walker& w, const toml::table& t, const std::string& path,
           conc.type != "requests") {
         w.Fail(*c->get("type"), cp + ".type", "must be \"connections\" or \"requests\"");
       }
-      int64_t v = 0;
-      if (w.Get(*c, cp + ".hard_limit", "hard_limit", &v)) conc.hard_limit = static_cast<int>(v);
-      if (w.Get(*c, cp + ".soft_limit", "soft_limit", &v)) conc.soft_limit = static_cast<int>(v);
-      if ((conc.hard_limit && *conc.hard_limit < 1) || (conc.soft_limit && *conc.soft_limit < 1)) {
-        w.Fail(*c, cp, "limits must be positive");
+      for (auto [key, out] : {std::pair{"hard_limit", &conc.hard_limit},
+                              std::pair{"soft_limit", &conc.soft_limit}}) {
+        int64_t v = 0;
+        if (!w.Get(*c, cp + "." + key, key, &v)) continue;
+        if (v < 1 || v > 1'000'000) {
+          w.Fail(*c->get(key), cp + "." + key, "must be between 1 and 1000000");
+        } else {
+          *out = static_cast<int>(v);
+        }
+      }
+      if (w.failed()) {
+        // reported above
       } else if (conc.hard_limit && conc.soft_limit && *conc.soft_limit > *conc.hard_limit) {
         w.Fail(*c, cp + ".soft_limit", "is above hard_limit");
       }
@@ -257,14 +278,21 @@ base::Result<ParsedConfig> ParseFlyToml(std::string_view text, std::string_view 
       }
     }
   }
-  // A public port may be claimed once per app.
+  // A public port may be claimed once per app; the error points at the second claim.
   std::set<int> seen;
-  for (const auto& s : out.config.services) {
-    for (const auto& p : s.ports) {
-      for (int port : p.PublicPorts()) {
+  const toml::array* services = doc.get_as<toml::array>("services");
+  for (size_t si = 0; services && si < out.config.services.size(); ++si) {
+    const auto& svc = out.config.services[si];
+    const toml::array* ports = services->get(si)->as_table()->get_as<toml::array>("ports");
+    for (size_t pi = 0; ports && pi < svc.ports.size(); ++pi) {
+      const toml::table& pt = *ports->get(pi)->as_table();
+      const toml::node* where = pt.get("port") ? pt.get("port") : pt.get("start_port");
+      std::string key = "services[" + std::to_string(si) + "].ports[" + std::to_string(pi) + "]." +
+                        (pt.get("port") ? "port" : "start_port");
+      for (int port : svc.ports[pi].PublicPorts()) {
         if (!seen.insert(port).second && !w.failed()) {
-          w.Fail(*doc.get("services"), "services", "public port " + std::to_string(port) +
-                                                       " is used by more than one service");
+          w.Fail(where ? *where : pt, key,
+                 "public port " + std::to_string(port) + " is already used by another service");
         }
       }
     }

@@ -1,0 +1,616 @@
+// Unit tests of the CLI: the flyctl-compatible renderers, settings parsing, error mapping and the
+// commands themselves against a fake transport (no daemon, no sockets, a fixed clock).
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cli/client.h"
+#include "cli/commands.h"
+#include "cli/settings.h"
+#include "cli/table.h"
+
+namespace drawbridge::cli {
+namespace {
+
+// Expands TABs to 8-column stops and strips trailing spaces of each line: what a terminal shows,
+// and how the guide's transcripts were pasted.
+std::string AsOnTerminal(const std::string& s) {
+  std::string out, line;
+  auto flush = [&] {
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    out += line;
+    line.clear();
+  };
+  size_t col = 0;
+  for (char c : s) {
+    if (c == '\n') {
+      flush();
+      out.push_back('\n');
+      col = 0;
+    } else if (c == '\t') {
+      size_t n = 8 - col % 8;
+      line.append(n, ' ');
+      col += n;
+    } else {
+      line.push_back(c);
+      if ((static_cast<unsigned char>(c) & 0xC0) != 0x80) ++col;
+    }
+  }
+  flush();
+  return out;
+}
+
+TimePoint At(const char* rfc3339) {
+  auto t = ParseRfc3339(rfc3339);
+  EXPECT_TRUE(t.has_value()) << rfc3339;
+  return t.value_or(TimePoint{});
+}
+
+// ------------------------------------------------------------------------------ tables
+
+TEST(RenderTable, SeedServicesTableBytes) {
+  std::string got = RenderTable(
+      "", {"Protocol", "Ports", "Force HTTPS"},
+      {{"TCP", "5432 => 5432 [PG_TLS]", "False"}, {"TCP", "5433 => 5433 [PG_TLS]", "False"}});
+  // tablewriter with NoWhiteSpace and TablePadding "\t": header cells end in TAB, the last one
+  // in a space; row cells all end in TAB; a blank line closes the table.
+  EXPECT_EQ(got,
+            "PROTOCOL\tPORTS                \tFORCE HTTPS \n"
+            "TCP     \t5432 => 5432 [PG_TLS]\tFalse      \t\n"
+            "TCP     \t5433 => 5433 [PG_TLS]\tFalse      \t\n"
+            "\n");
+  // And on a terminal it reads exactly as the guide's transcript.
+  EXPECT_EQ(AsOnTerminal(got),
+            "PROTOCOL        PORTS                   FORCE HTTPS\n"
+            "TCP             5432 => 5432 [PG_TLS]   False\n"
+            "TCP             5433 => 5433 [PG_TLS]   False\n"
+            "\n");
+}
+
+TEST(RenderTable, WidthsAreTheWidestCellOrHeader) {
+  std::string got = RenderTable("", {"a", "bbbbbb"}, {{"xyz", "1"}, {"", "22"}});
+  EXPECT_EQ(got, "A  \tBBBBBB \nxyz\t1     \t\n   \t22    \t\n\n");
+}
+
+TEST(RenderTable, HeadersAreUpperCasedWithUnderscoresAsSpaces) {
+  EXPECT_EQ(HeaderTitle("created_at"), "CREATED AT");
+  EXPECT_EQ(HeaderTitle("Created At"), "CREATED AT");
+  EXPECT_EQ(HeaderTitle("ip.address"), "IP ADDRESS");
+  EXPECT_EQ(HeaderTitle("v0.0.1"), "V0.0.1");  // tablewriter keeps dots between digits
+  EXPECT_EQ(HeaderTitle("a.b"), "A B");
+  EXPECT_EQ(HeaderTitle(" "), " ");
+  std::string got = RenderTable("", {"created_at"}, {{"1s ago"}});
+  EXPECT_EQ(got, "CREATED AT \n1s ago    \t\n\n");
+}
+
+TEST(RenderTable, Utf8CellsArePaddedByCodePoints) {
+  std::string got = RenderTable("", {"k", "v"}, {{"✓✓", "é"}, {"abc", "x"}});
+  EXPECT_EQ(got, "K  \tV \n✓✓ \té\t\nabc\tx\t\n\n");
+}
+
+TEST(RenderTable, TitleAndNoRows) {
+  EXPECT_EQ(RenderTable("Services", {"Protocol"}, {}), "Services\nPROTOCOL \n\n");
+  EXPECT_EQ(RenderTable("", {}, {{"a", "b"}}), "a\tb\t\n\n");
+}
+
+TEST(RenderVerticalTable, SeedImageDetails) {
+  std::string got = RenderVerticalTable("Image Details", {{"Registry", "registry-1.docker.io"},
+                                                          {"Repository", "flyio/postgres"},
+                                                          {"Tag", "14.4"},
+                                                          {"Version", "v0.0.32"}});
+  EXPECT_EQ(got,
+            "Image Details\n"
+            "  Registry   = registry-1.docker.io  \n"
+            "  Repository = flyio/postgres        \n"
+            "  Tag        = 14.4                  \n"
+            "  Version    = v0.0.32               \n"
+            "\n");
+  EXPECT_EQ(AsOnTerminal(got),
+            "Image Details\n"
+            "  Registry   = registry-1.docker.io\n"
+            "  Repository = flyio/postgres\n"
+            "  Tag        = 14.4\n"
+            "  Version    = v0.0.32\n"
+            "\n");
+}
+
+TEST(RenderJson, FourSpaceIndentKeyOrderAndNewline) {
+  Json j = Json::parse(R"([{"b": 1, "a": [], "c": {}, "d": "x"}])");
+  EXPECT_EQ(RenderJson(j),
+            "[\n"
+            "    {\n"
+            "        \"b\": 1,\n"
+            "        \"a\": [],\n"
+            "        \"c\": {},\n"
+            "        \"d\": \"x\"\n"
+            "    }\n"
+            "]\n");
+  EXPECT_EQ(RenderJson(Json::array()), "[]\n");
+}
+
+// ------------------------------------------------------------------------------ time
+
+TEST(Time, ParsesRfc3339) {
+  auto base = At("2026-11-25T21:19:08Z");
+  EXPECT_EQ(At("2026-11-25T21:19:08.500Z") - base, std::chrono::milliseconds(500));
+  EXPECT_EQ(At("2026-11-25T22:19:08+01:00"), base);
+  EXPECT_EQ(At("2026-11-25t21:19:08z"), base);
+  EXPECT_EQ(std::chrono::system_clock::to_time_t(At("1970-01-01T00:00:00Z")), 0);
+  for (const char* bad : {"", "2026-11-25", "2026-11-25T21:19:08", "2026-13-25T21:19:08Z",
+                          "2026-11-25T21:19:08Zjunk", "2026-11-25T21:19:08.Z", "yesterday"}) {
+    EXPECT_FALSE(ParseRfc3339(bad).has_value()) << bad;
+  }
+}
+
+TEST(Time, RelativeTimeAsFlyctl) {
+  auto now = At("2026-11-25T21:19:08Z");
+  using std::chrono::milliseconds;
+  using std::chrono::seconds;
+  EXPECT_EQ(RelativeTime(now - milliseconds(400), now), "just now");
+  EXPECT_EQ(RelativeTime(now - seconds(1), now), "1s ago");
+  EXPECT_EQ(RelativeTime(now - milliseconds(59'900), now), "59s ago");
+  EXPECT_EQ(RelativeTime(now - seconds(300), now), "5m0s ago");
+  EXPECT_EQ(RelativeTime(now - seconds(303), now), "5m3s ago");
+  EXPECT_EQ(RelativeTime(now - seconds(2 * 3600 + 7 * 60 + 5), now), "2h7m ago");
+  EXPECT_EQ(RelativeTime(now - seconds(2 * 86400), now), "Nov 23 2026 21:19");
+  EXPECT_EQ(RelativeTime(now + seconds(42), now), "42s");
+  EXPECT_EQ(RelativeTime(now + seconds(3 * 86400), now), "Nov 28 2026 21:19");
+  EXPECT_EQ(RelativeTimeOf("2026-11-25T21:19:07Z", now), "1s ago");
+  EXPECT_EQ(RelativeTimeOf("not a time", now), "not a time");
+  EXPECT_EQ(RelativeTimeOf("", now), "");
+}
+
+// ------------------------------------------------------------------------------ settings
+
+TEST(Settings, ParseEndpoint) {
+  auto u = ParseEndpoint("unix:/var/lib/drawbridge/admin.sock");
+  ASSERT_TRUE(u.ok());
+  EXPECT_EQ(u->kind, Endpoint::Kind::kUnix);
+  EXPECT_EQ(u->path, "/var/lib/drawbridge/admin.sock");
+  EXPECT_EQ(u->host_header, "localhost");
+
+  auto t = ParseEndpoint("http://127.0.0.1:4281");
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(t->kind, Endpoint::Kind::kTcp);
+  EXPECT_EQ(t->host, "127.0.0.1");
+  EXPECT_EQ(t->port, 4281);
+  EXPECT_EQ(t->host_header, "127.0.0.1:4281");
+
+  auto v6 = ParseEndpoint("http://[::1]:4280/");
+  ASSERT_TRUE(v6.ok());
+  EXPECT_EQ(v6->host, "::1");
+  EXPECT_EQ(v6->host_header, "[::1]:4280");
+
+  auto bare = ParseEndpoint("localhost");
+  ASSERT_TRUE(bare.ok());
+  EXPECT_EQ(bare->port, 4280);
+  EXPECT_EQ(bare->host_header, "localhost:4280");
+
+  for (const char* bad : {"unix:", "https://127.0.0.1:4280", "http://127.0.0.1:99999",
+                          "http://127.0.0.1:4280/v1", "::1:4280", "http://[::1", "http://:80"}) {
+    auto r = ParseEndpoint(bad);
+    EXPECT_FALSE(r.ok()) << bad;
+    if (!r.ok()) {
+      EXPECT_NE(r.message().find("--api"), std::string::npos) << r.message();
+    }
+  }
+}
+
+TEST(Settings, DefaultDataDirAndFirstNonEmpty) {
+  EXPECT_EQ(DefaultDataDir(true, "/x", "/root"), "/var/lib/drawbridge");
+  EXPECT_EQ(DefaultDataDir(false, nullptr, "/home/ann"), "/home/ann/.local/share/drawbridge");
+  EXPECT_EQ(DefaultDataDir(false, "", "/home/ann"), "/home/ann/.local/share/drawbridge");
+  EXPECT_EQ(DefaultDataDir(false, "/home/ann/.data", "/home/ann"), "/home/ann/.data/drawbridge");
+  EXPECT_EQ(FirstNonEmpty("", "env", "default"), "env");
+  EXPECT_EQ(FirstNonEmpty("flag", "env", "default"), "flag");
+  EXPECT_EQ(FirstNonEmpty("", "", "default"), "default");
+}
+
+TEST(Settings, AppFromFlyToml) {
+  EXPECT_EQ(AppFromFlyToml("app = \"mydb\"\n"), "mydb");
+  EXPECT_EQ(AppFromFlyToml("# fly.toml\n\n  app='other' # comment\nprimary_region = \"x\"\n"),
+            "other");
+  EXPECT_EQ(AppFromFlyToml("primary_region = \"ams\"\r\napp = \"crlf\"\r\n"), "crlf");
+  EXPECT_FALSE(AppFromFlyToml("[build]\napp = \"nested\"\n").has_value());
+  EXPECT_FALSE(AppFromFlyToml("application = \"x\"\n").has_value());
+  EXPECT_FALSE(AppFromFlyToml("app = \"\"\n").has_value());
+  EXPECT_FALSE(AppFromFlyToml("").has_value());
+}
+
+TEST(Settings, TokenFile) {
+  auto dir =
+      std::filesystem::temp_directory_path() / ("cli-test-token-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  auto missing = ReadToken(dir.string());
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.message().find("admin.token"), std::string::npos);
+  EXPECT_NE(missing.message().find("--data-dir"), std::string::npos);
+  std::ofstream(dir / "admin.token") << "  s3cret\n";
+  auto ok = ReadToken(dir.string());
+  ASSERT_TRUE(ok.ok()) << ok.message();
+  EXPECT_EQ(*ok, "s3cret");
+  std::ofstream(dir / "admin.token") << "\n";
+  EXPECT_FALSE(ReadToken(dir.string()).ok());
+  std::filesystem::remove_all(dir);
+}
+
+TEST(Settings, ResolveConfigPathIpAndUrlEncoding) {
+  EXPECT_EQ(ResolveConfigPath(""), "fly.toml");
+  EXPECT_EQ(ResolveConfigPath("./fly.toml"), "fly.toml");
+  EXPECT_EQ(ResolveConfigPath("conf/"), "conf/fly.toml");
+  EXPECT_EQ(ResolveConfigPath("."), "fly.toml");
+  EXPECT_EQ(ResolveConfigPath("x/pg.toml"), "x/pg.toml");
+
+  EXPECT_TRUE(IsIpAddress("127.0.10.2"));
+  EXPECT_TRUE(IsIpAddress("fd00:db:1::2"));
+  EXPECT_FALSE(IsIpAddress("127.0.10"));
+  EXPECT_FALSE(IsIpAddress("mydb.drawbridge.test"));
+  EXPECT_FALSE(IsIpAddress(""));
+
+  EXPECT_EQ(UrlEncode("postgres://u:p@h:5432/db?x=1 2"),
+            "postgres%3A%2F%2Fu%3Ap%40h%3A5432%2Fdb%3Fx%3D1%202");
+  EXPECT_EQ(UrlEncode("fd00:db:1::2", /*keep_colon=*/true), "fd00:db:1::2");
+}
+
+// ------------------------------------------------------------------------------ client
+
+TEST(Client, InterpretsAnswers) {
+  auto ok = Client::Interpret({200, R"({"b": 1, "a": 2})"}, "");
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(ok->dump(), R"({"b":1,"a":2})");
+  EXPECT_TRUE(Client::Interpret({204, ""}, "").ok());
+
+  auto err = Client::Interpret(
+      {400, R"({"error": "fly.toml:7: services[0].ports[0].handlers: x"})"}, "hint");
+  ASSERT_FALSE(err.ok());
+  EXPECT_EQ(err.message(), "fly.toml:7: services[0].ports[0].handlers: x");
+
+  auto unauth = Client::Interpret({401, R"({"error": "bad token"})"}, "check the token");
+  EXPECT_EQ(unauth.message(), "bad token; check the token");
+
+  auto html = Client::Interpret({502, "<html>\nbad gateway</html>"}, "");
+  EXPECT_EQ(html.message(), "HTTP 502: <html> bad gateway</html>");
+  EXPECT_EQ(Client::Interpret({500, ""}, "").message(), "HTTP 500");
+  EXPECT_FALSE(Client::Interpret({200, "not json"}, "").ok());
+}
+
+// ------------------------------------------------------------------------------ commands
+
+struct Request {
+  std::string method, target, body;
+};
+
+class FakeTransport : public Transport {
+ public:
+  void Answer(int status, std::string body) { answers_.push_back({status, std::move(body)}); }
+  base::Result<HttpResponse> Send(std::string_view method, std::string_view target,
+                                  std::string_view body) override {
+    requests.push_back({std::string(method), std::string(target), std::string(body)});
+    if (answers_.empty()) return base::Status::Error("unexpected request");
+    HttpResponse r = answers_.front();
+    answers_.pop_front();
+    return r;
+  }
+  std::vector<Request> requests;
+
+ private:
+  std::deque<HttpResponse> answers_;
+};
+
+class CommandTest : public ::testing::Test {
+ protected:
+  CommandTest() : client_(&transport_, "") {
+    ctx_.client = &client_;
+    ctx_.ui.out = &out_;
+    ctx_.ui.err = &err_;
+    ctx_.ui.interactive = false;
+    ctx_.ui.confirm = [this](std::string_view q) {
+      questions_.emplace_back(q);
+      return answer_;
+    };
+    ctx_.ui.now = [] { return At("2026-11-25T21:20:00Z"); };
+  }
+
+  FakeTransport transport_;
+  Client client_;
+  Context ctx_;
+  std::ostringstream out_, err_;
+  std::vector<std::string> questions_;
+  bool answer_ = true;
+};
+
+TEST_F(CommandTest, ServicesListReadsAsTheGuide) {
+  transport_.Answer(200, R"([
+    {"protocol": "tcp", "internal_port": 5432, "ports": [5432], "handlers": ["pg_tls"],
+     "force_https": false},
+    {"protocol": "tcp", "internal_port": 5433, "ports": [5433], "handlers": ["pg_tls"],
+     "force_https": false}])");
+  ASSERT_TRUE(ServicesList(ctx_, "mydb").ok());
+  ASSERT_EQ(transport_.requests.size(), 1u);
+  EXPECT_EQ(transport_.requests[0].method, "GET");
+  EXPECT_EQ(transport_.requests[0].target, "/v1/apps/mydb/services");
+  EXPECT_EQ(AsOnTerminal(out_.str()),
+            "PROTOCOL        PORTS                   FORCE HTTPS\n"
+            "TCP             5432 => 5432 [PG_TLS]   False\n"
+            "TCP             5433 => 5433 [PG_TLS]   False\n"
+            "\n");
+}
+
+TEST_F(CommandTest, ServiceRowsHandlersRangesAndContinuationRows) {
+  Json s = Json::parse(R"([
+    {"service": 0, "protocol": "tcp", "internal_port": 8080, "ports": [80],
+     "handlers": ["http"], "force_https": true},
+    {"service": 0, "protocol": "tcp", "internal_port": 8080, "ports": [443],
+     "handlers": ["tls", "http"], "force_https": false},
+    {"service": 1, "protocol": "tcp", "internal_port": 9000, "ports": [9000, 9001, 9002],
+     "handlers": []}])");
+  auto rows = ServiceRows(s);
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[0], (std::vector<std::string>{"TCP", "80 => 8080 [HTTP]", "True"}));
+  EXPECT_EQ(rows[1], (std::vector<std::string>{"", "443 => 8080 [TLS,HTTP]", "False"}));
+  EXPECT_EQ(rows[2], (std::vector<std::string>{"TCP", "9000-9002 => 9000 []", "False"}));
+}
+
+TEST_F(CommandTest, IpsListColumnsTypesAndTimes) {
+  transport_.Answer(200, R"([
+    {"address": "127.0.10.2", "version": "v4", "type": "v4", "region": "global",
+     "created_at": "2026-11-25T21:19:59Z"},
+    {"address": "127.0.10.3", "version": "v4", "type": "shared_v4", "region": "global",
+     "created_at": "2026-11-25T21:15:00Z"},
+    {"address": "fd00:db:1::2", "version": "v6", "type": "v6", "region": "global",
+     "created_at": "2026-11-25T19:00:00Z"}])");
+  ASSERT_TRUE(IpsList(ctx_, "mydb").ok());
+  EXPECT_EQ(out_.str(),
+            "VERSION\tIP          \tTYPE              \tREGION\tCREATED AT \n"
+            "v4     \t127.0.10.2  \tpublic (dedicated)\tglobal\t1s ago    \t\n"
+            "v4     \t127.0.10.3  \tpublic (shared)   \tglobal\t5m0s ago  \t\n"
+            "v6     \tfd00:db:1::2\tpublic (dedicated)\tglobal\t2h20m ago \t\n"
+            "\n");
+}
+
+TEST_F(CommandTest, IpsListEmptyIsTheHeaderOnly) {
+  transport_.Answer(200, "[]");
+  ASSERT_TRUE(IpsList(ctx_, "mydb").ok());
+  EXPECT_EQ(out_.str(), "VERSION\tIP\tTYPE\tREGION\tCREATED AT \n\n");
+}
+
+TEST_F(CommandTest, IpsListJson) {
+  transport_.Answer(200, R"([{"address": "127.0.10.2", "type": "v4"}])");
+  ctx_.json = true;
+  ASSERT_TRUE(IpsList(ctx_, "mydb").ok());
+  EXPECT_EQ(out_.str(),
+            "[\n    {\n        \"address\": \"127.0.10.2\",\n        \"type\": \"v4\"\n    }\n]\n");
+}
+
+TEST_F(CommandTest, AllocateV4WithoutYesFailsWhenNotInteractive) {
+  auto s = IpsAllocateV4(ctx_, "mydb", /*shared=*/false, /*yes=*/false);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.message(),
+            "yes flag must be specified when not running interactively (or use --shared for a "
+            "shared IPv4 address)");
+  EXPECT_TRUE(transport_.requests.empty());
+}
+
+TEST_F(CommandTest, AllocateV4AsksOnATerminal) {
+  ctx_.ui.interactive = true;
+  answer_ = false;
+  auto no = IpsAllocateV4(ctx_, "mydb", false, false);
+  ASSERT_FALSE(no.ok());
+  EXPECT_EQ(no.message(), "user aborted");
+  ASSERT_EQ(questions_.size(), 1u);
+  EXPECT_EQ(questions_[0], "Are you ok with this?");
+  EXPECT_NE(err_.str().find("--shared"), std::string::npos);
+  EXPECT_TRUE(transport_.requests.empty());
+
+  answer_ = true;
+  transport_.Answer(201, R"({"address": "127.0.10.2", "version": "v4", "type": "v4",
+                             "region": "global", "created_at": "2026-11-25T21:20:00Z"})");
+  ASSERT_TRUE(IpsAllocateV4(ctx_, "mydb", false, false).ok());
+  ASSERT_EQ(transport_.requests.size(), 1u);
+  EXPECT_EQ(transport_.requests[0].method, "POST");
+  EXPECT_EQ(transport_.requests[0].target, "/v1/apps/mydb/ips");
+  EXPECT_EQ(Json::parse(transport_.requests[0].body), Json::parse(R"({"type": "v4"})"));
+  EXPECT_NE(out_.str().find("v4     \t127.0.10.2\tpublic (dedicated)"), std::string::npos)
+      << out_.str();
+}
+
+TEST_F(CommandTest, AllocateSharedAndV6NeedNoQuestion) {
+  transport_.Answer(201, R"({"address": "127.0.10.9", "type": "shared_v4"})");
+  transport_.Answer(201, R"({"address": "fd00:db:1::9", "type": "v6"})");
+  ASSERT_TRUE(IpsAllocateV4(ctx_, "mydb", /*shared=*/true, /*yes=*/false).ok());
+  ASSERT_TRUE(IpsAllocateV6(ctx_, "mydb").ok());
+  ASSERT_EQ(transport_.requests.size(), 2u);
+  EXPECT_EQ(Json::parse(transport_.requests[0].body)["type"], "shared_v4");
+  EXPECT_EQ(Json::parse(transport_.requests[1].body)["type"], "v6");
+  EXPECT_TRUE(questions_.empty());
+}
+
+TEST_F(CommandTest, ReleaseValidatesEveryAddressFirst) {
+  auto bad = IpsRelease(ctx_, "mydb", {"127.0.10.2", "nope"});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.message(), "Invalid IP address: 'nope'");
+  EXPECT_TRUE(transport_.requests.empty());
+
+  transport_.Answer(200, R"({"address": "127.0.10.2", "app": "mydb", "released": true})");
+  transport_.Answer(200, R"({"address": "fd00:db:1::2", "app": "mydb", "released": true})");
+  ASSERT_TRUE(IpsRelease(ctx_, "mydb", {"127.0.10.2", "fd00:db:1::2"}).ok());
+  ASSERT_EQ(transport_.requests.size(), 2u);
+  EXPECT_EQ(transport_.requests[1].method, "DELETE");
+  EXPECT_EQ(transport_.requests[1].target, "/v1/apps/mydb/ips/fd00:db:1::2");
+  EXPECT_EQ(out_.str(), "Released 127.0.10.2 from mydb\nReleased fd00:db:1::2 from mydb\n");
+}
+
+TEST_F(CommandTest, ApiErrorsComeBackVerbatim) {
+  transport_.Answer(404, R"({"error": "no such app: ghost"})");
+  auto s = IpsList(ctx_, "ghost");
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.message(), "no such app: ghost");
+}
+
+TEST_F(CommandTest, MissingAppIsFlyctlsMessage) {
+  auto s = IpsList(ctx_, "");
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("specify with the -a flag"), std::string::npos);
+  EXPECT_TRUE(transport_.requests.empty());
+}
+
+TEST_F(CommandTest, DestroyNeedsYesWhenNotInteractive) {
+  auto s = AppsDestroy(ctx_, "mydb", /*yes=*/false);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("--yes"), std::string::npos) << s.message();
+  EXPECT_TRUE(transport_.requests.empty());
+  transport_.Answer(200, R"({"name": "mydb", "destroyed": true})");
+  ASSERT_TRUE(AppsDestroy(ctx_, "mydb", /*yes=*/true).ok());
+  EXPECT_EQ(transport_.requests[0].target, "/v1/apps/mydb");
+  EXPECT_EQ(out_.str(), "Destroyed app mydb\n");
+}
+
+class FileCommandTest : public CommandTest {
+ protected:
+  FileCommandTest()
+      : dir_(std::filesystem::temp_directory_path() /
+             ("cli-test-" + std::to_string(::getpid()) + "-" +
+              ::testing::UnitTest::GetInstance()->current_test_info()->name())) {
+    std::filesystem::create_directories(dir_);
+  }
+  ~FileCommandTest() override { std::filesystem::remove_all(dir_); }
+  std::string Read(const std::filesystem::path& p) {
+    std::ifstream in(p);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+  std::filesystem::path dir_;
+};
+
+TEST_F(FileCommandTest, ConfigSaveRefusesToOverwriteWithoutYes) {
+  std::string path = (dir_ / "fly.toml").string();
+  transport_.Answer(200, R"({"release": 0, "toml": "app = \"mydb\"\n"})");
+  ASSERT_TRUE(ConfigSave(ctx_, "mydb", path, false).ok());
+  EXPECT_EQ(Read(path), "app = \"mydb\"\n");
+  EXPECT_EQ(out_.str(), "Wrote config file " + path + "\n");
+  EXPECT_EQ(transport_.requests[0].target, "/v1/apps/mydb/config");
+
+  std::ofstream(path) << "# mine\n";
+  transport_.Answer(200, R"({"release": 1, "toml": "app = \"mydb\""})");
+  auto refused = ConfigSave(ctx_, "mydb", path, false);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.message().find("--yes"), std::string::npos) << refused.message();
+  EXPECT_EQ(Read(path), "# mine\n");
+
+  transport_.Answer(200, R"({"release": 1, "toml": "app = \"mydb\""})");
+  ASSERT_TRUE(ConfigSave(ctx_, "mydb", dir_.string(), true).ok());  // a directory: <dir>/fly.toml
+  EXPECT_EQ(Read(path), "app = \"mydb\"\n");
+}
+
+TEST_F(FileCommandTest, ConfigValidatePrintsWarningsThenValid) {
+  std::string path = (dir_ / "fly.toml").string();
+  std::ofstream(path) << "app = \"mydb\"\n";
+  transport_.Answer(200, R"({"valid": true, "warnings": ["fly.toml:9: x: not acted on"]})");
+  ASSERT_TRUE(ConfigValidate(ctx_, "mydb", path).ok());
+  Json body = Json::parse(transport_.requests[0].body);
+  EXPECT_EQ(body["toml"], "app = \"mydb\"\n");
+  EXPECT_EQ(body["file"], path);
+  EXPECT_EQ(out_.str(), "✓ Configuration is valid\n");
+  EXPECT_EQ(err_.str(), "Warning: fly.toml:9: x: not acted on\n");
+
+  auto missing = ConfigValidate(ctx_, "mydb", (dir_ / "nope.toml").string());
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.message().find("nope.toml"), std::string::npos);
+}
+
+TEST_F(FileCommandTest, DeploySendsConfigAndImage) {
+  std::string path = (dir_ / "fly.toml").string();
+  std::ofstream(path) << "app = \"mydb\"\n[[services]]\n";
+  transport_.Answer(201, R"({"release": 4, "warnings": ["w1"], "image": "flyio/postgres:15"})");
+  ASSERT_TRUE(Deploy(ctx_, "mydb", path, "flyio/postgres:15").ok());
+  ASSERT_EQ(transport_.requests.size(), 1u);
+  EXPECT_EQ(transport_.requests[0].target, "/v1/apps/mydb/deploy");
+  Json body = Json::parse(transport_.requests[0].body);
+  EXPECT_EQ(body["toml"], "app = \"mydb\"\n[[services]]\n");
+  EXPECT_EQ(body["file"], path);
+  EXPECT_EQ(body["image"], "flyio/postgres:15");
+  EXPECT_EQ(out_.str(), "Release v4 created\n");
+  EXPECT_EQ(err_.str(), "Warning: w1\n");
+
+  transport_.Answer(
+      400, R"({"error": "fly.toml:7: services[0].ports[0].handlers: unknown handler \"pgtls\""})");
+  auto bad = Deploy(ctx_, "mydb", path, "");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.message(), "fly.toml:7: services[0].ports[0].handlers: unknown handler \"pgtls\"");
+  EXPECT_FALSE(Json::parse(transport_.requests[1].body).contains("image"));
+}
+
+TEST_F(CommandTest, ImageShowWithUnknownsAndObservedVersions) {
+  transport_.Answer(200, R"j({"registry": "", "repository": "flyio/postgres", "tag": "15",
+    "version": "v4", "machines": [
+      {"id": "m-3f9a2c", "server_version": "15.18 (Debian 15.18-0+deb12u1)"},
+      {"id": "m-77aa01", "server_version": ""}]})j");
+  ASSERT_TRUE(ImageShow(ctx_, "mydb").ok());
+  EXPECT_EQ(AsOnTerminal(out_.str()),
+            "Image Details\n"
+            "  Registry   = N/A\n"
+            "  Repository = flyio/postgres\n"
+            "  Tag        = 15\n"
+            "  Version    = v4\n"
+            "\n"
+            "Machine m-3f9a2c: PostgreSQL 15.18 (Debian 15.18-0+deb12u1)\n"
+            "Machine m-77aa01: PostgreSQL server version not observed yet\n");
+  EXPECT_EQ(err_.str(), "");
+}
+
+TEST_F(CommandTest, ImageShowWarnsWhenTheTagIsNotTheObservedMajor) {
+  transport_.Answer(200, R"({"tag": "14", "machines": [{"id": "m-1", "server_version": "15.2"}]})");
+  ASSERT_TRUE(ImageShow(ctx_, "mydb").ok());
+  EXPECT_NE(err_.str().find("(15)"), std::string::npos) << err_.str();
+}
+
+TEST_F(CommandTest, ConnectionStringEncodesTheInternalUrl) {
+  transport_.Answer(200, R"({"url": "postgres://u:p@mydb.drawbridge.test:5432/db?sslmode=require",
+                             "host": "mydb.drawbridge.test"})");
+  ASSERT_TRUE(PgConnectionString(ctx_, "mydb", "postgres://u:p@mydb.internal:5432/db").ok());
+  EXPECT_EQ(transport_.requests[0].target,
+            "/v1/apps/mydb/connection-string?internal=postgres%3A%2F%2Fu%3Ap%40mydb.internal%3A5432"
+            "%2Fdb");
+  EXPECT_EQ(out_.str(), "postgres://u:p@mydb.drawbridge.test:5432/db?sslmode=require\n");
+}
+
+TEST_F(CommandTest, MachinesAndApps) {
+  transport_.Answer(201, R"({"id": "m-3f9a2c", "address": "10.0.0.5"})");
+  ASSERT_TRUE(MachinesAdd(ctx_, "mydb", {"10.0.0.5", "", "primary"}).ok());
+  EXPECT_EQ(Json::parse(transport_.requests[0].body),
+            Json::parse(R"({"address": "10.0.0.5", "role": "primary"})"));
+  EXPECT_EQ(out_.str(), "Added machine m-3f9a2c (10.0.0.5) to mydb\n");
+
+  out_.str("");
+  transport_.Answer(200, R"([{"id": "m-3f9a2c", "address": "10.0.0.5", "region": "local",
+                              "role": "", "created_at": "2026-11-25T21:19:00Z"}])");
+  ASSERT_TRUE(MachinesList(ctx_, "mydb").ok());
+  EXPECT_EQ(AsOnTerminal(out_.str()),
+            "ID              ADDRESS         REGION  ROLE    CREATED AT\n"
+            "m-3f9a2c        10.0.0.5        local           1m0s ago\n\n");
+
+  out_.str("");
+  transport_.Answer(200, R"([{"name": "mydb", "created_at": "2026-11-25T21:19:58Z",
+                              "machines": 1, "ips": 2, "release": 3}])");
+  ASSERT_TRUE(AppsList(ctx_).ok());
+  EXPECT_EQ(AsOnTerminal(out_.str()),
+            "NAME    MACHINES        IPS     RELEASE CREATED AT\n"
+            "mydb    1               2       v3      2s ago\n\n");
+}
+
+TEST(Commands, CertsAreNotImplementedYet) {
+  EXPECT_EQ(CertsNotImplemented().message(),
+            "not implemented yet (certificates arrive with the built-in CA)");
+}
+
+}  // namespace
+}  // namespace drawbridge::cli

@@ -1,0 +1,239 @@
+// TlsEngine driven by a real OpenSSL client over memory BIOs (pg-protocol.md §3, §8).
+#include "tls/tls_engine.h"
+
+#include <gtest/gtest.h>
+
+#include "tls/test_tls.h"
+
+namespace drawbridge::tls {
+namespace {
+
+using tlstest::ClientPair;
+using tlstest::CommonName;
+using tlstest::MakeCert;
+using tlstest::TempDir;
+using Io = TlsEngine::Io;
+
+class TlsEngineTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    default_cert_ = MakeCert(*dir_, "default.example", "DNS:default.example");
+    db_cert_ = MakeCert(*dir_, "db.example.com", "DNS:db.example.com,DNS:*.pg.example.com");
+    auto set = CertSet::Load({default_cert_, db_cert_});
+    if (!set.ok()) std::abort();
+    certs_ = new std::shared_ptr<const CertSet>(*set);
+  }
+  static void TearDownTestSuite() {
+    delete certs_;
+    delete dir_;
+  }
+
+  static std::unique_ptr<ClientPair> Connect(ClientPair::ClientOptions client,
+                                             SessionPolicy policy = {}) {
+    auto engine = TlsEngine::NewServer(*certs_, std::move(policy));
+    if (!engine.ok()) std::abort();
+    return std::make_unique<ClientPair>(std::move(*engine), client);
+  }
+
+  static std::string PeerCommonName(SSL* client) {
+    return CommonName(SSL_get0_peer_certificate(client));
+  }
+
+  static TempDir* dir_;
+  static CertFiles default_cert_, db_cert_;
+  static std::shared_ptr<const CertSet>* certs_;
+};
+
+TempDir* TlsEngineTest::dir_ = nullptr;
+CertFiles TlsEngineTest::default_cert_, TlsEngineTest::db_cert_;
+std::shared_ptr<const CertSet>* TlsEngineTest::certs_ = nullptr;
+
+ClientPair::ClientOptions Client(std::string sni, std::vector<std::string> alpn = {}) {
+  ClientPair::ClientOptions o;
+  o.sni = std::move(sni);
+  o.alpn = std::move(alpn);
+  return o;
+}
+
+std::string Alpn(SSL* ssl) {
+  const unsigned char* p = nullptr;
+  unsigned int len = 0;
+  SSL_get0_alpn_selected(ssl, &p, &len);
+  return std::string(reinterpret_cast<const char*>(p), len);
+}
+
+TEST_F(TlsEngineTest, HandshakeSelectsPostgresqlAlpn) {
+  auto pair = Connect(Client("db.example.com", {"postgresql"}));
+  ASSERT_TRUE(pair->Handshake()) << pair->server().error();
+  EXPECT_EQ(pair->server().alpn(), "postgresql");
+  EXPECT_EQ(Alpn(pair->client()), "postgresql");
+  EXPECT_EQ(pair->server().version(), "TLSv1.3");
+  EXPECT_FALSE(pair->server().cipher().empty());
+  EXPECT_EQ(pair->server().server_name(), "db.example.com");
+}
+
+TEST_F(TlsEngineTest, PostgresqlIsPickedFromAListOfSeveral) {
+  auto pair = Connect(Client("", {"h2", "http/1.1", "postgresql"}));
+  ASSERT_TRUE(pair->Handshake()) << pair->server().error();
+  EXPECT_EQ(pair->server().alpn(), "postgresql");
+}
+
+// §3.3 and ALPACA (§8.1): a list without "postgresql" gets alert 120 no_application_protocol.
+TEST_F(TlsEngineTest, ClientOfferingOnlyH2Fails) {
+  auto pair = Connect(Client("db.example.com", {"h2"}));
+  EXPECT_FALSE(pair->Handshake());
+  EXPECT_EQ(pair->client_error, SSL_R_TLSV1_ALERT_NO_APPLICATION_PROTOCOL);
+  EXPECT_FALSE(pair->server().error().empty());
+  EXPECT_EQ(pair->server().Handshake(), Io::kError) << "a failed session stays failed";
+}
+
+// The SSLRequest path tolerates clients without ALPN (libpq before 17).
+TEST_F(TlsEngineTest, NoAlpnIsAccepted) {
+  auto pair = Connect(Client("db.example.com"));
+  ASSERT_TRUE(pair->Handshake()) << pair->server().error();
+  EXPECT_EQ(pair->server().alpn(), "");
+}
+
+TEST_F(TlsEngineTest, ListPolicySelectsFromItsList) {
+  SessionPolicy policy;
+  policy.alpn_policy = AlpnPolicy::kList;
+  policy.alpn = {"h2", "http/1.1"};
+  auto pair = Connect(Client("", {"http/1.1"}), policy);
+  ASSERT_TRUE(pair->Handshake()) << pair->server().error();
+  EXPECT_EQ(pair->server().alpn(), "http/1.1");
+
+  auto refused = Connect(Client("", {"postgresql"}), policy);
+  EXPECT_FALSE(refused->Handshake());
+  EXPECT_EQ(refused->client_error, SSL_R_TLSV1_ALERT_NO_APPLICATION_PROTOCOL);
+
+  SessionPolicy none;
+  none.alpn_policy = AlpnPolicy::kList;
+  auto ignored = Connect(Client("", {"postgresql"}), none);
+  ASSERT_TRUE(ignored->Handshake()) << ignored->server().error();
+  EXPECT_EQ(ignored->server().alpn(), "") << "an empty list acknowledges nothing";
+}
+
+TEST_F(TlsEngineTest, SniPicksTheSecondCertificate) {
+  struct Case {
+    std::string sni;
+    std::string want_cn;
+  };
+  for (const Case& c :
+       {Case{"db.example.com", "db.example.com"}, Case{"DB.Example.COM", "db.example.com"},
+        Case{"ep-1.pg.example.com", "db.example.com"}, Case{"default.example", "default.example"},
+        Case{"unknown.example", "default.example"}, Case{"", "default.example"}}) {
+    SCOPED_TRACE(c.sni);
+    auto pair = Connect(Client(c.sni, {"postgresql"}));
+    ASSERT_TRUE(pair->Handshake()) << pair->server().error();
+    EXPECT_EQ(PeerCommonName(pair->client()), c.want_cn);
+  }
+}
+
+TEST_F(TlsEngineTest, DataRoundTripBothWays) {
+  auto pair = Connect(Client("db.example.com", {"postgresql"}));
+  ASSERT_TRUE(pair->Handshake()) << pair->server().error();
+
+  Io last;
+  EXPECT_EQ(pair->ServerRead(&last), "");
+  EXPECT_EQ(last, Io::kWantRead);
+
+  pair->ClientWrite("startup packet");
+  EXPECT_EQ(pair->ServerRead(&last), "startup packet");
+  EXPECT_EQ(last, Io::kWantRead);
+
+  ASSERT_EQ(pair->server().Write(base::AsBytes("R and K and Z")), Io::kOk);
+  EXPECT_TRUE(pair->server().HasOutput());
+  EXPECT_EQ(pair->ClientRead(), "R and K and Z");
+  EXPECT_FALSE(pair->server().HasOutput());
+
+  // Larger than one TLS record, both ways, read through a small buffer.
+  std::string big(100000, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 31 + 7);
+  pair->ClientWrite(big);
+  EXPECT_EQ(pair->ServerRead(&last, 1000), big);
+  ASSERT_EQ(pair->server().Write(base::AsBytes(big)), Io::kOk);
+  EXPECT_EQ(pair->ClientRead(), big);
+}
+
+TEST_F(TlsEngineTest, CloseNotifyGivesClosed) {
+  auto pair = Connect(Client("", {"postgresql"}));
+  ASSERT_TRUE(pair->Handshake()) << pair->server().error();
+  pair->ClientWrite("last words");
+  SSL_shutdown(pair->client());
+  Io last;
+  EXPECT_EQ(pair->ServerRead(&last), "last words");
+  EXPECT_EQ(last, Io::kClosed);
+
+  // And the other way: the server's close_notify reaches the client.
+  pair->server().Shutdown();
+  pair->Shuttle();
+  char buf[16];
+  size_t n = 0;
+  EXPECT_NE(SSL_read_ex(pair->client(), buf, sizeof buf, &n), 1);
+  EXPECT_EQ(SSL_get_error(pair->client(), 0), SSL_ERROR_ZERO_RETURN);
+}
+
+TEST_F(TlsEngineTest, ShutdownBeforeHandshakeIsHarmless) {
+  auto pair = Connect({});
+  pair->server().Shutdown();
+  EXPECT_FALSE(pair->server().HasOutput());
+}
+
+TEST_F(TlsEngineTest, GarbageIsAnError) {
+  auto engine = TlsEngine::NewServer(*certs_, {});
+  ASSERT_TRUE(engine.ok());
+  (*engine)->FeedCiphertext(base::AsBytes("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+  EXPECT_EQ((*engine)->Handshake(), Io::kError);
+  EXPECT_FALSE((*engine)->error().empty());
+}
+
+TEST_F(TlsEngineTest, HandshakeWaitsForMoreBytes) {
+  auto engine = TlsEngine::NewServer(*certs_, {});
+  ASSERT_TRUE(engine.ok());
+  EXPECT_EQ((*engine)->Handshake(), Io::kWantRead);
+  const uint8_t half_header[] = {0x16, 0x03};
+  (*engine)->FeedCiphertext(half_header);
+  EXPECT_EQ((*engine)->Handshake(), Io::kWantRead) << "half a record header";
+}
+
+TEST_F(TlsEngineTest, Tls12WhenCappedWithAMozillaCipher) {
+  SessionPolicy policy;
+  policy.max_version = TLS1_2_VERSION;
+  auto pair = Connect(Client("", {"postgresql"}), policy);
+  ASSERT_TRUE(pair->Handshake()) << pair->server().error();
+  EXPECT_EQ(pair->server().version(), "TLSv1.2");
+  // The client's preference decides (no server order, as Mozilla "intermediate" says); any
+  // ECDSA suite of the intermediate list will do.
+  std::string cipher = pair->server().cipher();
+  EXPECT_TRUE(cipher == "ECDHE-ECDSA-AES128-GCM-SHA256" ||
+              cipher == "ECDHE-ECDSA-AES256-GCM-SHA384" ||
+              cipher == "ECDHE-ECDSA-CHACHA20-POLY1305")
+      << cipher;
+  EXPECT_EQ(pair->server().alpn(), "postgresql");
+}
+
+// §8.2: no session tickets, so the client holds no resumable session.
+TEST_F(TlsEngineTest, NoSessionTickets) {
+  auto pair = Connect(Client("", {"postgresql"}));
+  ASSERT_TRUE(pair->Handshake()) << pair->server().error();
+  ASSERT_EQ(pair->server().Write(base::AsBytes("x")), Io::kOk);
+  EXPECT_EQ(pair->ClientRead(), "x");  // a NewSessionTicket would have arrived before this
+  SSL_SESSION* session = SSL_get0_session(pair->client());
+  ASSERT_NE(session, nullptr);
+  EXPECT_EQ(SSL_SESSION_is_resumable(session), 0);
+}
+
+TEST_F(TlsEngineTest, EngineKeepsItsOwnReferenceToTheCertificates) {
+  auto set = CertSet::Load({db_cert_});
+  ASSERT_TRUE(set.ok()) << set.message();
+  auto engine = TlsEngine::NewServer(*set, {});
+  ASSERT_TRUE(engine.ok());
+  set = base::Status::Error("dropped");  // the caller's reference is gone
+  ClientPair pair(std::move(*engine), Client("db.example.com", {"postgresql"}));
+  ASSERT_TRUE(pair.Handshake()) << pair.server().error();
+  EXPECT_EQ(PeerCommonName(pair.client()), "db.example.com");
+}
+
+}  // namespace
+}  // namespace drawbridge::tls
