@@ -190,10 +190,12 @@ Response AppRoutes(const ApiContext& ctx, const Request& req, const std::string&
     auto r = plane.CurrentServices(app);
     if (!r.ok()) return FromError(r);
     json out = json::array();
-    for (const auto& s : r.value->services) {
+    for (size_t i = 0; i < r.value->services.size(); ++i) {
+      const auto& s = r.value->services[i];
       for (const auto& p : s.ports) {
         for (int port : p.PublicPorts()) {
-          out.push_back({{"protocol", s.protocol},
+          out.push_back({{"service", i},
+                         {"protocol", s.protocol},
                          {"internal_port", s.internal_port},
                          {"ports", {port}},
                          {"handlers", p.handlers},
@@ -207,8 +209,8 @@ Response AppRoutes(const ApiContext& ctx, const Request& req, const std::string&
     auto r = plane.Image(app);
     if (!r.ok()) return FromError(r);
     json machines = json::array();
-    for (const auto& [id, version] : r.value->machines) {
-      machines.push_back({{"id", id}, {"server_version", version}});
+    for (const auto& m : r.value->machines) {
+      machines.push_back({{"id", m.id}, {"address", m.address}, {"server_version", m.server_version}});
     }
     return Json(200, {{"registry", r.value->registry},
                       {"repository", r.value->repository},

@@ -40,6 +40,9 @@ struct Flags {
   std::string dir;    // deploy [DIR]
   std::string image;  // deploy --image
   std::string internal_url;
+  std::string host;
+  std::string cert_path;
+  std::string key_path;
 };
 
 const char* Env(const char* name) {
@@ -239,17 +242,24 @@ int Run(int argc, char** argv) {
     command = [&](Context& c) { return ShowStatus(c, f.app); };
   });
 
-  // certs: not yet
+  // certs
   auto* certs = Sub(&app, "certs", "Manage certificates");
   certs->require_subcommand(1);
-  for (const char* name : {"list", "show", "add", "ca"}) {
-    auto* sub = Sub(certs, name, "not implemented yet");
-    sub->allow_extras();
-    sub->callback([&] {
-      needs_client = false;
-      direct = CertsNotImplemented();
-    });
-  }
+  auto* certs_list = Sub(certs, "list", "List the certificates the edge serves");
+  certs_list->alias("ls");
+  certs_list->callback([&] { command = [&](Context& c) { return CertsList(c); }; });
+  auto* certs_show = Sub(certs, "show", "Show one certificate");
+  certs_show->add_option("host", f.host, "host name")->required();
+  certs_show->callback([&] { command = [&](Context& c) { return CertsShow(c, f.host); }; });
+  auto* certs_add = Sub(certs, "add", "Install your own certificate for a host name");
+  certs_add->add_option("host", f.host, "host name")->required();
+  certs_add->add_option("--cert", f.cert_path, "PEM certificate chain (leaf first)")->required();
+  certs_add->add_option("--key", f.key_path, "PEM private key")->required();
+  certs_add->callback([&] {
+    command = [&](Context& c) { return CertsAdd(c, f.host, f.cert_path, f.key_path); };
+  });
+  auto* certs_ca = Sub(certs, "ca", "Print the built-in CA certificate (for sslrootcert)");
+  certs_ca->callback([&] { command = [&](Context& c) { return CertsCa(c); }; });
 
   auto* version = Sub(&app, "version", "Print the version");
   version->callback([&] {

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -574,8 +575,89 @@ Status ShowStatus(Context& ctx, const std::string& app) {
   return Status();
 }
 
-Status CertsNotImplemented() {
-  return Status::Error("not implemented yet (certificates arrive with the built-in CA)");
+namespace {
+
+std::string UnixDate(const Json& j, const char* key) {
+  if (!j.contains(key) || !j[key].is_number_integer()) return "";
+  std::time_t t = j[key].get<int64_t>();
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::string Names(const Json& j) {
+  std::string out;
+  if (j.contains("names") && j["names"].is_array()) {
+    for (const auto& n : j["names"]) out += (out.empty() ? "" : ", ") + n.get<std::string>();
+  }
+  return out;
+}
+
+}  // namespace
+
+Status CertsList(Context& ctx) {
+  auto r = ctx.client->Get("/v1/certs");
+  if (!r.ok()) return r.status();
+  if (ctx.json) {
+    PrintJson(ctx, *r);
+    return Status();
+  }
+  if (auto s = ExpectArray(*r, "certs list"); !s.ok()) return s;
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& c : *r) {
+    rows.push_back({Str(c, "host"), Str(c, "app"), Str(c, "source"), UnixDate(c, "not_after"),
+                    RelativeTimeOf(Str(c, "created_at"), ctx.ui.now())});
+  }
+  *ctx.ui.out << RenderTable("", {"Host Name", "App", "Source", "Expires", "Added"}, rows);
+  return Status();
+}
+
+Status CertsShow(Context& ctx, const std::string& host) {
+  auto r = ctx.client->Get("/v1/certs/" + UrlEncode(host));
+  if (!r.ok()) return r.status();
+  if (ctx.json) {
+    PrintJson(ctx, *r);
+    return Status();
+  }
+  *ctx.ui.out << RenderVerticalTable(
+      "Certificate", {{"Hostname", Str(*r, "host")},
+                      {"App", Str(*r, "app").empty() ? "N/A" : Str(*r, "app")},
+                      {"Source", Str(*r, "source") == "ca" ? "built-in CA" : "operator"},
+                      {"Issuer", Str(*r, "issuer")},
+                      {"Names", Names(*r)},
+                      {"Expires", UnixDate(*r, "not_after")},
+                      {"Added", RelativeTimeOf(Str(*r, "created_at"), ctx.ui.now())}});
+  return Status();
+}
+
+Status CertsAdd(Context& ctx, const std::string& host, const std::string& cert_path,
+                const std::string& key_path) {
+  auto cert = ReadConfig(cert_path);
+  if (!cert.ok()) return cert.status();
+  auto key = ReadConfig(key_path);
+  if (!key.ok()) return key.status();
+  auto r = ctx.client->Post("/v1/certs", Json{{"host", host}, {"cert_pem", *cert}, {"key_pem", *key}});
+  if (!r.ok()) return r.status();
+  if (ctx.json) {
+    PrintJson(ctx, *r);
+    return Status();
+  }
+  *ctx.ui.out << "Certificate for " << Str(*r, "host") << " installed (expires "
+              << UnixDate(*r, "not_after") << "); new connections use it now\n";
+  return Status();
+}
+
+Status CertsCa(Context& ctx) {
+  auto r = ctx.client->Get("/v1/ca");
+  if (!r.ok()) return r.status();
+  if (ctx.json) {
+    PrintJson(ctx, *r);
+    return Status();
+  }
+  *ctx.ui.out << Str(*r, "pem");
+  return Status();
 }
 
 }  // namespace drawbridge::cli

@@ -71,7 +71,13 @@ base::Status PgConnectionString(Context& ctx, const std::string& app,
                                 const std::string& internal_url);
 // app may be empty: then only the daemon's status.
 base::Status ShowStatus(Context& ctx, const std::string& app);
-base::Status CertsNotImplemented();
+base::Status CertsList(Context& ctx);
+base::Status CertsShow(Context& ctx, const std::string& host);
+// Installs the operator's certificate chain and key (PEM files) for `host`.
+base::Status CertsAdd(Context& ctx, const std::string& host, const std::string& cert_path,
+                      const std::string& key_path);
+// Prints the built-in CA certificate (PEM) for clients' sslrootcert.
+base::Status CertsCa(Context& ctx);
 
 // Row builders, exposed for tests: one table row per element of the daemon's answer.
 std::vector<std::vector<std::string>> IpRows(const Json& ips, TimePoint now);

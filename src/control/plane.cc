@@ -602,7 +602,7 @@ Outcome<ImageInfo> ControlPlane::Image(const std::string& app) {
   std::lock_guard lock(observed_mu_);
   for (const auto& m : *machines.value) {
     auto it = observed_.find({app, m.address});
-    info.machines.emplace_back(m.id, it == observed_.end() ? "" : it->second);
+    info.machines.push_back({m.id, m.address, it == observed_.end() ? "" : it->second});
   }
   return info;
 }

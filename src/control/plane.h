@@ -76,7 +76,13 @@ struct DeployResult {
 
 struct ImageInfo {
   std::string registry, repository, tag, version;
-  std::vector<std::pair<std::string, std::string>> machines;  // id -> observed server version
+  struct MachineVersion {
+    std::string id;
+    std::string address;
+    std::string server_version;  // as observed by the edge; empty until a client connected
+    bool operator==(const MachineVersion&) const = default;
+  };
+  std::vector<MachineVersion> machines;
 };
 
 struct CertInfo {

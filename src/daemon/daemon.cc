@@ -216,8 +216,9 @@ int ServeControlPlane(const Flags& f) {
   plane_options.v4_pool = f.v4_pool;
   plane_options.v6_pool = f.v6_pool;
 
-  // Certificates: the operator's (--cert) first, else a *.<domain> default from the built-in
-  // CA; then every certificate in the store (one per app host), rebuilt when the store changes.
+  // Certificates: the operator's (--cert) first, else a default for the zone apex from the
+  // built-in CA (deliberately not a wildcard: a name must verify only on its own app); then
+  // every certificate in the store (one per app host), rebuilt when the store changes.
   auto ca = tls::EnsureCa(dir + "/ca", "Drawbridge CA for " + f.domain);
   if (!ca.ok()) {
     spdlog::critical("CA: {}", ca.message());
@@ -236,9 +237,9 @@ int ServeControlPlane(const Flags& f) {
     return 1;
   }
   if (base_certs.empty()) {
-    std::string crt = dir + "/certs/wildcard.crt", key = dir + "/certs/wildcard.key";
+    std::string crt = dir + "/certs/default.crt", key = dir + "/certs/default.key";
     if (::access(crt.c_str(), F_OK) != 0) {
-      auto pem = tls::IssueLeaf(*ca, {"*." + f.domain, f.domain}, 825);
+      auto pem = tls::IssueLeaf(*ca, {f.domain}, 825);
       if (!pem.ok()) {
         spdlog::critical("certificate: {}", pem.message());
         return 1;

@@ -402,6 +402,18 @@ bool SameHost(std::string a, std::string b) {
   norm(b);
   return !a.empty() && a == b;
 }
+
+// True if `sni` is a name under the zone of `host` ("<app>.<zone>") but not `host` itself.
+bool InZoneOf(const std::string& sni, const std::string& host) {
+  auto dot = host.find('.');
+  if (sni.empty() || dot == std::string::npos || SameHost(sni, host)) return false;
+  std::string zone = host.substr(dot);  // ".<zone>"
+  std::string name = sni;
+  if (!name.empty() && name.back() == '.') name.pop_back();
+  for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return name.size() > zone.size() &&
+         name.compare(name.size() - zone.size(), zone.size(), zone) == 0;
+}
 }  // namespace
 
 awaitable<bool> Connection::ChooseRoute(pg::StartupMessage* startup) {
@@ -422,8 +434,12 @@ awaitable<bool> Connection::ChooseRoute(pg::StartupMessage* startup) {
     co_return true;
   } else if (named) {
     problem = "unknown app \"" + *named + "\" on this address";
-  } else if (candidates_.size() == 1) {
+  } else if (candidates_.size() == 1 && !InZoneOf(sni, route_->host)) {
     co_return true;  // a dedicated address: route_ is already its app
+  } else if (candidates_.size() == 1) {
+    // Another app's name of our zone on this app's address (stale DNS, a typo in hostaddr):
+    // never hand the client a database other than the one it named.
+    problem = "the server name \"" + sni + "\" does not belong to this address";
   } else {
     problem = "this address is shared by several apps and the client did not say which one";
   }

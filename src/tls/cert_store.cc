@@ -168,7 +168,7 @@ SSL_CTX* CertSet::Find(std::string_view server_name) const {
   if (auto dot = name.find('.'); dot != std::string::npos) {
     if (auto it = by_name_.find("*" + name.substr(dot)); it != by_name_.end()) return it->second;
   }
-  return default_ctx();
+  return nullptr;
 }
 
 }  // namespace drawbridge::tls

@@ -42,7 +42,7 @@ class CertSet {
                                                               std::vector<std::string>* errors);
 
   // The context for `server_name` (case-insensitive, trailing dot ignored, "*.zone" SANs match
-  // one label), or the default context.
+  // one label); nullptr if no certificate covers it.
   SSL_CTX* Find(std::string_view server_name) const;
   SSL_CTX* default_ctx() const { return contexts_.front().get(); }
 

@@ -18,8 +18,10 @@ int SelectCertificate(SSL* ssl, int* /*alert*/, void* /*arg*/) {
   TlsEngine* engine = EngineOf(ssl);
   const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
   if (engine == nullptr || name == nullptr) return SSL_TLSEXT_ERR_NOACK;
+  // A name no certificate covers keeps the certificate chosen for the dialled address: the
+  // client's verification then fails on the name, as it should.
   SSL_CTX* ctx = engine->certs_->Find(name);
-  if (ctx != SSL_get_SSL_CTX(ssl)) SSL_set_SSL_CTX(ssl, ctx);
+  if (ctx != nullptr && ctx != SSL_get_SSL_CTX(ssl)) SSL_set_SSL_CTX(ssl, ctx);
   return SSL_TLSEXT_ERR_OK;
 }
 
@@ -68,8 +70,9 @@ base::Result<std::unique_ptr<TlsEngine>> TlsEngine::NewServer(std::shared_ptr<co
   std::unique_ptr<TlsEngine> e(new TlsEngine());
   e->certs_ = std::move(certs);
   e->policy_ = std::move(policy);
-  e->ssl_ = SSL_new(e->policy_.default_host.empty() ? e->certs_->default_ctx()
-                                                    : e->certs_->Find(e->policy_.default_host));
+  SSL_CTX* initial = e->policy_.default_host.empty() ? nullptr
+                                                     : e->certs_->Find(e->policy_.default_host);
+  e->ssl_ = SSL_new(initial != nullptr ? initial : e->certs_->default_ctx());
   if (e->ssl_ == nullptr) return base::Status::Error(TakeOpenSslError());
   e->rbio_ = BIO_new(BIO_s_mem());
   e->wbio_ = BIO_new(BIO_s_mem());

@@ -607,9 +607,35 @@ TEST_F(CommandTest, MachinesAndApps) {
             "mydb    1               2       v3      2s ago\n\n");
 }
 
-TEST(Commands, CertsAreNotImplementedYet) {
-  EXPECT_EQ(CertsNotImplemented().message(),
-            "not implemented yet (certificates arrive with the built-in CA)");
+TEST_F(CommandTest, CertsListAndCa) {
+  transport_.Answer(200, R"([{"host": "mydb.drawbridge.test", "app": "mydb", "source": "ca",
+                              "issuer": "/CN=x", "names": ["mydb.drawbridge.test"],
+                              "not_after": 1803418651, "created_at": "2026-11-25T21:19:00Z"}])");
+  ASSERT_TRUE(CertsList(ctx_).ok());
+  EXPECT_EQ(transport_.requests.back().target, "/v1/certs");
+  EXPECT_EQ(AsOnTerminal(out_.str()),
+            "HOST NAME               APP     SOURCE  EXPIRES                 ADDED\n"
+            "mydb.drawbridge.test    mydb    ca      2027-02-23T21:37:31Z    1m0s ago\n\n");
+  out_.str("");
+  transport_.Answer(200, R"({"pem": "-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----\n"})");
+  ASSERT_TRUE(CertsCa(ctx_).ok());
+  EXPECT_EQ(out_.str(), "-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----\n");
+}
+
+TEST_F(CommandTest, CertsAddSendsThePemFilesAndReportsRefusals) {
+  std::string dir = ::testing::TempDir();
+  std::ofstream(dir + "/c.pem") << "CERT";
+  std::ofstream(dir + "/k.pem") << "KEY";
+  transport_.Answer(400, R"({"error": "certificate for db.example.com refused: the key does not match the certificate"})");
+  auto s = CertsAdd(ctx_, "db.example.com", dir + "/c.pem", dir + "/k.pem");
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.message(),
+            "certificate for db.example.com refused: the key does not match the certificate");
+  auto body = Json::parse(transport_.requests.back().body);
+  EXPECT_EQ(body["host"], "db.example.com");
+  EXPECT_EQ(body["cert_pem"], "CERT");
+  EXPECT_EQ(body["key_pem"], "KEY");
+  EXPECT_FALSE(CertsAdd(ctx_, "db.example.com", dir + "/missing.pem", dir + "/k.pem").ok());
 }
 
 }  // namespace

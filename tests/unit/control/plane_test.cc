@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include "config/fly_toml.h"
+#include "tls/ca.h"
 
 namespace drawbridge::control {
 namespace {
@@ -36,12 +37,21 @@ primary_region = "local"
     port = 5433
 )";
 
+PlaneOptions TestOptions(const std::string& v4_pool = "127.0.10.0/29",
+                         const std::string& ca_dir = "") {
+  PlaneOptions o;
+  o.domain = "example.test";
+  o.v4_pool = v4_pool;
+  o.v6_pool = "fd00:db:1::/64";
+  o.ca_dir = ca_dir;
+  return o;
+}
+
 class PlaneTest : public ::testing::Test {
  protected:
   void SetUp() override {
     store_ = store::NewMemoryStore();
-    auto p = ControlPlane::Create(store_.get(), PlaneOptions{"example.test", "127.0.10.0/29",
-                                                             "fd00:db:1::/64"});
+    auto p = ControlPlane::Create(store_.get(), TestOptions());
     ASSERT_TRUE(p.ok()) << p.message();
     plane_ = std::move(*p);
     ASSERT_TRUE(plane_->CreateApp("mydb").ok());
@@ -172,7 +182,8 @@ TEST_F(PlaneTest, ImageShowsTheDeployedImageAndObservedVersions) {
   EXPECT_EQ(image.value->tag, "15");
   EXPECT_EQ(image.value->version, "v1");
   ASSERT_EQ(image.value->machines.size(), 1u);
-  EXPECT_EQ(image.value->machines[0], std::make_pair(m.value->id, std::string("15.18")));
+  EXPECT_EQ(image.value->machines[0],
+            (ImageInfo::MachineVersion{m.value->id, "10.0.0.5", "15.18"}));
 }
 
 TEST_F(PlaneTest, RouteTableServesOnlyDeployedAppsOnTheirOwnAddresses) {
@@ -202,6 +213,82 @@ TEST_F(PlaneTest, ConnectionStringUsesThePublicNameAndPort) {
   EXPECT_FALSE(plane_->ConnectionString("mydb", "mysql://x").ok());
 }
 
+class PlaneCertTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("drawbridge-plane-certs-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir_);
+    auto ca = tls::EnsureCa(dir_.string(), "Test CA");
+    ASSERT_TRUE(ca.ok()) << ca.message();
+    ca_ = *ca;
+    store_ = store::NewMemoryStore();
+    auto p = ControlPlane::Create(store_.get(), TestOptions("127.0.10.0/29", dir_.string()));
+    ASSERT_TRUE(p.ok());
+    plane_ = std::move(*p);
+    ASSERT_TRUE(plane_->CreateApp("mydb").ok());
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::filesystem::path dir_;
+  tls::CaFiles ca_;
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<ControlPlane> plane_;
+};
+
+TEST_F(PlaneCertTest, AnAddressBringsACertificateForTheAppHost) {
+  EXPECT_TRUE(plane_->ListCerts().value->empty());
+  ASSERT_TRUE(plane_->AllocateIp("mydb", "v6").ok());
+  auto cert = plane_->ShowCert("mydb.example.test");
+  ASSERT_TRUE(cert.ok()) << cert.error.message;
+  EXPECT_EQ(cert.value->source, "ca");
+  EXPECT_EQ(cert.value->app, "mydb");
+  EXPECT_EQ(cert.value->names, std::vector<std::string>{"mydb.example.test"});
+  EXPECT_NE(cert.value->cert_pem.find("BEGIN CERTIFICATE"), std::string::npos);
+  ASSERT_EQ(plane_->CertPems().size(), 1u);
+  EXPECT_NE(plane_->CertPems()[0].key_pem.find("PRIVATE KEY"), std::string::npos);
+  // A second address does not reissue; a fresh certificate is not due.
+  ASSERT_TRUE(plane_->AllocateIp("mydb", "v4").ok());
+  EXPECT_EQ(plane_->ShowCert("mydb.example.test").value->cert_pem, cert.value->cert_pem);
+  EXPECT_EQ(plane_->RenewDueCerts(), 0);
+}
+
+TEST_F(PlaneCertTest, CertificatesAreRenewedBeforeExpiry) {
+  auto store = store::NewMemoryStore();
+  PlaneOptions o = TestOptions("127.0.10.0/29", dir_.string());
+  o.renew_before_days = 1000;  // every certificate of 90 days is due
+  auto plane = ControlPlane::Create(store.get(), o);
+  ASSERT_TRUE((*plane)->CreateApp("mydb").ok());
+  ASSERT_TRUE((*plane)->AllocateIp("mydb", "v4").ok());
+  std::string first = (*plane)->ShowCert("mydb.example.test").value->cert_pem;
+  EXPECT_EQ((*plane)->RenewDueCerts(), 1);
+  EXPECT_NE((*plane)->ShowCert("mydb.example.test").value->cert_pem, first);
+}
+
+TEST_F(PlaneCertTest, OperatorCertificatesAreCheckedAndThenWin) {
+  auto own = tls::IssueLeaf(ca_, {"mydb.example.test"}, 30);
+  auto other = tls::IssueLeaf(ca_, {"other.example.test"}, 30);
+  ASSERT_TRUE(own.ok() && other.ok());
+  auto bad_key = plane_->AddCert("mydb.example.test", own->cert_pem, other->key_pem);
+  ASSERT_FALSE(bad_key.ok());
+  EXPECT_EQ(bad_key.error.message,
+            "certificate for mydb.example.test refused: the key does not match the certificate");
+  auto wrong_name = plane_->AddCert("mydb.example.test", other->cert_pem, other->key_pem);
+  ASSERT_FALSE(wrong_name.ok());
+  EXPECT_NE(wrong_name.error.message.find("does not cover mydb.example.test"), std::string::npos);
+  EXPECT_FALSE(plane_->AddCert("mydb.example.test", "garbage", own->key_pem).ok());
+  EXPECT_TRUE(plane_->ListCerts().value->empty()) << "refusals install nothing";
+
+  auto added = plane_->AddCert("MYDB.example.test", own->cert_pem, own->key_pem);
+  ASSERT_TRUE(added.ok()) << added.error.message;
+  EXPECT_EQ(added.value->host, "mydb.example.test");
+  EXPECT_EQ(added.value->source, "operator");
+  EXPECT_EQ(added.value->app, "mydb");
+  // The operator's certificate is not replaced by the CA's when the app gets an address.
+  ASSERT_TRUE(plane_->AllocateIp("mydb", "v4").ok());
+  EXPECT_EQ(plane_->ShowCert("mydb.example.test").value->source, "operator");
+  EXPECT_EQ(plane_->RenewDueCerts(), 0);
+}
+
 TEST(PlaneSqliteTest, TwoPlanesRacingOnOneFileNeverShareAnAddress) {
   auto dir = std::filesystem::temp_directory_path() /
              ("drawbridge-plane-test-" + std::to_string(::getpid()));
@@ -210,7 +297,7 @@ TEST(PlaneSqliteTest, TwoPlanesRacingOnOneFileNeverShareAnAddress) {
   auto s1 = store::OpenSqliteStore(path);
   auto s2 = store::OpenSqliteStore(path);
   ASSERT_TRUE(s1.ok() && s2.ok());
-  PlaneOptions options{"example.test", "127.0.10.0/24", "fd00:db:1::/64"};
+  PlaneOptions options = TestOptions("127.0.10.0/24");
   auto p1 = ControlPlane::Create(s1->get(), options);
   auto p2 = ControlPlane::Create(s2->get(), options);
   ASSERT_TRUE(p1.ok() && p2.ok());
