@@ -1,88 +1,122 @@
 #!/usr/bin/env bash
-# The main job: from a fresh Debian 12 machine to psql over TLS 1.3 through Drawbridge.
-# Installs dependencies, builds, starts a throwaway PostgreSQL 15 on loopback, makes a test CA
-# and a certificate for mydb.drawbridge.test, writes the seed's fly.toml (pg_tls on 5432 style),
-# starts `drawbridge serve` in front of Postgres and connects with psql over IPv4 and IPv6.
-# Stays up for you to try it when run from a terminal; Ctrl-C (or Enter) stops everything.
-# Ports: EDGE_PORT (default 15432) and PG_PORT (default 15433), both on loopback/wildcard.
+# The main job: from a fresh Debian 12 machine to the seed's whole flow ("External
+# Connections" for Fly Postgres) with `drawbridge` instead of `fly`:
+#   a throwaway PostgreSQL 15 on loopback (the private side), the daemon with its embedded
+#   defaults, then apps create, machines add, ips list, ips allocate-v4 / -v6, config save,
+#   the seed's pg_tls services section, deploy --image, services list, image show, and psql
+#   "sslmode=require host=..." over TLS 1.3 to the v4 and the v6 address (and verify-full with
+#   the built-in CA).
+# Stays up for you to try it when run from a terminal; Enter or Ctrl-C stops everything.
+# Ports: EDGE_PORT (public, default 15432; 5432 is usually taken by Debian's own cluster),
+# PG_PORT (private Postgres, default 15433), API_PORT (admin API, default 14280).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 EDGE_PORT=${EDGE_PORT:-15432}
 PG_PORT=${PG_PORT:-15433}
+API_PORT=${API_PORT:-14280}
+APP=mydb
 
 scripts/setup.sh
 scripts/build.sh >/dev/null
-echo "quickstart: built $ROOT/build/src/drawbridge"
+DRAWBRIDGE="$ROOT/build/src/drawbridge"
+echo "quickstart: built $DRAWBRIDGE"
 
 WORK=$(mktemp -d /tmp/drawbridge-quickstart.XXXXXX)
 chmod 755 "$WORK"
 PG_BIN=/usr/lib/postgresql/15/bin
-EDGE_PID=""
+DAEMON_PID=""
 cleanup() {
-  [[ -n $EDGE_PID ]] && kill -TERM "$EDGE_PID" 2>/dev/null && wait "$EDGE_PID" 2>/dev/null || true
-  [[ -f $WORK/pg/postmaster.pid ]] && runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$WORK/pg" -m fast stop >/dev/null || true
+  if [[ -n $DAEMON_PID ]]; then kill -TERM "$DAEMON_PID" 2>/dev/null && wait "$DAEMON_PID" 2>/dev/null || true; fi
+  if [[ -f $WORK/pg/postmaster.pid ]]; then
+    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$WORK/pg" -m fast stop >/dev/null || true
+  fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-# 1. A throwaway PostgreSQL 15 on loopback, password (SCRAM) authentication.
+step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+fly() { step "drawbridge $*"; "$DRAWBRIDGE" --data-dir "$WORK/data" "$@"; }
+
+# 1. The private side: PostgreSQL 15 on loopback with password (SCRAM) authentication.
 PASSWORD=quickstart-$(openssl rand -hex 6)
 echo "$PASSWORD" > "$WORK/pwfile"
-chown postgres "$WORK" && chmod 600 "$WORK/pwfile" && chown postgres "$WORK/pwfile"
+chown postgres "$WORK" "$WORK/pwfile" && chmod 600 "$WORK/pwfile"
 runuser -u postgres -- "$PG_BIN/initdb" -D "$WORK/pg" -U postgres --pwfile="$WORK/pwfile" \
   --auth-host=scram-sha-256 --auth-local=trust >/dev/null
 runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg.log" -w \
-  -o "-p $PG_PORT -k $WORK -c listen_addresses=127.0.0.1,::1" start >/dev/null
+  -o "-p $PG_PORT -k $WORK -c listen_addresses=127.0.0.1" start >/dev/null
 psql -q -h "$WORK" -p "$PG_PORT" -U postgres -c "CREATE DATABASE app"
-echo "quickstart: PostgreSQL 15 on 127.0.0.1:$PG_PORT (private side)"
+echo "quickstart: PostgreSQL 15 on 127.0.0.1:$PG_PORT (the private network)"
 
-# 2. A test CA and a certificate for the app's public name (the built-in CA comes later).
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj "/CN=Drawbridge quickstart CA" \
-  -keyout "$WORK/ca.key" -out "$WORK/ca.crt" 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=mydb.drawbridge.test" \
-  -keyout "$WORK/mydb.key" -out "$WORK/mydb.csr" 2>/dev/null
-printf 'subjectAltName=DNS:mydb.drawbridge.test,IP:127.0.0.1,IP:::1\n' > "$WORK/san.ext"
-openssl x509 -req -in "$WORK/mydb.csr" -CA "$WORK/ca.crt" -CAkey "$WORK/ca.key" -CAcreateserial \
-  -days 30 -extfile "$WORK/san.ext" -out "$WORK/mydb.crt" 2>/dev/null
+# 2. The daemon with its embedded defaults (pools 127.0.10.0/24 and a ULA /64, domain
+#    drawbridge.test, its own CA); only the data directory and API port are chosen here.
+"$DRAWBRIDGE" serve --data-dir "$WORK/data" --api-port "$API_PORT" --drain-timeout-ms 2000 \
+  2> "$WORK/daemon.log" &
+DAEMON_PID=$!
+for _ in $(seq 1 100); do grep -q "drawbridge: ready" "$WORK/daemon.log" && break; sleep 0.1; done
+grep -q "drawbridge: ready" "$WORK/daemon.log" || { cat "$WORK/daemon.log"; exit 1; }
+grep -E "pool|data dir" "$WORK/daemon.log" | sed 's/^[^ ]* [a-z]* /quickstart: daemon: /'
 
-# 3. The seed's services section: public port -> Postgres, through the pg_tls handler.
-cat > "$WORK/fly.toml" <<TOML
-app = "mydb"
+# 3. The seed, step by step.
+cd "$WORK"
+fly apps create "$APP"
+fly machines add 127.0.0.1 --app "$APP"
+fly ips list --app "$APP"
+step "drawbridge ips allocate-v4 --app $APP   # not interactive: flyctl refuses without --yes"
+"$DRAWBRIDGE" --data-dir "$WORK/data" ips allocate-v4 --app "$APP" </dev/null || true
+fly ips allocate-v4 --yes --app "$APP"
+fly ips allocate-v6 --app "$APP"
+fly ips list --app "$APP"
+fly config save --app "$APP"
 
-[[services]]
-  internal_port = $PG_PORT # Postgres instance
+# "Replace that with the following": the seed's services section, on our ports.
+step "edit fly.toml: replace the services section with the pg_tls one"
+python3 - "$PG_PORT" "$EDGE_PORT" <<'PY'
+import re, sys
+pg_port, edge_port = sys.argv[1], sys.argv[2]
+text = open("fly.toml").read()
+head = re.split(r"^\[\[services\]\]", text, maxsplit=1, flags=re.M)[0]
+open("fly.toml", "w").write(head + f"""[[services]]
+  internal_port = {pg_port} # Postgres instance
   protocol = "tcp"
 
   [[services.ports]]
     handlers = ["pg_tls"]
-    port = $EDGE_PORT
-TOML
+    port = {edge_port}
+""")
+PY
+cat fly.toml
+fly config validate
+fly deploy . --image flyio/postgres:15
+fly services list
 
-# 4. The edge.
-"$ROOT/build/src/drawbridge" serve -c "$WORK/fly.toml" --machine 127.0.0.1 \
-  --cert "$WORK/mydb.crt" --key "$WORK/mydb.key" --drain-timeout-ms 2000 2> "$WORK/edge.log" &
-EDGE_PID=$!
-for _ in $(seq 1 100); do grep -q "drawbridge: ready" "$WORK/edge.log" && break; sleep 0.1; done
-grep -q "drawbridge: ready" "$WORK/edge.log" || { cat "$WORK/edge.log"; exit 1; }
-echo "quickstart: drawbridge serving pg_tls on port $EDGE_PORT (IPv4 and IPv6)"
-
-# 5. psql over TLS, as the seed does, to both address families.
+V4=$("$DRAWBRIDGE" --data-dir "$WORK/data" ips list --app "$APP" --json | python3 -c 'import json,sys; print(next(i["address"] for i in json.load(sys.stdin) if i["type"]=="v4"))')
+V6=$("$DRAWBRIDGE" --data-dir "$WORK/data" ips list --app "$APP" --json | python3 -c 'import json,sys; print(next(i["address"] for i in json.load(sys.stdin) if i["type"]=="v6"))')
 export PGPASSWORD=$PASSWORD
-for ADDR in 127.0.0.1 ::1; do
-  CONN="sslmode=verify-full sslrootcert=$WORK/ca.crt host=mydb.drawbridge.test hostaddr=$ADDR port=$EDGE_PORT dbname=app user=postgres"
-  echo
-  echo "\$ psql \"$CONN\""
-  psql "$CONN" -c '\conninfo' -c 'SELECT version()'
+for ADDR in "$V4" "$V6"; do
+  step "psql \"sslmode=require host=$ADDR port=$EDGE_PORT dbname=app user=postgres\""
+  psql "sslmode=require host=$ADDR port=$EDGE_PORT dbname=app user=postgres" -c '\conninfo' -c 'SELECT version()'
 done
+fly image show --app "$APP"
+
+# The public name: verify-full against the built-in CA, the app's address given as hostaddr
+# (the built-in DNS answers for the name as well; see the README).
+"$DRAWBRIDGE" --data-dir "$WORK/data" certs ca > "$WORK/ca.crt"
+CONN="sslmode=verify-full sslrootcert=$WORK/ca.crt host=$APP.drawbridge.test hostaddr=$V4 port=$EDGE_PORT dbname=app user=postgres"
+step "psql \"$CONN\""
+psql "$CONN" -c '\conninfo'
+fly pg connection-string --app "$APP" --internal "postgres://postgres:secret@$APP.internal:$PG_PORT/app"
+
 echo
-echo "quickstart: edge log:"
-grep " conn " "$WORK/edge.log" || true
+echo "quickstart: the edge's log:"
+grep " conn " "$WORK/daemon.log" | sed 's/^/  /' || true
 
 if [[ -t 0 ]]; then
   echo
   echo "Try it yourself (password: $PASSWORD):"
-  echo "  psql \"sslmode=require host=127.0.0.1 port=$EDGE_PORT dbname=app user=postgres\""
+  echo "  psql \"sslmode=require host=$V4 port=$EDGE_PORT dbname=app user=postgres\""
+  echo "  $DRAWBRIDGE --data-dir $WORK/data status"
   echo "Press Enter or Ctrl-C to stop."
   read -r || true
 fi
