@@ -1,5 +1,6 @@
 #include "config/fly_toml.h"
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -11,6 +12,21 @@ namespace drawbridge::config {
 namespace {
 
 using control::ServicePort;
+
+size_t EditDistance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
 
 // Collects the first error and every warning while walking the document.
 class Walker {
@@ -81,6 +97,24 @@ class Walker {
       if (acted_on.count(key)) continue;
       if (kept.count(key)) {
         Warn(v, full, "not acted on by this edge; kept as written");
+        continue;
+      }
+      // A near miss of a known key is a typo (`handler` for `handlers` would expose a port
+      // without its handler): an error. Anything else is kept with a warning.
+      std::string_view closest;
+      size_t best = 3;
+      for (const auto* set : {&acted_on, &kept}) {
+        for (std::string_view known : *set) {
+          size_t d = EditDistance(key, known);
+          size_t allowed = known.size() >= 6 ? 2 : 1;  // short keys: one edit at most
+          if (d <= allowed && d < best) {
+            best = d;
+            closest = known;
+          }
+        }
+      }
+      if (!closest.empty()) {
+        Fail(v, full, "unknown key; did you mean `" + std::string(closest) + "`?");
       } else {
         Warn(v, full, "unknown key; kept as written");
       }
@@ -176,6 +210,81 @@ void ParsePort(Walker& w, const toml::table& t, const std::string& path, Service
                 {"http_options"});
 }
 
+void ParseConcurrency(Walker& w, const toml::table& t, const std::string& path,
+                      std::optional<control::Concurrency>* out_conc) {
+  if (const toml::node* n = t.get("concurrency")) {
+    const toml::table* c = n->as_table();
+    if (c == nullptr) {
+      w.Fail(*n, path + ".concurrency", "expected a table");
+    } else {
+      control::Concurrency conc;
+      std::string cp = path + ".concurrency";
+      if (w.Get(*c, cp + ".type", "type", &conc.type) && conc.type != "connections" &&
+          conc.type != "requests") {
+        w.Fail(*c->get("type"), cp + ".type", "must be \"connections\" or \"requests\"");
+      }
+      for (auto [key, out] : {std::pair{"hard_limit", &conc.hard_limit},
+                              std::pair{"soft_limit", &conc.soft_limit}}) {
+        int64_t v = 0;
+        if (!w.Get(*c, cp + "." + key, key, &v)) continue;
+        if (v < 1 || v > 1'000'000) {
+          w.Fail(*c->get(key), cp + "." + key, "must be between 1 and 1000000");
+        } else {
+          *out = static_cast<int>(v);
+        }
+      }
+      if (w.failed()) {
+        // reported above
+      } else if (conc.hard_limit && conc.soft_limit && *conc.soft_limit > *conc.hard_limit) {
+        w.Fail(*c, cp + ".soft_limit", "is above hard_limit");
+      }
+      *out_conc = conc;
+    }
+  }
+}
+
+// Keys of [[services]] and [http_service] that the edge keeps but does not act on: their types
+// are still checked, so a wrong one is an error with its line.
+void ParseCommonServiceKeys(Walker& w, const toml::table& t, const std::string& path) {
+  bool b = false;
+  int64_t i = 0;
+  std::vector<std::string> list;
+  w.Get(t, path + ".auto_start_machines", "auto_start_machines", &b);
+  w.Get(t, path + ".min_machines_running", "min_machines_running", &i);
+  w.GetStrings(t, path + ".processes", "processes", &list);
+  if (const toml::node* n = t.get("auto_stop_machines")) {
+    auto s = n->value_exact<std::string>();
+    if (!n->is_boolean() && !(s && (*s == "off" || *s == "stop" || *s == "suspend"))) {
+      w.Fail(*n, path + ".auto_stop_machines", "expected a boolean or \"off\", \"stop\", \"suspend\"");
+    }
+  }
+  for (const char* checks : {"tcp_checks", "http_checks", "checks"}) {
+    const toml::node* n = t.get(checks);
+    if (n != nullptr && !(n->is_array_of_tables() || n->is_table())) {
+      w.Fail(*n, path + "." + checks, "expected [[" + std::string(checks) + "]] tables");
+    }
+  }
+}
+
+// [http_service] is fly's shorthand for an HTTP service on ports 80 and 443; validated like a
+// service, but not served by this edge (yet).
+void ParseHttpService(Walker& w, const toml::table& t) {
+  std::string path = "http_service";
+  int port = 0;
+  if (!w.GetPort(t, path + ".internal_port", "internal_port", &port) && !w.failed()) {
+    w.Fail(t, path + ".internal_port", "is required");
+  }
+  bool force = false;
+  w.Get(t, path + ".force_https", "force_https", &force);
+  std::optional<control::Concurrency> conc;
+  ParseConcurrency(w, t, path, &conc);
+  ParseCommonServiceKeys(w, t, path);
+  w.Warn(t, path, "the http handler is not served by this edge yet; nothing is exposed for it");
+  w.WarnUnknown(t, path, {"internal_port", "force_https", "concurrency"},
+                {"processes", "auto_stop_machines", "auto_start_machines", "min_machines_running",
+                 "http_options", "tls_options", "checks"});
+}
+
 void ParseService(Walker& w, const toml::table& t, const std::string& path,
                   control::Service* service) {
   if (!w.GetPort(t, path + ".internal_port", "internal_port", &service->internal_port) &&
@@ -218,35 +327,8 @@ void ParseService(Walker& w, const toml::table& t, const std::string& path,
       }
     }
   }
-  if (const toml::node* n = t.get("concurrency")) {
-    const toml::table* c = n->as_table();
-    if (c == nullptr) {
-      w.Fail(*n, path + ".concurrency", "expected a table");
-    } else {
-      control::Concurrency conc;
-      std::string cp = path + ".concurrency";
-      if (w.Get(*c, cp + ".type", "type", &conc.type) && conc.type != "connections" &&
-          conc.type != "requests") {
-        w.Fail(*c->get("type"), cp + ".type", "must be \"connections\" or \"requests\"");
-      }
-      for (auto [key, out] : {std::pair{"hard_limit", &conc.hard_limit},
-                              std::pair{"soft_limit", &conc.soft_limit}}) {
-        int64_t v = 0;
-        if (!w.Get(*c, cp + "." + key, key, &v)) continue;
-        if (v < 1 || v > 1'000'000) {
-          w.Fail(*c->get(key), cp + "." + key, "must be between 1 and 1000000");
-        } else {
-          *out = static_cast<int>(v);
-        }
-      }
-      if (w.failed()) {
-        // reported above
-      } else if (conc.hard_limit && conc.soft_limit && *conc.soft_limit > *conc.hard_limit) {
-        w.Fail(*c, cp + ".soft_limit", "is above hard_limit");
-      }
-      service->concurrency = conc;
-    }
-  }
+  ParseConcurrency(w, t, path, &service->concurrency);
+  ParseCommonServiceKeys(w, t, path);
   w.WarnUnknown(t, path, {"internal_port", "protocol", "ports", "concurrency"},
                 {"processes", "auto_stop_machines", "auto_start_machines",
                  "min_machines_running", "tcp_checks", "http_checks"});
@@ -297,9 +379,16 @@ base::Result<ParsedConfig> ParseFlyToml(std::string_view text, std::string_view 
       }
     }
   }
-  w.WarnUnknown(doc, "", {"app", "services"},
+  if (const toml::node* n = doc.get("http_service")) {
+    if (const toml::table* t = n->as_table()) {
+      ParseHttpService(w, *t);
+    } else {
+      w.Fail(*n, "http_service", "expected a table");
+    }
+  }
+  w.WarnUnknown(doc, "", {"app", "services", "http_service"},
                 {"primary_region", "kill_signal", "kill_timeout", "swap_size_mb", "console_command",
-                 "build", "env", "http_service", "vm", "mounts", "checks", "metrics", "deploy",
+                 "build", "env", "vm", "mounts", "checks", "metrics", "deploy",
                  "experimental", "processes", "statics", "restart", "files"});
   if (w.failed()) return base::Status::Error(w.error());
   out.warnings = std::move(w.warnings());

@@ -552,3 +552,62 @@ TEST(LoadFlyTomlTest, ReadsAFileAndNamesIt) {
 
 }  // namespace
 }  // namespace drawbridge::config
+
+namespace drawbridge::config {
+namespace {
+
+TEST(FlyTomlTypoTest, ANearMissOfAKnownKeyIsAnError) {
+  auto r = ParseFlyToml(R"(app = "a"
+[[services]]
+  internal_port = 5432
+  [[services.ports]]
+    handler = ["pg_tls"]
+    port = 5432
+)", "fly.toml");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.message(),
+            "fly.toml:5: services[0].ports[0].handler: unknown key; did you mean `handlers`?");
+  auto far = ParseFlyToml(R"(app = "a"
+[[services]]
+  internal_port = 5432
+  shiny = true
+  [[services.ports]]
+    port = 5432
+)", "fly.toml");
+  ASSERT_TRUE(far.ok()) << far.message();
+  EXPECT_EQ(far->warnings.at(0), "fly.toml:4: services[0].shiny: unknown key; kept as written");
+}
+
+}  // namespace
+}  // namespace drawbridge::config
+
+namespace drawbridge::config {
+namespace {
+
+TEST(FlyTomlHttpServiceTest, IsValidatedAndWarnedAbout) {
+  auto ok = ParseFlyToml(R"(app = "a"
+[http_service]
+  internal_port = 8080
+  force_https = true
+  auto_stop_machines = "stop"
+  [http_service.concurrency]
+    type = "requests"
+    soft_limit = 200
+)", "fly.toml");
+  ASSERT_TRUE(ok.ok()) << ok.message();
+  EXPECT_EQ(ok->warnings.at(0),
+            "fly.toml:2: http_service: the http handler is not served by this edge yet; nothing "
+            "is exposed for it");
+  auto bad = ParseFlyToml("[http_service]\ninternal_port = \"8080\"\n", "fly.toml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.message(), "fly.toml:2: http_service.internal_port: expected an integer");
+  auto stop = ParseFlyToml("[http_service]\ninternal_port = 8080\nauto_stop_machines = \"nap\"\n",
+                           "fly.toml");
+  ASSERT_FALSE(stop.ok());
+  EXPECT_EQ(stop.message(),
+            "fly.toml:3: http_service.auto_stop_machines: expected a boolean or \"off\", \"stop\", "
+            "\"suspend\"");
+}
+
+}  // namespace
+}  // namespace drawbridge::config
