@@ -142,6 +142,8 @@ write("messages", "key_30", u32(4242) + bytes.fromhex("deadbeef"))
 write("messages", "key_32", u32(4242) + bytes(range(32)))
 write("messages", "startup_body", b"".join(cstr(s) for s in ["user", "alice", "database", "app"]) + b"\0")
 write("messages", "terminator_only", b"\0")
+write("messages", "startup_body_app_option", b"".join(cstr(s) for s in ["user", "alice", "options", "-c x=1 app=my-pg"]) + b"\0")
+write("messages", "startup_body_app_escaped", b"".join(cstr(s) for s in ["user", "alice", "options", "app=a\\ b -c search_path=a\\ b", "database", "app"]) + b"\0")
 
 # --- fly_toml ---
 write("fly_toml", "docs_page", """app = "my-pg"

@@ -3,9 +3,12 @@
 // same bytes (or, for ErrorResponse, to the same fields).
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "fuzz_util.h"
 #include "pg/messages.h"
+#include "pg/startup.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace drawbridge;  // NOLINT: a fuzz entry point
@@ -44,6 +47,26 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(base::Bytes(again.begin() + 8, again.end()) ==
                base::Bytes(body.begin(), body.end()));
     for (const auto& [name, value] : s->params) FUZZ_CHECK(!name.empty());
+    // Taking "app=NAME" out of `options` touches no other parameter (a packet may hold several
+    // `options`; only one changes) and leaves a valid packet.
+    pg::StartupMessage taken = *s;
+    if (auto name = pg::TakeAppOption(&taken)) {
+      std::vector<std::pair<std::string, std::string>> before, after;
+      for (const auto& p : s->params) {
+        if (p.first != "options") before.push_back(p);
+      }
+      for (const auto& p : taken.params) {
+        if (p.first != "options") after.push_back(p);
+      }
+      FUZZ_CHECK(before == after);
+      FUZZ_CHECK(taken.params.size() == s->params.size() ||
+                 taken.params.size() + 1 == s->params.size());
+      base::Bytes rebuilt = pg::BuildStartupMessage(taken);
+      std::string e2;
+      FUZZ_CHECK(pg::ParseStartupBody(base::ByteSpan(rebuilt).subspan(8), pg::kProtocol30, &e2));
+    } else {
+      FUZZ_CHECK(taken.params == s->params);
+    }
   } else {
     FUZZ_CHECK(error.rfind("invalid startup packet layout", 0) == 0);
   }

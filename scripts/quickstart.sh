@@ -8,13 +8,15 @@
 #   the built-in CA).
 # Stays up for you to try it when run from a terminal; Enter or Ctrl-C stops everything.
 # Ports: EDGE_PORT (public, default 15432; 5432 is usually taken by Debian's own cluster),
-# PG_PORT (private Postgres, default 15433), API_PORT (admin API, default 14280).
+# PG_PORT (private Postgres, default 15433), API_PORT (admin API, default 14280), DNS_PORT
+# (the built-in authoritative DNS, default 15353).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 EDGE_PORT=${EDGE_PORT:-15432}
 PG_PORT=${PG_PORT:-15433}
 API_PORT=${API_PORT:-14280}
+DNS_PORT=${DNS_PORT:-15353}
 APP=mydb
 
 scripts/setup.sh
@@ -50,13 +52,14 @@ psql -q -h "$WORK" -p "$PG_PORT" -U postgres -c "CREATE DATABASE app"
 echo "quickstart: PostgreSQL 15 on 127.0.0.1:$PG_PORT (the private network)"
 
 # 2. The daemon with its embedded defaults (pools 127.0.10.0/24 and a ULA /64, domain
-#    drawbridge.test, its own CA); only the data directory and API port are chosen here.
-"$DRAWBRIDGE" serve --data-dir "$WORK/data" --api-port "$API_PORT" --drain-timeout-ms 2000 \
+#    drawbridge.test, its own CA); only the data directory and the ports are chosen here.
+"$DRAWBRIDGE" serve --data-dir "$WORK/data" --api-port "$API_PORT" --dns-port "$DNS_PORT" \
+  --drain-timeout-ms 2000 \
   2> "$WORK/daemon.log" &
 DAEMON_PID=$!
 for _ in $(seq 1 100); do grep -q "drawbridge: ready" "$WORK/daemon.log" && break; sleep 0.1; done
 grep -q "drawbridge: ready" "$WORK/daemon.log" || { cat "$WORK/daemon.log"; exit 1; }
-grep -E "pool|data dir" "$WORK/daemon.log" | sed 's/^[^ ]* [a-z]* /quickstart: daemon: /'
+grep -E "pool|data dir|DNS" "$WORK/daemon.log" | sed 's/^[^ ]* [a-z]* /quickstart: daemon: /'
 
 # 3. The seed, step by step.
 cd "$WORK"
@@ -100,10 +103,15 @@ for ADDR in "$V4" "$V6"; do
 done
 fly image show --app "$APP"
 
-# The public name: verify-full against the built-in CA, the app's address given as hostaddr
-# (the built-in DNS answers for the name as well; see the README).
+# The public name: the built-in DNS answers for <app>.drawbridge.test (this machine's resolver
+# does not delegate the test zone to it, so the address is passed as hostaddr), and the
+# certificate verifies against the built-in CA.
+step "dig @127.0.0.1 -p $DNS_PORT $APP.drawbridge.test A / AAAA"
+dig +short @127.0.0.1 -p "$DNS_PORT" "$APP.drawbridge.test" A
+dig +short @127.0.0.1 -p "$DNS_PORT" "$APP.drawbridge.test" AAAA
+RESOLVED=$(dig +short @127.0.0.1 -p "$DNS_PORT" "$APP.drawbridge.test" A | head -1)
 "$DRAWBRIDGE" --data-dir "$WORK/data" certs ca > "$WORK/ca.crt"
-CONN="sslmode=verify-full sslrootcert=$WORK/ca.crt host=$APP.drawbridge.test hostaddr=$V4 port=$EDGE_PORT dbname=app user=postgres"
+CONN="sslmode=verify-full sslrootcert=$WORK/ca.crt host=$APP.drawbridge.test hostaddr=$RESOLVED port=$EDGE_PORT dbname=app user=postgres"
 step "psql \"$CONN\""
 psql "$CONN" -c '\conninfo'
 fly pg connection-string --app "$APP" --internal "postgres://postgres:secret@$APP.internal:$PG_PORT/app"

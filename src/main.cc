@@ -25,6 +25,9 @@ int ServeMain(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--v4-pool", f.v4_pool, "public IPv4 pool")->capture_default_str();
   app.add_option("--v6-pool", f.v6_pool, "public IPv6 pool")->capture_default_str();
+  app.add_option("--dns-port", f.dns_port,
+                 "authoritative DNS for <domain> and .internal on [::], UDP and TCP (0: off)")
+      ->capture_default_str();
   app.add_option("-c,--config", f.config_path,
                  "static mode: serve this fly.toml in front of --machine (no control plane)");
   app.add_option("--machine", f.machines, "static mode: a machine address (repeatable)");

@@ -40,7 +40,11 @@ bool ByteReader::ReadBytes(size_t n, ByteSpan* out) {
 }
 
 bool ByteReader::ReadCString(std::string_view* out) {
-  if (failed_) return false;
+  // An empty span may have a null data pointer, which memchr must not see.
+  if (failed_ || pos_ == data_.size()) {
+    failed_ = true;
+    return false;
+  }
   const void* nul = std::memchr(data_.data() + pos_, 0, data_.size() - pos_);
   if (nul == nullptr) {
     failed_ = true;

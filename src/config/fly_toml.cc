@@ -236,7 +236,7 @@ void ParseConcurrency(Walker& w, const toml::table& t, const std::string& path,
       if (w.failed()) {
         // reported above
       } else if (conc.hard_limit && conc.soft_limit && *conc.soft_limit > *conc.hard_limit) {
-        w.Fail(*c, cp + ".soft_limit", "is above hard_limit");
+        w.Fail(*c->get("soft_limit"), cp + ".soft_limit", "is above hard_limit");
       }
       *out_conc = conc;
     }
@@ -314,7 +314,7 @@ void ParseService(Walker& w, const toml::table& t, const std::string& path,
   }
   if (const toml::node* n = t.get("ports")) {
     const toml::array* a = n->as_array();
-    if (a == nullptr || !a->is_array_of_tables()) {
+    if (a == nullptr || (!a->empty() && !a->is_array_of_tables())) {
       w.Fail(*n, path + ".ports", "expected [[services.ports]] tables");
     } else {
       for (size_t i = 0; i < a->size(); ++i) {
@@ -337,6 +337,16 @@ void ParseService(Walker& w, const toml::table& t, const std::string& path,
 }  // namespace
 
 base::Result<ParsedConfig> ParseFlyToml(std::string_view text, std::string_view file_name) {
+  // toml++ 3.3 (Debian 12) reaches undefined behaviour on some non-ASCII code points
+  // (marzer/tomlplusplus#190, #295); fly.toml files are ASCII, so anything else is refused
+  // before the parser sees it.
+  for (size_t i = 0, line = 1; i < text.size(); ++i) {
+    if (text[i] == '\n') ++line;
+    if (static_cast<unsigned char>(text[i]) >= 0x80 || text[i] == '\0') {
+      return base::Status::Error(std::string(file_name) + ":" + std::to_string(line) +
+                                 ": only ASCII characters are accepted in fly.toml");
+    }
+  }
   toml::table doc;
   try {
     doc = toml::parse(text, file_name);
@@ -350,7 +360,7 @@ base::Result<ParsedConfig> ParseFlyToml(std::string_view text, std::string_view 
   w.Get(doc, "app", "app", &out.config.app);
   if (const toml::node* n = doc.get("services")) {
     const toml::array* a = n->as_array();
-    if (a == nullptr || !a->is_array_of_tables()) {
+    if (a == nullptr || (!a->empty() && !a->is_array_of_tables())) {
       w.Fail(*n, "services", "expected [[services]] tables");
     } else {
       for (size_t i = 0; i < a->size(); ++i) {

@@ -652,6 +652,29 @@ Outcome<std::string> ControlPlane::ConnectionString(const std::string& app,
   return out;
 }
 
+base::Result<ControlPlane::ZoneData> ControlPlane::BuildZoneData() {
+  ZoneData zone;
+  auto revision = store_->Revision();
+  if (!revision.ok()) return revision.status();
+  zone.revision = *revision;
+  auto apps = store_->List("apps/");
+  if (!apps.ok()) return apps.status();
+  for (const auto& kv : *apps) {
+    std::string app = Parse(kv).value("name", "");
+    auto& pub = zone.public_ips[app];
+    auto& internal = zone.internal_ips[app];
+    if (auto ips = ListIps(app); ips.ok()) {
+      for (const auto& ip : *ips.value) pub.push_back(ip.address);
+    }
+    if (auto machines = ListMachines(app); machines.ok()) {
+      for (const auto& m : *machines.value) {
+        if (!CanonicalIp(m.address).empty()) internal.push_back(m.address);
+      }
+    }
+  }
+  return zone;
+}
+
 base::Result<std::shared_ptr<const RouteTable>> ControlPlane::BuildRouteTable() {
   auto revision = store_->Revision();
   if (!revision.ok()) return revision.status();

@@ -157,6 +157,14 @@ class ControlPlane {
   void ObserveServerVersion(const std::string& app, const std::string& address,
                             const std::string& version);
 
+  // Names for the DNS zone: every app with its public addresses and its machines' addresses.
+  struct ZoneData {
+    int64_t revision = 0;
+    std::map<std::string, std::vector<std::string>> public_ips;
+    std::map<std::string, std::vector<std::string>> internal_ips;
+  };
+  base::Result<ZoneData> BuildZoneData();
+
   // Builds the route table from the store: every deployed app's services on each of its IPs.
   base::Result<std::shared_ptr<const RouteTable>> BuildRouteTable();
 

@@ -22,6 +22,7 @@
 #include "config/fly_toml.h"
 #include "control/plane.h"
 #include "control/route_table.h"
+#include "dns/server.h"
 #include "net/metrics.h"
 #include "net/server.h"
 #include "store/store.h"
@@ -279,6 +280,8 @@ int ServeControlPlane(const Flags& f) {
   };
   net::Server server(options, &routes, &certs);
 
+  std::mutex zone_mu;
+  std::shared_ptr<const dns::Zone> zone;
   std::mutex rebuild_mu;
   int64_t certs_revision = -1;
   auto rebuild = [&](bool sync_listeners) {
@@ -297,6 +300,19 @@ int ServeControlPlane(const Flags& f) {
         spdlog::error("certificates not reloaded, the previous set keeps serving: {}",
                       set.message());
       }
+    }
+    // The DNS zone: visible to the next query, before the API call that changed it returns.
+    if (auto data = cp->BuildZoneData(); data.ok()) {
+      auto z = std::make_shared<dns::Zone>();
+      z->domain = f.domain;
+      z->ns_name = "ns1." + f.domain;
+      z->serial = static_cast<uint32_t>(data->revision);
+      z->public_ips = std::move(data->public_ips);
+      z->internal_ips = std::move(data->internal_ips);
+      std::lock_guard zl(zone_mu);
+      zone = std::move(z);
+    } else {
+      spdlog::error("DNS zone not rebuilt: {}", data.message());
     }
     auto table = cp->BuildRouteTable();
     if (!table.ok()) {
@@ -318,6 +334,19 @@ int ServeControlPlane(const Flags& f) {
   if (auto s = server.Start(); !s.ok()) {
     spdlog::critical("{}", s.message());
     return 1;
+  }
+  dns::Server dns_server([&]() {
+    std::lock_guard zl(zone_mu);
+    return zone;
+  });
+  if (f.dns_port > 0) {
+    if (auto s = dns_server.Start("::", f.dns_port); !s.ok()) {
+      spdlog::warn("DNS: {}; <app>.{} will not resolve through this daemon", s.message(),
+                   f.domain);
+    } else {
+      spdlog::info("DNS: authoritative for {} and internal on port {} (UDP and TCP)", f.domain,
+                   f.dns_port);
+    }
   }
   api::ApiContext api_ctx;
   api_ctx.plane = cp;
@@ -355,6 +384,7 @@ int ServeControlPlane(const Flags& f) {
                }
              });
   admin.Stop();
+  dns_server.Stop();
   spdlog::info("{}", net::Metrics::Get().Summary());
   return 0;
 }

@@ -14,6 +14,7 @@ struct Flags {
   std::string domain = "drawbridge.test";
   std::string v4_pool = "127.0.10.0/24";
   std::string v6_pool = "fd5b:d8e0:7a1f::/64";
+  int dns_port = 53;  // the authoritative DNS server on [::] (UDP and TCP); 0: off
   // Static mode: one app from a fly.toml in front of --machine addresses.
   std::string config_path;
   std::vector<std::string> machines;

@@ -119,14 +119,22 @@ std::optional<Name> NameFromString(std::string_view dotted) {
 
 const char* ParseErrorName(ParseError e) {
   switch (e) {
-    case ParseError::kNone: return "none";
-    case ParseError::kShortHeader: return "short_header";
-    case ParseError::kTruncated: return "truncated";
-    case ParseError::kBadLabel: return "bad_label";
-    case ParseError::kNameTooLong: return "name_too_long";
-    case ParseError::kBadPointer: return "bad_pointer";
-    case ParseError::kBadOpt: return "bad_opt";
-    case ParseError::kTrailingBytes: return "trailing_bytes";
+    case ParseError::kNone:
+      return "none";
+    case ParseError::kShortHeader:
+      return "short_header";
+    case ParseError::kTruncated:
+      return "truncated";
+    case ParseError::kBadLabel:
+      return "bad_label";
+    case ParseError::kNameTooLong:
+      return "name_too_long";
+    case ParseError::kBadPointer:
+      return "bad_pointer";
+    case ParseError::kBadOpt:
+      return "bad_opt";
+    case ParseError::kTrailingBytes:
+      return "trailing_bytes";
   }
   return "unknown";
 }

@@ -26,8 +26,8 @@ using base::ByteSpan;
 inline constexpr size_t kHeaderSize = 12;
 inline constexpr size_t kMaxNameWire = 255;  // RFC 1035 §3.1, length octets included
 inline constexpr size_t kMaxLabel = 63;
-inline constexpr size_t kMaxMessage = 65535;      // the TCP length prefix is 16 bits
-inline constexpr size_t kMinUdpPayload = 512;     // RFC 1035 §4.2.1; RFC 6891 §6.2.3
+inline constexpr size_t kMaxMessage = 65535;   // the TCP length prefix is 16 bits
+inline constexpr size_t kMinUdpPayload = 512;  // RFC 1035 §4.2.1; RFC 6891 §6.2.3
 
 // RR types and classes used here (RFC 1035 §3.2.2, RFC 3596, RFC 6891, RFC 1995).
 inline constexpr uint16_t kTypeA = 1;
@@ -109,8 +109,8 @@ struct Record {
   uint16_t type = 0;
   uint16_t klass = 0;
   uint32_t ttl = 0;
-  ByteSpan rdata;            // points into the parsed message
-  size_t rdata_offset = 0;   // where rdata starts in the message (names in it may be compressed)
+  ByteSpan rdata;           // points into the parsed message
+  size_t rdata_offset = 0;  // where rdata starts in the message (names in it may be compressed)
 };
 
 // EDNS0 from the OPT pseudo-record (RFC 6891 §6.1.3).

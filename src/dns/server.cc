@@ -1,5 +1,6 @@
 #include "dns/server.h"
 
+// clang-format off
 // Boost 1.74's awaitable.hpp uses std::exchange without including <utility> (see net/asio.h).
 #include <utility>
 
@@ -12,6 +13,9 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+// clang-format on
+
+#include <spdlog/spdlog.h>
 
 #include <atomic>
 #include <exception>
@@ -20,7 +24,7 @@
 #include <thread>
 #include <vector>
 
-#include <spdlog/spdlog.h>
+#include "dns/message.h"
 
 namespace drawbridge::dns {
 
@@ -143,12 +147,14 @@ awaitable<void> Server::Impl::ServeTcp(std::shared_ptr<TcpClient> client) {
   while (true) {
     TcpClient::Arm(client, options.tcp_idle_timeout);
     error_code ec;
-    co_await asio::async_read(client->socket, asio::buffer(prefix), asio::redirect_error(kAwait, ec));
+    co_await asio::async_read(client->socket, asio::buffer(prefix),
+                              asio::redirect_error(kAwait, ec));
     if (ec) break;
     size_t len = static_cast<size_t>(prefix[0]) << 8 | prefix[1];
     if (len == 0) break;  // nothing a query can be
     query.resize(len);
-    co_await asio::async_read(client->socket, asio::buffer(query), asio::redirect_error(kAwait, ec));
+    co_await asio::async_read(client->socket, asio::buffer(query),
+                              asio::redirect_error(kAwait, ec));
     if (ec) break;
     std::vector<uint8_t> out = Answer(*CurrentZone(), query, 0);
     if (out.empty()) continue;  // a response or a runt: ignored, as over UDP
@@ -156,7 +162,8 @@ awaitable<void> Server::Impl::ServeTcp(std::shared_ptr<TcpClient> client) {
     framed.push_back(static_cast<uint8_t>(out.size() >> 8));
     framed.push_back(static_cast<uint8_t>(out.size()));
     framed.insert(framed.end(), out.begin(), out.end());
-    co_await asio::async_write(client->socket, asio::buffer(framed), asio::redirect_error(kAwait, ec));
+    co_await asio::async_write(client->socket, asio::buffer(framed),
+                               asio::redirect_error(kAwait, ec));
     if (ec) break;
   }
   client->deadline.cancel();
@@ -187,8 +194,8 @@ base::Status Server::Start(const std::string& address, int port) {
     s.udp_socket->open(uep.protocol(), ec);
     if (!ec) s.udp_socket->bind(uep, ec);
     if (ec) {
-      error = "cannot bind DNS UDP " + address + " port " + std::to_string(port) + ": " +
-              ec.message();
+      error =
+          "cannot bind DNS UDP " + address + " port " + std::to_string(port) + ": " + ec.message();
       continue;
     }
     uint16_t bound = s.udp_socket->local_endpoint(ec).port();

@@ -32,10 +32,10 @@ struct Reply {
 
 // What both zones share, derived from the snapshot once per query.
 struct Names {
-  Name domain;     // lower-cased
-  Name internal;   // "internal"
-  Name ns;         // lower-cased
-  Name rname;      // hostmaster.<domain>
+  Name domain;    // lower-cased
+  Name internal;  // "internal"
+  Name ns;        // lower-cased
+  Name rname;     // hostmaster.<domain>
   uint32_t serial = 0;
   uint32_t ttl = 0;
 };
@@ -102,8 +102,12 @@ void AddAddresses(const Name& owner, const std::vector<std::string>& ips, std::v
 const std::vector<std::string>* FindApp(const std::map<std::string, std::vector<std::string>>& m,
                                         const std::string& label) {
   if (auto it = m.find(label); it != m.end()) return &it->second;
+  auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; };
   for (const auto& [key, ips] : m) {
-    if (Lower(key) == label) return &ips;
+    if (key.size() == label.size() && std::equal(key.begin(), key.end(), label.begin(),
+                                                 [&](char k, char l) { return lower(k) == l; })) {
+      return &ips;
+    }
   }
   return nullptr;
 }

@@ -35,12 +35,12 @@
 
 namespace drawbridge::dns {
 
-struct Zone {                                // immutable snapshot
-  std::string domain;                        // e.g. "drawbridge.test"
-  std::string ns_name;                       // e.g. "ns1.drawbridge.test"; empty: ns1.<domain>
-  std::vector<std::string> ns_addresses;     // glue for ns_name (may be empty)
-  uint32_t serial = 1;                       // bumps with the store's revision
-  uint32_t ttl = 60;                         // of every record, and the negative-caching TTL
+struct Zone {                             // immutable snapshot
+  std::string domain;                     // e.g. "drawbridge.test"
+  std::string ns_name;                    // e.g. "ns1.drawbridge.test"; empty: ns1.<domain>
+  std::vector<std::string> ns_addresses;  // glue for ns_name (may be empty)
+  uint32_t serial = 1;                    // bumps with the store's revision
+  uint32_t ttl = 60;                      // of every record, and the negative-caching TTL
   std::map<std::string, std::vector<std::string>> public_ips;    // app -> IP literals (v4, v6)
   std::map<std::string, std::vector<std::string>> internal_ips;  // app -> machine IP literals
 };

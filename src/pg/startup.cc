@@ -1,5 +1,6 @@
 #include "pg/startup.h"
 
+#include <cctype>
 #include <string>
 
 namespace drawbridge::pg {
@@ -24,15 +25,18 @@ const char* RefuseReasonName(RefuseReason r) {
 std::optional<std::string> TakeAppOption(StartupMessage* msg) {
   for (auto it = msg->params.begin(); it != msg->params.end(); ++it) {
     if (it->first != "options") continue;
-    // Options are separated by spaces (libpq's PGOPTIONS rules; backslash escapes a space).
+    // Options are separated by whitespace, as PostgreSQL's pg_split_opts does; a backslash
+    // escapes the next character.
     std::string kept, name;
     bool found = false;
     const std::string& opts = it->second;
     size_t i = 0;
     while (i < opts.size()) {
-      while (i < opts.size() && opts[i] == ' ') ++i;
+      while (i < opts.size() && std::isspace(static_cast<unsigned char>(opts[i]))) ++i;
       size_t start = i;
-      while (i < opts.size() && opts[i] != ' ') i += opts[i] == '\\' && i + 1 < opts.size() ? 2 : 1;
+      while (i < opts.size() && !std::isspace(static_cast<unsigned char>(opts[i]))) {
+        i += opts[i] == '\\' && i + 1 < opts.size() ? 2 : 1;
+      }
       std::string token = opts.substr(start, i - start);
       if (token.empty()) continue;
       if (!found && token.rfind("app=", 0) == 0) {

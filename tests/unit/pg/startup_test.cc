@@ -467,6 +467,58 @@ std::string ChunkingName(const ::testing::TestParamInfo<Chunking>& info) {
 INSTANTIATE_TEST_SUITE_P(Feeds, StartupMachineTest,
                          ::testing::Values(Chunking::kWhole, Chunking::kByteByByte), ChunkingName);
 
+// TakeAppOption: "app=NAME" in the `options` startup parameter names the app for clients
+// without SNI, and is removed before the packet reaches the server.
+StartupMessage WithOptions(std::string options) {
+  StartupMessage m;
+  m.params = {{"user", "alice"}, {"options", std::move(options)}, {"database", "app"}};
+  return m;
+}
+
+TEST(TakeAppOptionTest, AloneRemovesTheParameter) {
+  StartupMessage m = WithOptions("app=my-pg");
+  EXPECT_EQ(TakeAppOption(&m), "my-pg");
+  EXPECT_EQ(m.Find("options"), nullptr);
+  std::vector<std::pair<std::string, std::string>> want = {{"user", "alice"}, {"database", "app"}};
+  EXPECT_EQ(m.params, want);
+}
+
+TEST(TakeAppOptionTest, OtherOptionsAreKept) {
+  StartupMessage m = WithOptions("-c search_path=x  app=my-pg -c work_mem=64MB");
+  EXPECT_EQ(TakeAppOption(&m), "my-pg");
+  ASSERT_NE(m.Find("options"), nullptr);
+  EXPECT_EQ(*m.Find("options"), "-c search_path=x -c work_mem=64MB");
+  EXPECT_EQ(m.params[0].first, "user") << "parameter order is kept";
+  EXPECT_EQ(m.params[2].first, "database");
+}
+
+TEST(TakeAppOptionTest, BackslashEscapedSpaceStaysInItsToken) {
+  StartupMessage m = WithOptions("-c search_path=a\\ b app=x");
+  EXPECT_EQ(TakeAppOption(&m), "x");
+  EXPECT_EQ(*m.Find("options"), "-c search_path=a\\ b");
+}
+
+TEST(TakeAppOptionTest, OnlyTheFirstAppTokenIsTaken) {
+  StartupMessage m = WithOptions("app=a app=b");
+  EXPECT_EQ(TakeAppOption(&m), "a");
+  EXPECT_EQ(*m.Find("options"), "app=b");
+}
+
+TEST(TakeAppOptionTest, NothingToTakeLeavesTheMessageAlone) {
+  StartupMessage none;
+  none.params = {{"user", "alice"}};
+  EXPECT_EQ(TakeAppOption(&none), std::nullopt);
+  EXPECT_EQ(none.params.size(), 1u);
+
+  StartupMessage other = WithOptions("  -c application=x  ");
+  EXPECT_EQ(TakeAppOption(&other), std::nullopt);
+  EXPECT_EQ(*other.Find("options"), "  -c application=x  ") << "untouched, spacing included";
+
+  StartupMessage empty = WithOptions("");
+  EXPECT_EQ(TakeAppOption(&empty), std::nullopt);
+  EXPECT_NE(empty.Find("options"), nullptr);
+}
+
 TEST(RefuseReasonTest, EveryReasonHasAName) {
   for (int r = 0; r < static_cast<int>(RefuseReason::kCount); ++r) {
     EXPECT_STRNE(RefuseReasonName(static_cast<RefuseReason>(r)), "unknown") << r;
