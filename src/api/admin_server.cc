@@ -69,7 +69,7 @@ asio::awaitable<void> Session(Socket socket, const ApiContext* ctx, bool unix) {
       keep_alive = msg.keep_alive();
     }
     http::response<http::string_body> out{static_cast<http::status>(res.status), 11};
-    out.set(http::field::content_type, "application/json");
+    out.set(http::field::content_type, res.content_type);
     out.set(http::field::cache_control, "no-store");
     out.keep_alive(keep_alive);
     out.body() = std::move(res.body);

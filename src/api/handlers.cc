@@ -267,6 +267,10 @@ Response Handle(const ApiContext& ctx, const Request& req) {
     query = path.substr(q + 1);
     path = path.substr(0, q);
   }
+  if (path == "/metrics" && req.method == "GET") {
+    Response r{200, ctx.metrics_text ? ctx.metrics_text() : "", "text/plain; version=0.0.4"};
+    return r;
+  }
   auto parts = Split(path);
   if (parts.size() < 2 || parts[0] != "v1") return Fail(404, "no such endpoint: " + path);
   if (parts[1] == "status" && parts.size() == 2 && req.method == "GET") {

@@ -21,7 +21,8 @@ struct Request {
 
 struct Response {
   int status = 200;
-  std::string body;  // JSON
+  std::string body;  // JSON, unless content_type says otherwise
+  std::string content_type = "application/json";
 };
 
 struct ApiContext {
@@ -29,6 +30,8 @@ struct ApiContext {
   std::string token;
   // Extra fields for GET /v1/status (connections, routes version, ...).
   std::function<std::string()> status_json;
+  // GET /metrics: Prometheus text.
+  std::function<std::string()> metrics_text;
 };
 
 Response Handle(const ApiContext& ctx, const Request& req);

@@ -366,6 +366,14 @@ int ServeControlPlane(const Flags& f) {
                         {"connections", {{"active", m.active.load()}, {"accepted", m.accepted.load()}}}};
     return j.dump();
   };
+  api_ctx.metrics_text = [&]() {
+    auto table = routes.Current();
+    return net::Metrics::Get().Prometheus() +
+           "# HELP drawbridge_routes_version Revision of the route table being served.\n"
+           "# TYPE drawbridge_routes_version gauge\n"
+           "drawbridge_routes_version " +
+           std::to_string(table ? table->version() : 0) + "\n";
+  };
   api::AdminServer admin(api_ctx);
   if (auto s = admin.Start(f.api_port, dir + "/admin.sock"); !s.ok()) {
     spdlog::critical("{}", s.message());

@@ -39,4 +39,39 @@ std::string Metrics::Summary() const {
   return out;
 }
 
+std::string Metrics::Prometheus() const {
+  std::string out;
+  auto metric = [&](const char* name, const char* type, const char* help) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+  };
+  auto sample = [&](const std::string& name, uint64_t v) {
+    out += name + " " + std::to_string(v) + "\n";
+  };
+  metric("drawbridge_connections_accepted_total", "counter", "Connections accepted.");
+  sample("drawbridge_connections_accepted_total", accepted.load());
+  metric("drawbridge_connections_closed_total", "counter", "Connections closed.");
+  sample("drawbridge_connections_closed_total", closed.load());
+  metric("drawbridge_connections_active", "gauge", "Connections open now.");
+  sample("drawbridge_connections_active", active.load());
+  metric("drawbridge_cancels_forwarded_total", "counter", "Cancel requests forwarded.");
+  sample("drawbridge_cancels_forwarded_total", cancels_forwarded.load());
+  metric("drawbridge_bytes_total", "counter", "Bytes relayed, by direction (of closed connections).");
+  sample("drawbridge_bytes_total{direction=\"client_to_machine\"}", bytes_in.load());
+  sample("drawbridge_bytes_total{direction=\"machine_to_client\"}", bytes_out.load());
+  metric("drawbridge_refusals_total", "counter",
+         "Connections refused during the Postgres startup, by reason.");
+  for (size_t i = 1; i < pg_.size(); ++i) {
+    sample(std::string("drawbridge_refusals_total{reason=\"") +
+               pg::RefuseReasonName(static_cast<pg::RefuseReason>(i)) + "\"}",
+           pg_[i].load());
+  }
+  metric("drawbridge_failures_total", "counter", "Connections that failed in the edge, by reason.");
+  for (size_t i = 0; i < net_.size(); ++i) {
+    sample(std::string("drawbridge_failures_total{reason=\"") +
+               NetReasonName(static_cast<NetReason>(i)) + "\"}",
+           net_[i].load());
+  }
+  return out;
+}
+
 }  // namespace drawbridge::net

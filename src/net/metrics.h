@@ -38,6 +38,8 @@ class Metrics {
 
   // One logfmt line with every counter.
   std::string Summary() const;
+  // Prometheus text exposition format (version 0.0.4).
+  std::string Prometheus() const;
 
  private:
   std::array<std::atomic<uint64_t>, static_cast<size_t>(pg::RefuseReason::kCount)> pg_{};

@@ -123,7 +123,7 @@ class Daemon:
                                  " (build it, or set DRAWBRIDGE_BIN)")
         cmd = [str(self.bin), "serve", "--data-dir", str(self.data),
                "--api-port", str(self.api_port), "--domain", DOMAIN,
-               "--v4-pool", V4_POOL, "--v6-pool", V6_POOL]
+               "--v4-pool", V4_POOL, "--v6-pool", V6_POOL, "--dns-port", "0"]
         with open(self.out, "wb") as o, open(self.err, "wb") as e:
             self.proc = subprocess.Popen(cmd, stdout=o, stderr=e, stdin=subprocess.DEVNULL,
                                          cwd=self.workdir)
@@ -473,6 +473,39 @@ def test_app_certificate_verifies_with_the_built_in_ca(st, tmp_path):
     assert one_error_line(refused) == (
         f"Error: certificate for {host} refused: the key does not match the certificate")
     assert verify_full(host).returncode == 0
+
+
+def test_metrics_endpoint_counts_connections_and_refusals(st):
+    import urllib.error
+    import urllib.request
+    v4 = st.need("v4", "test_allocate_v4_with_yes_and_v6")
+    # One refusal of a known reason: a plaintext StartupMessage on the pg_tls port.
+    refused = run([PSQL, "-X", "-d", dsn(sslmode="disable", host=v4, port=st.public_port,
+                                         dbname="app", user="alice", password="x"),
+                   "-c", "SELECT 1"], timeout=30, check=False, env=libpq_env())
+    assert "SSL/TLS is required" in refused.stderr, refused.stderr
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    token = (st.daemon.data / "admin.token").read_text().strip()
+    url = f"http://127.0.0.1:{st.daemon.api_port}/metrics"
+    with opener.open(urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"}),
+                     timeout=10) as r:
+        assert r.status == 200
+        assert r.headers["Content-Type"].startswith("text/plain"), r.headers
+        text = r.read().decode()
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            values[name] = int(value)
+    assert values["drawbridge_connections_accepted_total"] >= 2, text
+    assert values['drawbridge_refusals_total{reason="tls_required"}'] >= 1, text
+    assert values["drawbridge_routes_version"] > 0, text
+    try:
+        opener.open(url, timeout=10)
+        raise AssertionError("/metrics answered without a token")
+    except urllib.error.HTTPError as e:
+        assert e.code == 401
+        assert "error" in json.loads(e.read())
 
 
 def test_invalid_deploy_is_refused_and_the_previous_release_serves(st):
