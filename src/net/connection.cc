@@ -86,10 +86,58 @@ awaitable<error_code> Dial(tcp::socket& socket, tcp::resolver& resolver, const s
     co_await socket.async_connect(ep, asio::redirect_error(kAwait, ec));
     if (!ec) {
       socket.set_option(tcp::no_delay(true), ec);
+      socket.non_blocking(true, ec);  // ReadNow and WriteAll try the socket first
       co_return error_code{};
     }
   }
   co_return ec ? ec : asio::error::host_not_found;
+}
+
+// Per-thread scratch space. A waiting connection holds no buffer of its own: it waits for
+// readability, then reads into scratch and consumes the bytes (feeds a codec, writes them on,
+// or copies what a socket would not take) before it suspends again. All connections of a
+// thread share these, which is safe because a coroutine never keeps scratch across a co_await.
+constexpr size_t kScratchSize = 64 * 1024;
+std::span<uint8_t> PlainScratch() {
+  thread_local std::vector<uint8_t> buf(kScratchSize);
+  return buf;
+}
+std::span<uint8_t> CipherScratch() {
+  thread_local std::vector<uint8_t> buf(kScratchSize);
+  return buf;
+}
+base::Bytes& OutScratch() {
+  thread_local base::Bytes buf;
+  return buf;
+}
+
+// Reads what `s` has (a non-blocking socket) into `buf`: 0 with `ec` set on EOF or error. The
+// bytes land in `buf` only after the last suspension, so `buf` may be scratch.
+awaitable<size_t> ReadNow(tcp::socket& s, std::span<uint8_t> buf, error_code& ec) {
+  while (true) {
+    size_t n = s.read_some(asio::buffer(buf.data(), buf.size()), ec);
+    if (ec != asio::error::would_block && ec != asio::error::try_again) co_return ec ? 0 : n;
+    co_await s.async_wait(tcp::socket::wait_read, asio::redirect_error(kAwait, ec));
+    if (ec) co_return 0;
+  }
+}
+
+// Writes all of `data` (which may be scratch): as much as the socket takes at once, the rest
+// from `spill`, a copy owned by the connection only while the peer is slow.
+awaitable<bool> WriteAll(tcp::socket& s, ByteSpan data, base::Bytes& spill) {
+  if (data.empty()) co_return true;
+  error_code ec;
+  size_t n = s.write_some(asio::buffer(data.data(), data.size()), ec);
+  if (ec == asio::error::would_block || ec == asio::error::try_again) {
+    n = 0;
+  } else if (ec) {
+    co_return false;
+  }
+  if (n == data.size()) co_return true;
+  spill.assign(data.begin() + static_cast<std::ptrdiff_t>(n), data.end());
+  co_await asio::async_write(s, asio::buffer(spill), asio::redirect_error(kAwait, ec));
+  base::Bytes().swap(spill);
+  co_return !ec;
 }
 
 class Connection : public std::enable_shared_from_this<Connection> {
@@ -145,7 +193,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::shared_ptr<const tls::CertSet> certs_;
   std::unique_ptr<tls::TlsEngine> tls_;
   bool tls_ready_ = false;
-  Bytes tls_in_, tls_out_;
+  // Bytes a slow peer has not taken yet; empty (and unallocated) otherwise.
+  Bytes client_spill_, server_spill_;
 
   // pg_tls: what the client sent to be forwarded once a machine is connected.
   Bytes startup_packet_;
@@ -199,11 +248,7 @@ tls::SessionPolicy Connection::PolicyFor(const control::Route& route) const {
 
 awaitable<size_t> Connection::ClientRead(std::span<uint8_t> buf) {
   error_code ec;
-  if (!tls_ready_) {
-    size_t n = co_await client_.async_read_some(asio::buffer(buf.data(), buf.size()),
-                                                asio::redirect_error(kAwait, ec));
-    co_return ec ? 0 : n;
-  }
+  if (!tls_ready_) co_return co_await ReadNow(client_, buf, ec);
   while (true) {
     size_t n = 0;
     switch (tls_->Read(buf, &n)) {
@@ -214,29 +259,21 @@ awaitable<size_t> Connection::ClientRead(std::span<uint8_t> buf) {
         co_return 0;
       case tls::TlsEngine::Io::kWantRead: break;
     }
-    size_t got = co_await client_.async_read_some(asio::buffer(tls_in_),
-                                                  asio::redirect_error(kAwait, ec));
-    if (ec) co_return 0;
-    tls_->FeedCiphertext(ByteSpan(tls_in_.data(), got));
+    size_t got = co_await ReadNow(client_, CipherScratch(), ec);
+    if (got == 0) co_return 0;
+    tls_->FeedCiphertext(CipherScratch().first(got));
   }
 }
 
 awaitable<bool> Connection::FlushTls() {
-  tls_out_.clear();
-  tls_->TakeOutput(&tls_out_);
-  if (tls_out_.empty()) co_return true;
-  error_code ec;
-  co_await asio::async_write(client_, asio::buffer(tls_out_), asio::redirect_error(kAwait, ec));
-  co_return !ec;
+  Bytes& out = OutScratch();
+  out.clear();
+  tls_->TakeOutput(&out);
+  co_return co_await WriteAll(client_, out, client_spill_);
 }
 
 awaitable<bool> Connection::ClientWrite(ByteSpan data) {
-  error_code ec;
-  if (!tls_ready_) {
-    co_await asio::async_write(client_, asio::buffer(data.data(), data.size()),
-                               asio::redirect_error(kAwait, ec));
-    co_return !ec;
-  }
+  if (!tls_ready_) co_return co_await WriteAll(client_, data, client_spill_);
   if (tls_->Write(data) != tls::TlsEngine::Io::kOk) co_return false;
   co_return co_await FlushTls();
 }
@@ -248,7 +285,6 @@ awaitable<bool> Connection::TlsHandshake(ByteSpan prefix, tls::SessionPolicy pol
     co_return false;
   }
   tls_ = std::move(*engine);
-  tls_in_.resize(ctx_.limits.relay_buffer);
   tls_->FeedCiphertext(prefix);
   error_code ec;
   while (true) {
@@ -264,13 +300,12 @@ awaitable<bool> Connection::TlsHandshake(ByteSpan prefix, tls::SessionPolicy pol
       spdlog::debug("TLS handshake with {} failed: {}", Endpoint(client_ep_), tls_->error());
       co_return false;
     }
-    size_t got = co_await client_.async_read_some(asio::buffer(tls_in_),
-                                                  asio::redirect_error(kAwait, ec));
-    if (ec) {
+    size_t got = co_await ReadNow(client_, CipherScratch(), ec);
+    if (got == 0) {
       if (reason_.empty()) reason_ = "client_closed_during_tls_handshake";
       co_return false;
     }
-    tls_->FeedCiphertext(ByteSpan(tls_in_.data(), got));
+    tls_->FeedCiphertext(CipherScratch().first(got));
   }
 }
 
@@ -286,11 +321,9 @@ awaitable<void> Connection::RefuseAndClose(ByteSpan error, std::string reason) {
   // Read what the client still sends until it closes, so that closing does not reset the
   // connection and lose the error (RFC 1122 4.2.2.13); bounded in time and bytes.
   ArmDeadline(ctx_.limits.close_linger, reason_, true);
-  uint8_t sink[4096];
   for (size_t drained = 0; drained < 64 * 1024;) {
-    size_t n = co_await client_.async_read_some(asio::buffer(sink),
-                                                asio::redirect_error(kAwait, ec));
-    if (ec) break;
+    size_t n = co_await ReadNow(client_, PlainScratch(), ec);
+    if (n == 0) break;
     drained += n;
   }
   DisarmDeadline();
@@ -298,20 +331,20 @@ awaitable<void> Connection::RefuseAndClose(ByteSpan error, std::string reason) {
 
 awaitable<bool> Connection::PgStartup() {
   pg::StartupMachine machine;
-  std::vector<uint8_t> buf(ctx_.limits.relay_buffer);
   ByteSpan input;
   while (true) {
     pg::StartupAction a = machine.Feed(input);
     input = {};
     switch (a.kind) {
       case pg::StartupAction::Kind::kNeedMore: {
-        size_t n = co_await ClientRead(buf);
+        // Feed() copies what it keeps at the top of the loop, before anything suspends.
+        size_t n = co_await ClientRead(PlainScratch());
         if (n == 0) {
           if (reason_.empty()) reason_ = "client_closed_during_startup";
           Metrics::Get().Failed(NetReason::kClientClosedEarly);
           co_return false;
         }
-        input = ByteSpan(buf.data(), n);
+        input = PlainScratch().first(n);
         break;
       }
       case pg::StartupAction::Kind::kReply:
@@ -493,6 +526,7 @@ awaitable<void> Connection::Run() {
   client_ep_ = client_.remote_endpoint(ec);
   local_ep_ = client_.local_endpoint(ec);
   client_.set_option(tcp::no_delay(true), ec);
+  client_.non_blocking(true, ec);  // ReadNow and WriteAll try the socket first
   Metrics::Get().accepted++;
   Metrics::Get().active++;
 
@@ -557,15 +591,12 @@ awaitable<void> Connection::Relay() {
 }
 
 awaitable<void> Connection::ClientToServer() {
-  std::vector<uint8_t> buf(ctx_.limits.relay_buffer);
   error_code ec;
   while (true) {
-    size_t n = co_await ClientRead(buf);
+    size_t n = co_await ClientRead(PlainScratch());
     if (n == 0) break;
     bytes_in_ += n;
-    co_await asio::async_write(server_, asio::buffer(buf.data(), n),
-                               asio::redirect_error(kAwait, ec));
-    if (ec) {
+    if (!co_await WriteAll(server_, PlainScratch().first(n), server_spill_)) {
       if (reason_.empty()) reason_ = "machine_write_failed";
       CloseAll();
       co_return;
@@ -578,7 +609,6 @@ awaitable<void> Connection::ClientToServer() {
 
 awaitable<void> Connection::ServerToClient() {
   auto self = shared_from_this();
-  std::vector<uint8_t> buf(ctx_.limits.relay_buffer);
   std::optional<pg::BackendWatcher> watcher;
   if (route_->pg_tls) {
     watcher.emplace([this](const pg::CancelKey& real) {
@@ -591,24 +621,24 @@ awaitable<void> Connection::ServerToClient() {
   Bytes out;
   error_code ec;
   while (true) {
-    size_t n = co_await server_.async_read_some(asio::buffer(buf),
-                                                asio::redirect_error(kAwait, ec));
-    if (ec) break;
-    ByteSpan chunk(buf.data(), n);
-    if (watcher && !watcher->done()) {
+    size_t n = co_await ReadNow(server_, PlainScratch(), ec);
+    if (n == 0) break;
+    ByteSpan chunk = PlainScratch().first(n);
+    if (watcher) {
       out.clear();
       if (auto s = watcher->Feed(chunk, &out); !s.ok()) {
         if (reason_.empty()) reason_ = "machine_protocol_error";
         CloseAll();
         co_return;
       }
-      if (watcher->done()) {
+      chunk = out;
+      if (watcher->done()) {  // ReadyForQuery: from here on, bytes pass untouched
         server_version_ = watcher->server_version();
+        watcher.reset();
         if (ctx_.on_server_version && !server_version_.empty()) {
           ctx_.on_server_version(route_->app, machine_address_, server_version_);
         }
       }
-      chunk = out;
     }
     bytes_out_ += chunk.size();
     if (!chunk.empty() && !co_await ClientWrite(chunk)) {
@@ -616,6 +646,7 @@ awaitable<void> Connection::ServerToClient() {
       CloseAll();
       co_return;
     }
+    if (!watcher && out.capacity() > 0) Bytes().swap(out);
   }
   if (ec != asio::error::eof) {
     if (reason_.empty()) reason_ = "machine_read_failed";

@@ -9,6 +9,13 @@ namespace drawbridge::tls {
 
 namespace {
 constexpr std::string_view kPostgresAlpn = "postgresql";
+constexpr size_t kTrimAbove = 1024;
+
+BIO* NewInputBio() {
+  BIO* bio = BIO_new(BIO_s_mem());
+  if (bio != nullptr) BIO_set_mem_eof_return(bio, -1);  // empty means "want read", not EOF
+  return bio;
+}
 
 TlsEngine* EngineOf(SSL* ssl) { return static_cast<TlsEngine*>(SSL_get_app_data(ssl)); }
 }  // namespace
@@ -74,14 +81,13 @@ base::Result<std::unique_ptr<TlsEngine>> TlsEngine::NewServer(std::shared_ptr<co
                                                      : e->certs_->Find(e->policy_.default_host);
   e->ssl_ = SSL_new(initial != nullptr ? initial : e->certs_->default_ctx());
   if (e->ssl_ == nullptr) return base::Status::Error(TakeOpenSslError());
-  e->rbio_ = BIO_new(BIO_s_mem());
+  e->rbio_ = NewInputBio();
   e->wbio_ = BIO_new(BIO_s_mem());
   if (e->rbio_ == nullptr || e->wbio_ == nullptr) {
     BIO_free(e->rbio_);
     BIO_free(e->wbio_);
     return base::Status::Error(TakeOpenSslError());
   }
-  BIO_set_mem_eof_return(e->rbio_, -1);  // an empty input buffer means "want read"
   SSL_set_bio(e->ssl_, e->rbio_, e->wbio_);
   SSL_set_app_data(e->ssl_, e.get());
   SSL_set_accept_state(e->ssl_);
@@ -95,7 +101,26 @@ TlsEngine::~TlsEngine() {
 }
 
 void TlsEngine::FeedCiphertext(base::ByteSpan data) {
-  if (!data.empty()) BIO_write(rbio_, data.data(), static_cast<int>(data.size()));
+  if (data.empty()) return;
+  BIO_write(rbio_, data.data(), static_cast<int>(data.size()));
+  fed_since_trim_ += data.size();
+}
+
+void TlsEngine::TrimInput() {
+  if (fed_since_trim_ <= kTrimAbove || BIO_ctrl_pending(rbio_) != 0) return;
+  if (BIO* fresh = NewInputBio()) {
+    SSL_set0_rbio(ssl_, fresh);  // frees the old one
+    rbio_ = fresh;
+    fed_since_trim_ = 0;
+  }
+}
+
+void TlsEngine::TrimOutput() {
+  if (BIO_ctrl_pending(wbio_) != 0) return;
+  if (BIO* fresh = BIO_new(BIO_s_mem())) {
+    SSL_set0_wbio(ssl_, fresh);
+    wbio_ = fresh;
+  }
 }
 
 bool TlsEngine::HasOutput() const { return BIO_ctrl_pending(wbio_) > 0; }
@@ -107,6 +132,7 @@ void TlsEngine::TakeOutput(base::Bytes* out) {
   out->resize(at + pending);
   int n = BIO_read(wbio_, out->data() + at, static_cast<int>(pending));
   out->resize(at + (n > 0 ? static_cast<size_t>(n) : 0));
+  if (pending > kTrimAbove) TrimOutput();
 }
 
 TlsEngine::Io TlsEngine::Classify(int ret) {
@@ -133,7 +159,9 @@ TlsEngine::Io TlsEngine::Read(std::span<uint8_t> buf, size_t* n) {
     *n = got;
     return Io::kOk;
   }
-  return Classify(ret);
+  Io io = Classify(ret);
+  if (io == Io::kWantRead) TrimInput();
+  return io;
 }
 
 TlsEngine::Io TlsEngine::Write(base::ByteSpan data) {

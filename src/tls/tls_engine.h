@@ -62,12 +62,17 @@ class TlsEngine {
  private:
   TlsEngine() = default;
   Io Classify(int ret);
+  // Memory BIOs keep the capacity of the largest burst; an idle session should not. Replaces
+  // a drained BIO whose buffer has grown past a few KiB.
+  void TrimInput();
+  void TrimOutput();
 
   std::shared_ptr<const CertSet> certs_;
   SessionPolicy policy_;
   SSL* ssl_ = nullptr;
   BIO* rbio_ = nullptr;  // owned by ssl_
   BIO* wbio_ = nullptr;  // owned by ssl_
+  size_t fed_since_trim_ = 0;
   std::string error_;
 
   friend int SelectAlpn(SSL*, const unsigned char**, unsigned char*, const unsigned char*,
