@@ -1,0 +1,1100 @@
+#!/usr/bin/python3
+"""Drawbridge benchmark: pg_tls against PgBouncer (client TLS), stunnel (protocol = pgsql),
+PostgreSQL's own TLS and plaintext, in one run on one machine, on loopback.
+
+Run through bench/run.sh, which installs the Debian packages and builds the binary first.
+Environment:
+  QUICK=1        one round, short durations, small COPY and idle counts (smoke-tests the harness)
+  ROUNDS=N       rounds of the interleaved workloads (default 3; QUICK: 1)
+  DRAWBRIDGE=P   the binary (default build/src/drawbridge)
+  KEEP=1         keep the work directory (logs, configs) under /tmp
+  ONLY_IDLE=1    skip the interleaved workloads (idle-connection test only)
+  SKIP_IDLE=1    skip the idle-connection test
+  BUDGET_S=S     hard time budget in seconds; runs that would start after it are skipped
+  NOTE=TEXT      a line to add to the results (e.g. what else ran on the machine)
+  IDLE_NS=A,B    idle-connection counts (default 1000,10000; QUICK: 200,1000)
+Writes bench/results/<date>.md (QUICK: <date>-quick.md) and prints it. Exits 0 whatever the
+numbers are: this is a benchmark, not a test.
+"""
+import datetime
+import json
+import os
+import platform
+import pwd
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+QUICK = os.environ.get("QUICK") == "1"
+ROUNDS = int(os.environ.get("ROUNDS", "1" if QUICK else "3"))
+DRAWBRIDGE = os.environ.get("DRAWBRIDGE", os.path.join(ROOT, "build/src/drawbridge"))
+KEEP = os.environ.get("KEEP") == "1"
+ONLY_IDLE = os.environ.get("ONLY_IDLE") == "1"
+SKIP_IDLE = os.environ.get("SKIP_IDLE") == "1"
+BUDGET_S = float(os.environ.get("BUDGET_S", "420" if QUICK else "1080"))
+NOTE = os.environ.get("NOTE", "")
+
+TPS_T = 3 if QUICK else 15
+CONN_T = 3 if QUICK else 10
+LAT_T = 3 if QUICK else 10
+COPY_ROWS = 100_000 if QUICK else 1_000_000
+COPY_BYTES = COPY_ROWS * 1001  # 1000 'x' and a newline per row
+IDLE_NS = [int(x) for x in os.environ.get("IDLE_NS", "200,1000" if QUICK else "1000,10000").split(",")]
+IDLE_HOLD_S = 3
+PG_BIN = "/usr/lib/postgresql/15/bin"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+TARGETS = ["direct-plain", "direct-tls", "pgbouncer", "stunnel", "drawbridge"]
+PROXIES = ["pgbouncer", "stunnel", "drawbridge"]
+LABEL = {
+    "direct-plain": "direct plaintext",
+    "direct-tls": "direct TLS",
+    "pgbouncer": "PgBouncer",
+    "stunnel": "stunnel",
+    "drawbridge": "Drawbridge",
+}
+
+T0 = time.monotonic()
+
+
+def log(msg):
+    sys.stderr.write("[bench %6.1fs] %s\n" % (time.monotonic() - T0, msg))
+    sys.stderr.flush()
+
+
+def over_budget():
+    return time.monotonic() - T0 > BUDGET_S
+
+
+# ---------------------------------------------------------------- processes and /proc
+
+def raise_nofile():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+class Procs:
+    """Every long-running process the harness starts, stopped by PID in reverse order."""
+
+    def __init__(self):
+        self.procs = []  # (name, Popen)
+
+    def start(self, name, argv, log_path, user=None, stdin=subprocess.DEVNULL,
+              stdout=None, env=None, cwd=None):
+        logf = open(log_path, "ab")
+        kw = {}
+        if user:
+            kw = {"user": user, "group": user, "extra_groups": []}
+        p = subprocess.Popen(argv, stdin=stdin, stdout=stdout if stdout else logf, stderr=logf,
+                             env=env, cwd=cwd, **kw)
+        logf.close()
+        self.procs.append((name, p))
+        return p
+
+    def stop(self, p, sig=signal.SIGTERM, timeout=15):
+        if p.poll() is None:
+            try:
+                os.kill(p.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(p.pid, signal.SIGKILL)
+                p.wait(10)
+        self.procs = [(n, q) for (n, q) in self.procs if q is not p]
+
+    def stop_all(self):
+        for name, p in reversed(list(self.procs)):
+            self.stop(p)
+
+
+PROCS = Procs()
+
+
+def proc_cpu(pid):
+    """utime+stime of a process (all its threads, live and exited), in seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        rest = f.read().rsplit(")", 1)[1].split()
+    return (int(rest[11]) + int(rest[12])) / CLK_TCK
+
+
+def proc_cpu_split(pid):
+    """(user, system) seconds of a process, all threads."""
+    with open("/proc/%d/stat" % pid) as f:
+        rest = f.read().rsplit(")", 1)[1].split()
+    return int(rest[11]) / CLK_TCK, int(rest[12]) / CLK_TCK
+
+
+def proc_cpu_with_children(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        rest = f.read().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in rest[11:15]) / CLK_TCK
+
+
+def proc_status(pid):
+    out = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "VmHWM", "RssAnon", "Threads"):
+                out[k] = int(v.split()[0])
+    out["fds"] = len(os.listdir("/proc/%d/fd" % pid))
+    return out
+
+
+def machine_cpu():
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal
+    return {"busy": (v[0] + v[1] + v[2]) / CLK_TCK, "steal": v[7] / CLK_TCK,
+            "irq": (v[5] + v[6]) / CLK_TCK, "all": sum(v[:8]) / CLK_TCK}
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_tcp(port, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+def wait_log(path, text, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(path, "rb") as f:
+            if text.encode() in f.read():
+                return True
+        time.sleep(0.1)
+    return False
+
+
+def run(argv, timeout=120, env=None, check=True, user=None, **kw):
+    kwu = {"user": user, "group": user, "extra_groups": []} if user else {}
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, **kwu, **kw)
+    if check and r.returncode != 0:
+        raise RuntimeError("%s failed (%d): %s %s" % (" ".join(argv), r.returncode, r.stdout[-2000:],
+                                                      r.stderr[-2000:]))
+    return r
+
+
+def first_line(argv):
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=20)
+        return (r.stdout or r.stderr).strip().splitlines()[0]
+    except Exception as e:  # noqa: BLE001 - version strings are informational
+        return "unknown (%s)" % e
+
+
+# ---------------------------------------------------------------- the set-up
+
+class Setup:
+    def __init__(self):
+        self.work = tempfile.mkdtemp(prefix="drawbridge-bench.")
+        os.chmod(self.work, 0o755)
+        self.pg_uid = pwd.getpwnam("postgres").pw_uid
+        self.ports = {}
+        self.procs = {}  # proxy name -> Popen
+        self.pg_port = None
+        self.commands = {}
+        self.tls_info = {}
+
+    def freeze_binary(self):
+        """Benchmarks a copy, so that a rebuild in build/ during the run changes nothing."""
+        global DRAWBRIDGE
+        self.binary_source = DRAWBRIDGE
+        self.binary_mtime = os.path.getmtime(DRAWBRIDGE)
+        self.binary_sha = run(["sha256sum", DRAWBRIDGE]).stdout.split()[0][:12]
+        dst = self.path("drawbridge")
+        shutil.copy2(DRAWBRIDGE, dst)
+        DRAWBRIDGE = dst
+
+    def path(self, *p):
+        return os.path.join(self.work, *p)
+
+    def owned_dir(self, name):
+        d = self.path(name)
+        os.makedirs(d, exist_ok=True)
+        os.chown(d, self.pg_uid, -1)
+        return d
+
+    # -- certificate: one ECDSA P-256 self-signed certificate for every TLS terminator
+    def make_cert(self):
+        self.cert = self.path("server.crt")
+        self.key = self.path("server.key")
+        run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+             "-nodes", "-days", "3", "-subj", "/CN=bench.drawbridge.test",
+             "-addext", "subjectAltName=DNS:bench.drawbridge.test,IP:127.0.0.1",
+             "-keyout", self.key, "-out", self.cert])
+        os.chmod(self.key, 0o600)
+        d = self.owned_dir("pgcerts")  # PostgreSQL and PgBouncer run as postgres
+        for src in (self.cert, self.key):
+            dst = os.path.join(d, os.path.basename(src))
+            shutil.copy(src, dst)
+            os.chown(dst, self.pg_uid, -1)
+            os.chmod(dst, 0o600)
+        self.pg_cert = os.path.join(d, "server.crt")
+        self.pg_key = os.path.join(d, "server.key")
+
+    # -- PostgreSQL 15, ssl=on, loopback only
+    def start_postgres(self):
+        d = self.owned_dir("pg")
+        self.pgdata = os.path.join(d, "data")
+        self.pg_port = free_port()
+        run([PG_BIN + "/initdb", "-D", self.pgdata, "-U", "postgres", "--auth=trust",
+             "--no-sync", "-E", "UTF8"], user="postgres", timeout=120)
+        with open(os.path.join(self.pgdata, "postgresql.conf"), "a") as f:
+            f.write("\n# drawbridge bench\n")
+            for k, v in [("listen_addresses", "'127.0.0.1'"), ("port", self.pg_port),
+                         ("unix_socket_directories", "'%s'" % d), ("ssl", "on"),
+                         ("ssl_cert_file", "'%s'" % self.pg_cert),
+                         ("ssl_key_file", "'%s'" % self.pg_key),
+                         ("max_connections", 200), ("shared_buffers", "'256MB'"),
+                         ("fsync", "off"), ("synchronous_commit", "off"),
+                         ("full_page_writes", "off"), ("autovacuum", "off")]:
+                f.write("%s = %s\n" % (k, v))
+        run([PG_BIN + "/pg_ctl", "-D", self.pgdata, "-l", os.path.join(d, "postgres.log"), "-w",
+             "-t", "60", "start"], user="postgres", timeout=90)
+        with open(os.path.join(self.pgdata, "postmaster.pid")) as f:
+            self.postmaster_pid = int(f.readline())
+        self.pg_socket = d
+        run(["psql", "-X", "-q", "-h", d, "-p", str(self.pg_port), "-U", "postgres",
+             "-c", "CREATE DATABASE bench"])
+        self.ports["direct-plain"] = self.pg_port
+        self.ports["direct-tls"] = self.pg_port
+        log("PostgreSQL on 127.0.0.1:%d (ssl=on)" % self.pg_port)
+
+    def init_pgbench(self):
+        cmd = ["pgbench", "-i", "-s", "10", "-q", "-h", self.pg_socket, "-p", str(self.pg_port),
+               "-U", "postgres", "bench"]
+        run(cmd, timeout=300)
+        self.commands["init"] = " ".join(cmd)
+        log("pgbench -i -s 10 done")
+
+    def stop_postgres(self):
+        if getattr(self, "pgdata", None) and os.path.exists(os.path.join(self.pgdata, "postmaster.pid")):
+            run([PG_BIN + "/pg_ctl", "-D", self.pgdata, "-m", "fast", "-w", "-t", "60", "stop"],
+                user="postgres", timeout=90, check=False)
+
+    # -- PgBouncer: session pooling, client TLS required, plaintext to PostgreSQL
+    def pgbouncer_conf(self, name, port, login_timeout=60):
+        d = self.owned_dir(name)
+        userlist = os.path.join(d, "userlist.txt")
+        with open(userlist, "w") as f:
+            f.write('"postgres" ""\n')
+        ini = os.path.join(d, "pgbouncer.ini")
+        with open(ini, "w") as f:
+            f.write("""[databases]
+bench = host=127.0.0.1 port=%d dbname=bench
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = %d
+unix_socket_dir =
+pidfile =
+auth_type = trust
+auth_file = %s
+pool_mode = session
+max_client_conn = 11000
+default_pool_size = 20
+client_tls_sslmode = require
+client_tls_cert_file = %s
+client_tls_key_file = %s
+server_tls_sslmode = disable
+client_login_timeout = %d
+log_connections = 0
+log_disconnections = 0
+stats_period = 600
+""" % (self.pg_port, port, userlist, self.pg_cert, self.pg_key, login_timeout))
+        for p in (userlist, ini):
+            os.chown(p, self.pg_uid, -1)
+        return ini
+
+    def start_pgbouncer(self, name="pgbouncer", login_timeout=60):
+        port = free_port()
+        ini = self.pgbouncer_conf(name, port, login_timeout)
+        logp = self.path(name + ".log")
+        p = PROCS.start(name, ["/usr/sbin/pgbouncer", ini], logp, user="postgres")
+        if not wait_tcp(port):
+            raise RuntimeError("pgbouncer did not listen: " + open(logp).read()[-2000:])
+        self.commands[name] = "pgbouncer %s  # as user postgres; config below" % ini
+        return p, port, ini
+
+    # -- stunnel: protocol = pgsql in server mode
+    def stunnel_conf(self, name, port, connect_port):
+        conf = self.path(name + ".conf")
+        with open(conf, "w") as f:
+            f.write("""foreground = yes
+pid =
+syslog = no
+debug = warning
+
+[pg]
+client = no
+accept = 127.0.0.1:%d
+connect = 127.0.0.1:%d
+protocol = pgsql
+cert = %s
+key = %s
+socket = l:TCP_NODELAY=1
+socket = r:TCP_NODELAY=1
+""" % (port, connect_port, self.cert, self.key))
+        return conf
+
+    def start_stunnel(self, name="stunnel", connect_port=None):
+        port = free_port()
+        conf = self.stunnel_conf(name, port, connect_port or self.pg_port)
+        logp = self.path(name + ".log")
+        p = PROCS.start(name, ["/usr/bin/stunnel4", conf], logp)
+        if not wait_tcp(port):
+            raise RuntimeError("stunnel did not listen: " + open(logp).read()[-2000:])
+        self.commands[name] = "stunnel4 %s" % conf
+        return p, port, conf
+
+    # -- Drawbridge: static mode, one pg_tls service
+    def start_drawbridge(self, name="drawbridge", extra=()):
+        port = free_port()
+        toml = self.path(name + ".fly.toml")
+        with open(toml, "w") as f:
+            f.write("""app = "bench"
+
+[[services]]
+  internal_port = %d
+  protocol = "tcp"
+
+  [[services.ports]]
+    handlers = ["pg_tls"]
+    port = %d
+""" % (self.pg_port, port))
+        argv = [DRAWBRIDGE, "serve", "-c", toml, "--machine", "127.0.0.1", "--cert", self.cert,
+                "--key", self.key, "--log-level", "warn", "--drain-timeout-ms", "1000", *extra]
+        logp = self.path(name + ".log")
+        p = PROCS.start(name, argv, logp)
+        if not wait_log(logp, "drawbridge: ready"):
+            raise RuntimeError("drawbridge not ready: " + open(logp).read()[-2000:])
+        self.commands[name] = " ".join([os.path.relpath(self.binary_source, ROOT)] + argv[1:])
+        return p, port, toml
+
+    def start_proxies(self):
+        p, port, self.pgbouncer_ini = self.start_pgbouncer()
+        self.procs["pgbouncer"], self.ports["pgbouncer"] = p, port
+        p, port, self.stunnel_conf_path = self.start_stunnel()
+        self.procs["stunnel"], self.ports["stunnel"] = p, port
+        p, port, self.fly_toml = self.start_drawbridge()
+        self.procs["drawbridge"], self.ports["drawbridge"] = p, port
+        log("proxies: " + ", ".join("%s :%d (pid %d)" % (k, self.ports[k], self.procs[k].pid)
+                                    for k in PROXIES))
+
+    def stop_proxies(self):
+        for k in PROXIES:
+            if k in self.procs:
+                PROCS.stop(self.procs.pop(k))
+
+    # -- client environment per target
+    def env(self, target):
+        e = dict(os.environ)
+        e.update({"PGSSLMODE": "disable" if target == "direct-plain" else "require",
+                  "PGGSSENCMODE": "disable", "PGCONNECT_TIMEOUT": "10", "PGAPPNAME": "bench"})
+        for k in ("PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGPASSWORD", "PGSERVICE"):
+            e.pop(k, None)
+        return e
+
+    def env_prefix(self, target):
+        return "PGSSLMODE=%s PGGSSENCMODE=disable" % self.env(target)["PGSSLMODE"]
+
+    def check_targets(self):
+        """Each target answers, over TLS where it should, and relays a COPY byte for byte."""
+        for t in TARGETS:
+            port = str(self.ports[t])
+            r = run(["psql", "-X", "-At", "-h", "127.0.0.1", "-p", port, "-U", "postgres",
+                     "-d", "bench", "-c", "SELECT count(*) FROM pgbench_branches"],
+                    env=self.env(t), timeout=30)
+            assert r.stdout.strip() == "10", (t, r.stdout)
+            r = subprocess.run(["psql", "-X", "-q", "-h", "127.0.0.1", "-p", port, "-U", "postgres",
+                                "-d", "bench", "-c",
+                                "COPY (SELECT repeat('x',1000) FROM generate_series(1,1000)) TO STDOUT"],
+                               capture_output=True, env=self.env(t), timeout=30)
+            assert r.returncode == 0 and len(r.stdout) == 1001 * 1000, (t, len(r.stdout), r.stderr)
+            if t != "direct-plain":
+                r = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:" + port,
+                                    "-starttls", "postgres", "-brief"],
+                                   input="", capture_output=True, text=True, timeout=20)
+                info = {}
+                for line in (r.stdout + r.stderr).splitlines():
+                    k, _, v = line.partition(":")
+                    if k.strip() in ("Protocol version", "Ciphersuite", "Peer signature type",
+                                     "Server Temp Key", "Negotiated TLS1.3 group"):
+                        info[k.strip()] = v.strip()
+                self.tls_info[t] = info
+        log("all targets answer; COPY relayed byte for byte; TLS: " +
+            "; ".join("%s %s %s" % (t, i.get("Protocol version", "?"), i.get("Ciphersuite", "?"))
+                      for t, i in self.tls_info.items()))
+
+    def cleanup(self):
+        PROCS.stop_all()
+        self.stop_postgres()
+        if KEEP:
+            log("work directory kept: " + self.work)
+        else:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- workloads
+
+def parse_pgbench(out):
+    m = {}
+    for key, rx in [("tps", r"^tps = ([\d.]+)"), ("lat_ms", r"^latency average = ([\d.]+) ms"),
+                    ("txns", r"^number of transactions actually processed: (\d+)"),
+                    ("failed", r"^number of failed transactions: (\d+)"),
+                    ("conn_ms", r"^average connection time = ([\d.]+) ms"),
+                    ("init_conn_ms", r"^initial connection time = ([\d.]+) ms")]:
+        mm = re.search(rx, out, re.M)
+        if mm:
+            m[key] = float(mm.group(1))
+    return m
+
+
+class Bench:
+    def __init__(self, s):
+        self.s = s
+        self.results = []  # dicts: round, workload, target, metrics
+        self.skipped = []
+
+    def proxy_pid(self, target):
+        p = self.s.procs.get(target)
+        return p.pid if p else None
+
+    def measured(self, target, fn):
+        """Runs fn() with the proxy's CPU seconds sampled around it."""
+        pid = self.proxy_pid(target)
+        c0 = proc_cpu_split(pid) if pid else None
+        mc0 = machine_cpu()
+        t0 = time.monotonic()
+        m = fn()
+        m["wall_s"] = time.monotonic() - t0
+        mc1 = machine_cpu()
+        m["machine_busy_s"] = mc1["busy"] + mc1["irq"] - mc0["busy"] - mc0["irq"]
+        m["machine_all_s"] = mc1["all"] - mc0["all"]
+        if m["machine_all_s"] > 0:
+            m["machine_busy_pct"] = 100 * m["machine_busy_s"] / m["machine_all_s"]
+        if pid:
+            c1 = proc_cpu_split(pid)
+            m["proxy_user_s"] = c1[0] - c0[0]
+            m["proxy_sys_s"] = c1[1] - c0[1]
+            m["proxy_cpu_s"] = m["proxy_user_s"] + m["proxy_sys_s"]
+        return m
+
+    def pgbench_cmd(self, target, args):
+        return ["pgbench", "-h", "127.0.0.1", "-p", str(self.s.ports[target]), "-U", "postgres",
+                "-n", *args, "bench"]
+
+    def pgbench(self, target, args, T, log_prefix=None):
+        argv = self.pgbench_cmd(target, args + ["-T", str(T)])
+        if log_prefix:
+            argv[-1:-1] = ["-l", "--log-prefix=" + log_prefix]
+        r = run(argv, env=self.s.env(target), timeout=T + 120, check=False,
+                cwd=self.s.work)
+        m = parse_pgbench(r.stdout)
+        if r.returncode != 0 or "tps" not in m:
+            m["error"] = (r.stderr or r.stdout)[-300:].strip()
+        return m
+
+    def w_tps(self, target):
+        m = self.measured(target, lambda: self.pgbench(
+            target, ["-S", "-M", "prepared", "-c", "8", "-j", "2"], TPS_T))
+        if "proxy_cpu_s" in m and m.get("txns"):
+            m["cpu_us_per_tx"] = m["proxy_cpu_s"] / m["txns"] * 1e6
+            m["user_us_per_tx"] = m["proxy_user_s"] / m["txns"] * 1e6
+            m["sys_us_per_tx"] = m["proxy_sys_s"] / m["txns"] * 1e6
+        return m
+
+    def w_conn(self, target):
+        m = self.measured(target, lambda: self.pgbench(
+            target, ["-S", "-C", "-c", "4", "-j", "2"], CONN_T))
+        if "proxy_cpu_s" in m and m.get("txns"):
+            m["cpu_us_per_conn"] = m["proxy_cpu_s"] / m["txns"] * 1e6
+        return m
+
+    def w_lat(self, target):
+        prefix = os.path.join(self.s.work, "lat_%s" % target)
+
+        def go():
+            m = self.pgbench(target, ["-S", "-c", "1"], LAT_T, log_prefix=prefix)
+            lats = []
+            for fn in os.listdir(self.s.work):
+                if fn.startswith("lat_%s." % target):
+                    full = os.path.join(self.s.work, fn)
+                    with open(full) as f:
+                        for line in f:
+                            parts = line.split()
+                            if len(parts) >= 3:
+                                lats.append(int(parts[2]))
+                    os.unlink(full)
+            if lats:
+                lats.sort()
+                m["lat_med_us"] = float(lats[len(lats) // 2])
+                m["lat_p99_us"] = float(lats[min(len(lats) - 1, int(len(lats) * 0.99))])
+                m["lat_n"] = len(lats)
+            return m
+        return self.measured(target, go)
+
+    def w_copy(self, target):
+        sql = "COPY (SELECT repeat('x',1000) FROM generate_series(1,%d)) TO STDOUT" % COPY_ROWS
+        argv = ["psql", "-X", "-q", "-h", "127.0.0.1", "-p", str(self.s.ports[target]), "-U",
+                "postgres", "-d", "bench", "-c", sql]
+
+        def go():
+            t0 = time.monotonic()
+            r = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               env=self.s.env(target), timeout=600)
+            dt = time.monotonic() - t0
+            if r.returncode != 0:
+                return {"error": r.stderr.decode()[-300:]}
+            return {"copy_s": dt, "mb_s": COPY_BYTES / 1e6 / dt}
+        m = self.measured(target, go)
+        if "proxy_cpu_s" in m:
+            m["cpu_s_per_gb"] = m["proxy_cpu_s"] / (COPY_BYTES / 1e9)
+        return m
+
+    WORKLOADS = [("tps", "w_tps"), ("conn", "w_conn"), ("lat", "w_lat"), ("copy", "w_copy")]
+
+    def commands(self):
+        p = "<port>"
+        sql = "COPY (SELECT repeat('x',1000) FROM generate_series(1,%d)) TO STDOUT" % COPY_ROWS
+        return {
+            "tps": "pgbench -h 127.0.0.1 -p %s -U postgres -n -S -M prepared -c 8 -j 2 -T %d bench" % (p, TPS_T),
+            "conn": "pgbench -h 127.0.0.1 -p %s -U postgres -n -S -C -c 4 -j 2 -T %d bench" % (p, CONN_T),
+            "lat": "pgbench -h 127.0.0.1 -p %s -U postgres -n -S -c 1 -l --log-prefix=lat_<target> -T %d bench" % (p, LAT_T),
+            "copy": "psql -X -q -h 127.0.0.1 -p %s -U postgres -d bench -c \"%s\" > /dev/null" % (p, sql),
+        }
+
+    def rounds(self):
+        for rnd in range(1, ROUNDS + 1):
+            for wname, meth in self.WORKLOADS:
+                for target in TARGETS:
+                    if over_budget():
+                        self.skipped.append("round %d %s %s" % (rnd, wname, target))
+                        continue
+                    m = getattr(self, meth)(target)
+                    self.results.append({"round": rnd, "workload": wname, "target": target, **m})
+                    log("round %d %-5s %-12s %s" % (rnd, wname, target, short(m)))
+            log("round %d done; loadavg %s" % (rnd, loadavg()))
+
+
+def short(m):
+    keys = ["tps", "lat_ms", "lat_med_us", "mb_s", "proxy_cpu_s", "cpu_us_per_tx", "error"]
+    return " ".join("%s=%s" % (k, fmt(m[k])) for k in keys if k in m)
+
+
+def fmt(v, nd=None):
+    if v is None:
+        return "—"
+    if isinstance(v, str):
+        return v
+    if nd is not None:
+        return "%.*f" % (nd, v)
+    if abs(v) >= 100:
+        return "%.0f" % v
+    if abs(v) >= 10:
+        return "%.1f" % v
+    return "%.2f" % v
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+# ---------------------------------------------------------------- idle connections
+
+def idle_test(s, proxy, n):
+    """Fresh proxy; N TLS connections that stop before the StartupMessage; RSS before/after."""
+    sink = None
+    extra_note = ""
+    if proxy == "drawbridge":
+        p, port, _ = s.start_drawbridge("idle-drawbridge", extra=["--handshake-timeout-ms", "600000"])
+    elif proxy == "pgbouncer":
+        p, port, _ = s.start_pgbouncer("idle-pgbouncer", login_timeout=600)
+    else:
+        sink_port = free_port()
+        sink = PROCS.start("sink", ["/usr/bin/python3", os.path.join(HERE, "idle_conns.py"),
+                                    "--sink", str(sink_port), "--wait", "400"],
+                           s.path("sink.log"), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        sink.stdout.readline()
+        p, port, _ = s.start_stunnel("idle-stunnel", connect_port=sink_port)
+        extra_note = "upstream: TCP sink"
+    time.sleep(1.0)
+    before = proc_status(p.pid)
+    cpu0 = proc_cpu(p.pid)
+    client = PROCS.start("idle-client", ["/usr/bin/python3", os.path.join(HERE, "idle_conns.py"),
+                                         "--port", str(port), "--n", str(n),
+                                         "--hold", str(IDLE_HOLD_S), "--wait", "120"],
+                         s.path("idle-client.log"), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    res = {"proxy": proxy, "n": n, "note": extra_note, "before": before}
+    try:
+        held = json.loads(client.stdout.readline() or "{}")
+        res["held_msg"] = held
+        res["at_held"] = proc_status(p.pid)
+        check = json.loads(client.stdout.readline() or "{}")
+        res["check_msg"] = check
+        res["at_check"] = proc_status(p.pid)
+        res["cpu_s"] = proc_cpu(p.pid) - cpu0
+        client.stdin.write(b"close\n")
+        client.stdin.flush()
+        client.stdout.readline()
+    finally:
+        PROCS.stop(client)
+        PROCS.stop(p)
+        if sink:
+            PROCS.stop(sink)
+    alive = res.get("check_msg", {}).get("alive", 0)
+    res["alive"] = alive
+    res["refused"] = n - alive
+    if alive:
+        res["kib_per_conn"] = (res["at_check"]["VmRSS"] - before["VmRSS"]) / alive
+    log("idle %-10s N=%-5d alive=%d refused=%d RSS %d -> %d KiB (%.1f KiB/conn) %s" % (
+        proxy, n, alive, n - alive, before["VmRSS"], res.get("at_check", {}).get("VmRSS", 0),
+        res.get("kib_per_conn", float("nan")), json.dumps(res.get("check_msg", {}).get("reasons", {}))))
+    return res
+
+
+# ---------------------------------------------------------------- report
+
+def med(values):
+    v = [x for x in values if x is not None]
+    return statistics.median(v) if v else None
+
+
+def ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+class Report:
+    def __init__(self, s, b, idle, meta):
+        self.s, self.b, self.idle, self.meta = s, b, idle, meta
+
+    def vals(self, workload, target, key):
+        return [r.get(key) for r in self.b.results
+                if r["workload"] == workload and r["target"] == target and key in r]
+
+    def m(self, workload, target, key):
+        return med(self.vals(workload, target, key))
+
+    def paired(self, workload, key, target, base):
+        """Per-round difference target - base, median over rounds."""
+        out = []
+        for rnd in range(1, ROUNDS + 1):
+            a = [r[key] for r in self.b.results if r["round"] == rnd and r["workload"] == workload
+                 and r["target"] == target and key in r]
+            c = [r[key] for r in self.b.results if r["round"] == rnd and r["workload"] == workload
+                 and r["target"] == base and key in r]
+            if a and c:
+                out.append(a[0] - c[0])
+        return med(out), out
+
+    def render(self):
+        L = []
+        meta = self.meta
+        L.append("# Drawbridge benchmark: %s" % meta["date"])
+        L.append("")
+        L.append("%s run: %d round%s of interleaved workloads (%s), medians reported. Generated by "
+                 "`bench/run.sh`%s in %.0f s." % (
+                     "QUICK (smoke-test)" if QUICK else "Full", ROUNDS, "" if ROUNDS == 1 else "s",
+                     " → ".join(LABEL[t] for t in TARGETS), " with QUICK=1" if QUICK else "",
+                     meta["elapsed"]))
+        L.append("")
+        L.append("**A benchmark, not a test**: nothing fails on these numbers.")
+        if NOTE:
+            L.append("")
+            L.append("Note: " + NOTE)
+        L.append("")
+        L.extend(self.targets_table())
+        L.extend(self.results_table())
+        L.extend(self.idle_table())
+        L.extend(self.machine())
+        L.extend(self.raw())
+        L.extend(self.commands())
+        return "\n".join(L) + "\n"
+
+    def rv(self, workload, target, key, rnd):
+        v = [r[key] for r in self.b.results if r["round"] == rnd and r["workload"] == workload
+             and r["target"] == target and key in r]
+        return v[0] if v else None
+
+    def per_round(self, fn):
+        out = []
+        for rnd in range(1, ROUNDS + 1):
+            try:
+                out.append(fn(rnd))
+            except (TypeError, ZeroDivisionError):
+                out.append(None)
+        return out
+
+    def targets_table(self):
+        L = ["## Targets (issue 5), Drawbridge against the others, same run", ""]
+        L.append("| target | goal | measured (median) | met | each round |")
+        L.append("|---|---|---|---|---|")
+        rows = []
+        rv = self.rv
+        tps = {t: self.m("tps", t, "tps") for t in TARGETS}
+        best = max([v for v in (tps["pgbouncer"], tps["stunnel"]) if v is not None], default=None)
+        which = "PgBouncer" if best is not None and best == tps["pgbouncer"] else "stunnel"
+        r = ratio(tps["drawbridge"], tps["direct-tls"])
+        rows.append(("select-only TPS vs direct TLS (`-S -M prepared -c 8`)", ">= 0.90x", r,
+                     r is not None and r >= 0.90, "x",
+                     self.per_round(lambda n: rv("tps", "drawbridge", "tps", n) / rv("tps", "direct-tls", "tps", n))))
+        r = ratio(tps["drawbridge"], best)
+        rows.append(("select-only TPS vs better of PgBouncer and stunnel (%s)" % which, ">= 1.15x", r,
+                     r is not None and r >= 1.15, "x",
+                     self.per_round(lambda n: rv("tps", "drawbridge", "tps", n) / max(
+                         rv("tps", "pgbouncer", "tps", n), rv("tps", "stunnel", "tps", n)))))
+        cpu_d = self.m("tps", "drawbridge", "cpu_us_per_tx")
+        cpu_p = self.m("tps", "pgbouncer", "cpu_us_per_tx")
+        r = ratio(cpu_d, cpu_p)
+        rows.append(("edge CPU per transaction vs PgBouncer's (%s vs %s µs)" % (fmt(cpu_d), fmt(cpu_p)),
+                     "<= 0.60x", r, r is not None and r <= 0.60, "x",
+                     self.per_round(lambda n: rv("tps", "drawbridge", "cpu_us_per_tx", n) /
+                                    rv("tps", "pgbouncer", "cpu_us_per_tx", n))))
+        r = ratio(self.m("copy", "drawbridge", "mb_s"), self.m("copy", "direct-tls", "mb_s"))
+        rows.append(("COPY throughput vs direct TLS", ">= 0.95x", r, r is not None and r >= 0.95, "x",
+                     self.per_round(lambda n: rv("copy", "drawbridge", "mb_s", n) / rv("copy", "direct-tls", "mb_s", n))))
+        r = ratio(self.m("conn", "drawbridge", "tps"), self.m("conn", "direct-tls", "tps"))
+        rows.append(("new TLS connections/s vs direct TLS (`-S -C -c 4`)", ">= 0.95x", r,
+                     r is not None and r >= 0.95, "x",
+                     self.per_round(lambda n: rv("conn", "drawbridge", "tps", n) / rv("conn", "direct-tls", "tps", n))))
+        added, per = self.paired("lat", "lat_med_us", "drawbridge", "direct-tls")
+        rows.append(("added latency per round trip over direct TLS (`-S -c 1`, median)", "<= 25 µs", added,
+                     added is not None and added <= 25, " µs", per))
+        big = [i for i in self.idle if i["proxy"] == "drawbridge" and i["n"] == max(IDLE_NS)]
+        if big:
+            i = big[0]
+            ok = i["refused"] == 0 and i.get("kib_per_conn") is not None and i["kib_per_conn"] <= 16
+            rows.append(("%d idle TLS connections: held, none refused, <= 16 KiB edge RSS each" % i["n"],
+                         "0 refused, <= 16 KiB", "%d held, %d refused, %s KiB/conn" % (
+                             i["alive"], i["refused"], fmt(i.get("kib_per_conn"), 1)), ok, "", []))
+        for name, goal, val, ok, unit, rounds in rows:
+            nd = 2 if unit == "x" else 0
+            v = val if isinstance(val, str) else (fmt(val, nd) + unit if val is not None else "—")
+            each = " / ".join(fmt(x, nd) for x in rounds) if rounds else "—"
+            L.append("| %s | %s | %s | %s | %s |" % (name, goal, v, "yes" if ok else "**no**", each))
+        L.append("")
+        L.append("Ratios are of the medians over rounds; the added latency is the median over rounds "
+                 "of (Drawbridge − direct TLS) per-transaction median latency in the same round. "
+                 "\"Each round\" gives the same ratio (or difference) within each round: where it "
+                 "straddles the goal, the verdict is within this machine's noise.")
+        L.append("")
+        return L
+
+    def results_table(self):
+        L = ["## Results (median of %d round%s)" % (ROUNDS, "" if ROUNDS == 1 else "s"), ""]
+        hdr = "| workload | metric | " + " | ".join(LABEL[t] for t in TARGETS) + \
+              " | Drawbridge / direct TLS | Drawbridge / PgBouncer | Drawbridge / stunnel |"
+        L.append(hdr)
+        L.append("|---|---|" + "---|" * (len(TARGETS) + 3))
+        rows = [
+            ("`-S -M prepared -c 8 -j 2 -T %d`" % TPS_T, "TPS", "tps", "tps", 0),
+            ("", "latency avg (ms)", "tps", "lat_ms", 3),
+            ("", "proxy CPU s in the run", "tps", "proxy_cpu_s", 2),
+            ("", "proxy CPU µs / transaction", "tps", "cpu_us_per_tx", 1),
+            ("", "… of which user / kernel (µs)", "tps", ("user_us_per_tx", "sys_us_per_tx"), 1),
+            ("", "machine CPU busy (all processes, %)", "tps", "machine_busy_pct", 0),
+            ("`-S -C -c 4 -j 2 -T %d`" % CONN_T, "new connections/s", "conn", "tps", 0),
+            ("", "proxy CPU µs / connection", "conn", "cpu_us_per_conn", 0),
+            ("`-S -c 1 -T %d`" % LAT_T, "latency median (µs, per transaction)", "lat", "lat_med_us", 0),
+            ("", "latency p99 (µs)", "lat", "lat_p99_us", 0),
+            ("", "TPS", "lat", "tps", 0),
+            ("COPY %.2f GB TO STDOUT" % (COPY_BYTES / 1e9), "MB/s (10^6 B)", "copy", "mb_s", 0),
+            ("", "proxy CPU s per GB", "copy", "cpu_s_per_gb", 2),
+        ]
+        for wl, metric, w, key, nd in rows:
+            if isinstance(key, tuple):
+                cells = []
+                for t in TARGETS:
+                    u, k = self.m(w, t, key[0]), self.m(w, t, key[1])
+                    cells.append("%s / %s" % (fmt(u, nd), fmt(k, nd)) if u is not None else "—")
+                L.append("| %s | %s | %s | | | |" % (wl, metric, " | ".join(cells)))
+                continue
+            vals = {t: self.m(w, t, key) for t in TARGETS}
+            cells = [fmt(vals[t], nd) for t in TARGETS]
+            if key == "machine_busy_pct":
+                L.append("| %s | %s | %s | | | |" % (wl, metric, " | ".join(cells)))
+                continue
+            d = vals["drawbridge"]
+            rr = [ratio(d, vals["direct-tls"]), ratio(d, vals["pgbouncer"]), ratio(d, vals["stunnel"])]
+            L.append("| %s | %s | %s | %s |" % (wl, metric, " | ".join(cells),
+                                               " | ".join(fmt(x, 2) + "x" if x is not None else "—" for x in rr)))
+        added = {t: self.paired("lat", "lat_med_us", t, "direct-tls")[0] for t in TARGETS}
+        L.append("| | added latency over direct TLS (µs, median of per-round differences) | %s | | | |" %
+                 " | ".join(fmt(added[t], 1) for t in TARGETS))
+        L.append("")
+        # Peak memory of the proxies over the rounds.
+        if self.meta.get("proxy_status"):
+            L.append("Proxy processes over the interleaved rounds (one instance each, from start to end):")
+            L.append("")
+            L.append("| proxy | CPU s total | peak RSS (VmHWM) | RSS at end | threads |")
+            L.append("|---|---|---|---|---|")
+            for k in PROXIES:
+                st = self.meta["proxy_status"].get(k)
+                if st:
+                    L.append("| %s | %.1f | %.1f MiB | %.1f MiB | %d |" % (
+                        LABEL[k], st["cpu_s"], st["VmHWM"] / 1024, st["VmRSS"] / 1024, st["Threads"]))
+            L.append("")
+        return L
+
+    def idle_table(self):
+        if not self.idle:
+            return []
+        L = ["## Idle TLS connections held at once", ""]
+        L.append("Each connection: TCP connect, SSLRequest, `S`, TLS handshake, then nothing (no "
+                 "StartupMessage), so the proxy holds one TLS session and no PostgreSQL backend. "
+                 "A fresh proxy instance per row; RSS from /proc/PID/status before opening and "
+                 "after all are open and have been held %d s. Opened 64 at a time by "
+                 "`bench/idle_conns.py` (Python ssl). Drawbridge ran with `--handshake-timeout-ms "
+                 "600000` for this test only (its default 10 s handshake deadline would close "
+                 "them); PgBouncer with `client_login_timeout = 600`. stunnel connects upstream "
+                 "as soon as its TLS handshake is done, so its instance points at a TCP sink "
+                 "(`idle_conns.py --sink`) instead of PostgreSQL, and each of its connections "
+                 "costs two descriptors and one thread. Direct TLS is not measured: PostgreSQL "
+                 "forks a process per connection." % IDLE_HOLD_S)
+        L.append("")
+        L.append("| proxy | N | held | refused | open time (s) | RSS before (MiB) | RSS held (MiB) | "
+                 "KiB RSS per connection | VmHWM (MiB) | threads | fds | CPU s | refusal reasons |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for i in self.idle:
+            at = i.get("at_check", {})
+            reasons = i.get("check_msg", {}).get("reasons", {})
+            L.append("| %s | %d | %d | %d | %s | %.1f | %s | %s | %s | %s | %s | %s | %s |" % (
+                LABEL[i["proxy"]], i["n"], i["alive"], i["refused"],
+                fmt(i.get("held_msg", {}).get("open_seconds")), i["before"]["VmRSS"] / 1024,
+                fmt(at.get("VmRSS", 0) / 1024, 1) if at else "—",
+                fmt(i.get("kib_per_conn"), 1), fmt(at.get("VmHWM", 0) / 1024, 1) if at else "—",
+                at.get("Threads", "—"), at.get("fds", "—"), fmt(i.get("cpu_s")),
+                "; ".join("%s: %d" % kv for kv in reasons.items()) or "—"))
+        L.append("")
+        return L
+
+    def machine(self):
+        meta = self.meta
+        L = ["## Machine, versions, TLS", ""]
+        L.append("- Date: %s; host: %s, %d cores, %.0f GiB RAM, kernel %s" % (
+            meta["date"], meta["cpu"], os.cpu_count(), meta["mem_gib"], platform.release()))
+        L.append("- Shared, noisy machine: client, proxy and PostgreSQL share the 2 cores; "
+                 "rounds are interleaved and medians reported. Load average at start %s, at end %s. "
+                 "CPU used by processes outside this benchmark during the run (approximate: machine "
+                 "busy time from /proc/stat minus this harness's processes): %s CPU-s of %s "
+                 "available (%s); steal %s s." % (
+                     meta["load_start"], meta["load_end"], fmt(meta.get("other_cpu_s")),
+                     fmt(meta.get("avail_cpu_s")), meta.get("other_pct", "?"), fmt(meta.get("steal_s"))))
+        for k, v in meta["versions"].items():
+            L.append("- %s: %s" % (k, v))
+        L.append("- Certificate: one self-signed ECDSA P-256 certificate for every TLS terminator; "
+                 "clients use `sslmode=require` (no verification), host given as 127.0.0.1 (no SNI).")
+        L.append("- Negotiated (openssl s_client -starttls postgres):")
+        for t, info in self.s.tls_info.items():
+            L.append("  - %s: %s" % (LABEL[t], ", ".join("%s %s" % kv for kv in info.items())))
+        L.append("- Threads: Drawbridge uses its default (one event loop per core, 2 here); "
+                 "PgBouncer is single-threaded; stunnel runs a thread per connection.")
+        L.append("- Logging: Drawbridge `--log-level warn`, PgBouncer `log_connections = 0`, "
+                 "`log_disconnections = 0`, stunnel `debug = warning`.")
+        if self.b.skipped:
+            L.append("- Skipped for the time budget (%d s): %s" % (BUDGET_S, ", ".join(self.b.skipped)))
+        L.append("")
+        return L
+
+    def raw(self):
+        L = ["## Per-round numbers", ""]
+        L.append("| round | workload | target | TPS | latency avg ms | median µs | p99 µs | MB/s | proxy CPU s | wall s | error |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|---|")
+        for r in self.b.results:
+            L.append("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                r["round"], r["workload"], LABEL[r["target"]], fmt(r.get("tps"), 0),
+                fmt(r.get("lat_ms"), 3), fmt(r.get("lat_med_us"), 0), fmt(r.get("lat_p99_us"), 0),
+                fmt(r.get("mb_s"), 0), fmt(r.get("proxy_cpu_s"), 2), fmt(r.get("wall_s"), 1),
+                r.get("error", "").replace("|", "/").replace("\n", " ")))
+        L.append("")
+        return L
+
+    def commands(self):
+        s = self.s
+        L = ["## Exact commands", ""]
+        L.append("Client environment for every command: `PGGSSENCMODE=disable`, and "
+                 "`PGSSLMODE=disable` for direct plaintext, `PGSSLMODE=require` for the others. "
+                 "Ports: " + ", ".join("%s %d" % (LABEL[t], s.ports[t]) for t in TARGETS) + ".")
+        L.append("")
+        L.append("```")
+        L.append("# setup")
+        L.append("initdb -D PGDATA -U postgres --auth=trust --no-sync -E UTF8   # as postgres")
+        L.append("# postgresql.conf: listen_addresses='127.0.0.1' ssl=on ssl_cert_file/ssl_key_file "
+                 "max_connections=200 shared_buffers=256MB fsync=off synchronous_commit=off "
+                 "full_page_writes=off autovacuum=off")
+        L.append(s.commands.get("init", ""))
+        for k in PROXIES:
+            L.append(s.commands.get(k, ""))
+        L.append("# workloads, in each round for each target in turn")
+        for k, c in self.b.commands().items():
+            L.append(c)
+        L.append("# idle connections")
+        for n in IDLE_NS:
+            L.append("python3 bench/idle_conns.py --port <port> --n %d --hold %d" % (n, IDLE_HOLD_S))
+        for k in ("idle-drawbridge", "idle-pgbouncer", "idle-stunnel"):
+            if k in s.commands:
+                L.append(s.commands[k])
+        L.append("```")
+        L.append("")
+        for title, path in (("PgBouncer configuration", getattr(s, "pgbouncer_ini", None)),
+                            ("stunnel configuration", getattr(s, "stunnel_conf_path", None)),
+                            ("Drawbridge fly.toml", getattr(s, "fly_toml", None))):
+            if path and os.path.exists(path):
+                L.append("%s:" % title)
+                L.append("")
+                L.append("```")
+                L.append(open(path).read().rstrip())
+                L.append("```")
+                L.append("")
+        return L
+
+
+# ---------------------------------------------------------------- main
+
+def build_type():
+    try:
+        for line in open(os.path.join(ROOT, "build", "CMakeCache.txt")):
+            if line.startswith("CMAKE_BUILD_TYPE:"):
+                return line.split("=", 1)[1].strip() or "no build type"
+    except OSError:
+        pass
+    return "build type unknown"
+
+
+def versions(s):
+    v = {}
+    git = run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], check=False).stdout.strip()
+    dirty = run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no", "--", "src"],
+                check=False).stdout.strip()
+    v["Drawbridge"] = "%s, git %s%s; binary %s (%s) built %s, sha256 %s…" % (
+        first_line([DRAWBRIDGE, "version"]), git,
+        " (uncommitted changes under src/)" if dirty else "",
+        os.path.relpath(s.binary_source, ROOT), build_type(),
+        datetime.datetime.fromtimestamp(s.binary_mtime, datetime.timezone.utc)
+        .strftime("%Y-%m-%d %H:%M UTC"), s.binary_sha)
+    v["PostgreSQL"] = run(["psql", "-X", "-At", "-h", s.pg_socket, "-p", str(s.pg_port), "-U",
+                           "postgres", "-c", "SHOW server_version"], check=False).stdout.strip()
+    v["pgbench"] = first_line(["pgbench", "--version"])
+    v["PgBouncer"] = first_line(["/usr/sbin/pgbouncer", "--version"])
+    st = run(["/usr/bin/stunnel4", "-version"], check=False)
+    v["stunnel"] = "; ".join(l.strip() for l in (st.stdout + st.stderr).splitlines()
+                             if l.startswith(("stunnel ", "Running", "Threading")))
+    v["OpenSSL"] = first_line(["openssl", "version"])
+    v["Python (idle client)"] = platform.python_version()
+    return v
+
+
+def main():
+    nofile = raise_nofile()
+    if not os.access(DRAWBRIDGE, os.X_OK):
+        sys.exit("bench: no drawbridge binary at %s (bench/run.sh builds it)" % DRAWBRIDGE)
+    date = datetime.datetime.now(datetime.timezone.utc)
+    meta = {"date": date.strftime("%Y-%m-%d %H:%M UTC"), "load_start": loadavg()}
+    with open("/proc/meminfo") as f:
+        meta["mem_gib"] = int(f.readline().split()[1]) / 1024 / 1024
+    meta["cpu"] = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
+                        if l.startswith("model name")), platform.processor())
+    cpu_start = machine_cpu()
+    self_start = resource.getrusage(resource.RUSAGE_SELF)
+    log("%s mode, %d round(s), RLIMIT_NOFILE %d, budget %.0f s" % (
+        "QUICK" if QUICK else "full", ROUNDS, nofile, BUDGET_S))
+
+    s = Setup()
+    b = Bench(s)
+    idle = []
+    postmaster_cpu = 0.0
+
+    def on_signal(sig, frame):
+        raise SystemExit("bench: signal %d" % sig)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        s.freeze_binary()
+        s.make_cert()
+        s.start_postgres()
+        s.init_pgbench()
+        s.start_proxies()
+        s.check_targets()
+        meta["versions"] = versions(s)
+        if not ONLY_IDLE:
+            b.rounds()
+        meta["proxy_status"] = {}
+        for k in PROXIES:
+            st = proc_status(s.procs[k].pid)
+            st["cpu_s"] = proc_cpu(s.procs[k].pid)
+            meta["proxy_status"][k] = st
+        s.stop_proxies()
+        if not SKIP_IDLE:
+            for n in IDLE_NS:
+                for proxy in PROXIES:
+                    if over_budget():
+                        b.skipped.append("idle %s N=%d" % (proxy, n))
+                        continue
+                    try:
+                        idle.append(idle_test(s, proxy, n))
+                    except Exception as e:  # noqa: BLE001 - report and go on
+                        log("idle %s N=%d failed: %s" % (proxy, n, e))
+                        b.skipped.append("idle %s N=%d (error: %s)" % (proxy, n, str(e)[:100]))
+        postmaster_cpu = proc_cpu_with_children(s.postmaster_pid)
+    finally:
+        s.cleanup()
+
+    cpu_end = machine_cpu()
+    self_end = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    ours = (kids.ru_utime + kids.ru_stime + self_end.ru_utime + self_end.ru_stime
+            - self_start.ru_utime - self_start.ru_stime + postmaster_cpu)
+    busy = cpu_end["busy"] - cpu_start["busy"]
+    avail = (cpu_end["all"] - cpu_start["all"])
+    meta["other_cpu_s"] = max(0.0, busy - ours)
+    meta["avail_cpu_s"] = avail
+    meta["other_pct"] = "%.0f%%" % (100 * meta["other_cpu_s"] / avail) if avail else "?"
+    meta["steal_s"] = cpu_end["steal"] - cpu_start["steal"]
+    meta["load_end"] = loadavg()
+    meta["elapsed"] = time.monotonic() - T0
+
+    text = Report(s, b, idle, meta).render()
+    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
+    partial = ONLY_IDLE or SKIP_IDLE or "IDLE_NS" in os.environ or "ROUNDS" in os.environ
+    suffix = "-quick" if QUICK else ("-partial" if partial else "")
+    out = os.path.join(HERE, "results", date.strftime("%Y-%m-%d") + suffix + ".md")
+    with open(out, "w") as f:
+        f.write(text)
+    with open(os.path.join(HERE, "results", "raw-" + date.strftime("%Y-%m-%d") + suffix + ".json"),
+              "w") as f:
+        json.dump({"meta": meta, "results": b.results, "idle": idle, "tls": s.tls_info,
+                   "commands": s.commands, "ports": s.ports, "workloads": b.commands()},
+                  f, indent=1, default=str)
+    print(text)
+    log("wrote " + os.path.relpath(out, ROOT))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The benchmark in one command: Drawbridge's pg_tls against PgBouncer (client TLS), stunnel
+# (protocol = pgsql), PostgreSQL's own TLS and plaintext, on loopback, bounded to ~15 minutes.
+#
+#   bench/run.sh            full run: 3 interleaved rounds, idle test at 1k and 10k
+#   QUICK=1 bench/run.sh    smoke test of the harness: 1 round, short durations (~3 minutes)
+#
+# Installs the Debian packages it needs when missing, builds build/src/drawbridge when it is
+# missing (BUILD=1: rebuild even if it exists), writes bench/results/<date>.md and prints it.
+# Other knobs (ROUNDS, KEEP, NOTE, BUDGET_S, ONLY_IDLE, SKIP_IDLE): see bench/bench.py.
+# Must run as root (installs packages, runs PostgreSQL and PgBouncer as user postgres).
+# A benchmark, not a test: it exits 0 whatever the numbers are.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "bench: run as root (it installs packages and runs PostgreSQL as user postgres)" >&2
+  exit 2
+fi
+
+PACKAGES=(postgresql-15 postgresql-client-15 pgbouncer stunnel4 openssl python3)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "bench: installing ${missing[*]}" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+# The Debian packages may start their own services where systemd runs; the benchmark starts
+# its own instances on free loopback ports and never touches those.
+
+BIN=${DRAWBRIDGE:-$ROOT/build/src/drawbridge}
+if [[ ! -x $BIN || ${BUILD:-0} == 1 ]]; then
+  echo "bench: building $BIN" >&2
+  scripts/setup.sh >&2
+  cmake -S "$ROOT" -B "$ROOT/build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  ninja -C "$ROOT/build" drawbridge >&2
+elif [[ -f $ROOT/build/build.ninja ]] && ninja -C "$ROOT/build" -n drawbridge 2>/dev/null | grep -q 'Linking CXX executable src/drawbridge'; then
+  echo "bench: note: $BIN is older than the sources (BUILD=1 rebuilds it); benchmarking it as it is" >&2
+fi
+export DRAWBRIDGE=$BIN
+
+# Each process may hold 10,000+ descriptors in the idle-connection test.
+ulimit -n "$(ulimit -Hn)"
+
+exec /usr/bin/python3 "$ROOT/bench/bench.py"
