@@ -532,6 +532,40 @@ def test_invalid_deploy_is_refused_and_the_previous_release_serves(st):
     assert_tls13(v4, st.public_port)
 
 
+def test_deploy_keeps_established_sessions_and_applies_at_once(st):
+    import psycopg
+    d = st.daemon
+    v4 = st.need("v4", "test_allocate_v4_with_yes_and_v6")
+    assert st.deployed, "needs test_deploy_with_image"
+    session = psycopg.connect(dsn(sslmode="require", host=v4, port=st.public_port, dbname="app",
+                                  user="alice", password="alice-secret"), connect_timeout=10)
+    try:
+        pid = session.execute("SELECT pg_backend_pid()").fetchone()[0]
+        good = (d.workdir / "fly.toml").read_text()
+        extra = free_port()
+        with_extra = good + f"""
+[[services]]
+  internal_port = {st.pg.port}
+  protocol = "tcp"
+
+  [[services.ports]]
+    handlers = ["pg_tls"]
+    port = {extra}
+"""
+        (d.workdir / "extra.toml").write_text(with_extra)
+        d.cli("deploy", "-c", "extra.toml", "-a", APP)
+        # A new port serves as soon as deploy returns; the open session is untouched.
+        assert_tls13(v4, extra)
+        assert session.execute("SELECT pg_backend_pid()").fetchone()[0] == pid
+        d.cli("deploy", "-c", "fly.toml", "-a", APP)
+        gone = psql(v4, extra, "-c", "SELECT 1", check=False)
+        assert gone.returncode != 0, gone.stdout
+        assert session.execute("SELECT 'still here'").fetchone()[0] == "still here"
+        assert_tls13(v4, st.public_port)
+    finally:
+        session.close()
+
+
 def test_json_outputs_parse(st):
     d = st.daemon
     assert st.deployed, "needs test_deploy_with_image"
