@@ -112,11 +112,23 @@ base::Bytes& OutScratch() {
 }
 
 // Reads what `s` has (a non-blocking socket) into `buf`: 0 with `ec` set on EOF or error. The
-// bytes land in `buf` only after the last suspension, so `buf` may be scratch.
-awaitable<size_t> ReadNow(tcp::socket& s, std::span<uint8_t> buf, error_code& ec) {
+// bytes land in `buf` only after the last suspension, so `buf` may be scratch. `maybe_more`
+// says whether the last read filled its buffer: if it did not, the socket is most likely
+// drained, so the read that would fail with EAGAIN is skipped and the wait comes first (Asio
+// re-arms the descriptor for a wait, so bytes that arrived meanwhile are not missed). Either
+// way one syscall per message is spent on waiting: an EAGAIN read or that re-arm.
+awaitable<size_t> ReadNow(tcp::socket& s, std::span<uint8_t> buf, bool& maybe_more,
+                          error_code& ec) {
+  if (!maybe_more) {
+    co_await s.async_wait(tcp::socket::wait_read, asio::redirect_error(kAwait, ec));
+    if (ec) co_return 0;
+  }
   while (true) {
     size_t n = s.read_some(asio::buffer(buf.data(), buf.size()), ec);
-    if (ec != asio::error::would_block && ec != asio::error::try_again) co_return ec ? 0 : n;
+    if (ec != asio::error::would_block && ec != asio::error::try_again) {
+      maybe_more = !ec && n == buf.size();
+      co_return ec ? 0 : n;
+    }
     co_await s.async_wait(tcp::socket::wait_read, asio::redirect_error(kAwait, ec));
     if (ec) co_return 0;
   }
@@ -195,6 +207,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool tls_ready_ = false;
   // Bytes a slow peer has not taken yet; empty (and unallocated) otherwise.
   Bytes client_spill_, server_spill_;
+  // Whether the last read of each socket filled its buffer (see ReadNow).
+  bool client_more_ = true, server_more_ = true;
 
   // pg_tls: what the client sent to be forwarded once a machine is connected.
   Bytes startup_packet_;
@@ -248,7 +262,7 @@ tls::SessionPolicy Connection::PolicyFor(const control::Route& route) const {
 
 awaitable<size_t> Connection::ClientRead(std::span<uint8_t> buf) {
   error_code ec;
-  if (!tls_ready_) co_return co_await ReadNow(client_, buf, ec);
+  if (!tls_ready_) co_return co_await ReadNow(client_, buf, client_more_, ec);
   while (true) {
     size_t n = 0;
     switch (tls_->Read(buf, &n)) {
@@ -259,7 +273,7 @@ awaitable<size_t> Connection::ClientRead(std::span<uint8_t> buf) {
         co_return 0;
       case tls::TlsEngine::Io::kWantRead: break;
     }
-    size_t got = co_await ReadNow(client_, CipherScratch(), ec);
+    size_t got = co_await ReadNow(client_, CipherScratch(), client_more_, ec);
     if (got == 0) co_return 0;
     tls_->FeedCiphertext(CipherScratch().first(got));
   }
@@ -300,7 +314,7 @@ awaitable<bool> Connection::TlsHandshake(ByteSpan prefix, tls::SessionPolicy pol
       spdlog::debug("TLS handshake with {} failed: {}", Endpoint(client_ep_), tls_->error());
       co_return false;
     }
-    size_t got = co_await ReadNow(client_, CipherScratch(), ec);
+    size_t got = co_await ReadNow(client_, CipherScratch(), client_more_, ec);
     if (got == 0) {
       if (reason_.empty()) reason_ = "client_closed_during_tls_handshake";
       co_return false;
@@ -322,7 +336,7 @@ awaitable<void> Connection::RefuseAndClose(ByteSpan error, std::string reason) {
   // connection and lose the error (RFC 1122 4.2.2.13); bounded in time and bytes.
   ArmDeadline(ctx_.limits.close_linger, reason_, true);
   for (size_t drained = 0; drained < 64 * 1024;) {
-    size_t n = co_await ReadNow(client_, PlainScratch(), ec);
+    size_t n = co_await ReadNow(client_, PlainScratch(), client_more_, ec);
     if (n == 0) break;
     drained += n;
   }
@@ -621,7 +635,7 @@ awaitable<void> Connection::ServerToClient() {
   Bytes out;
   error_code ec;
   while (true) {
-    size_t n = co_await ReadNow(server_, PlainScratch(), ec);
+    size_t n = co_await ReadNow(server_, PlainScratch(), server_more_, ec);
     if (n == 0) break;
     ByteSpan chunk = PlainScratch().first(n);
     if (watcher) {
