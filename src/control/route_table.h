@@ -6,10 +6,10 @@
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
+#include "base/snapshot.h"
 #include "control/types.h"
 
 namespace drawbridge::control {
@@ -58,20 +58,7 @@ class RouteTable {
 std::vector<RouteTable::Entry> RoutesForApp(const AppConfig& config,
                                             const std::vector<Machine>& machines);
 
-class RouteTableHolder {
- public:
-  std::shared_ptr<const RouteTable> Current() const {
-    std::lock_guard lock(mu_);
-    return current_;
-  }
-  void Swap(std::shared_ptr<const RouteTable> table) {
-    std::lock_guard lock(mu_);
-    current_ = std::move(table);
-  }
-
- private:
-  mutable std::mutex mu_;
-  std::shared_ptr<const RouteTable> current_;
-};
+// The table the data plane serves; the control plane swaps in a new one on every change.
+using RouteTableHolder = base::Snapshot<RouteTable>;
 
 }  // namespace drawbridge::control

@@ -19,6 +19,7 @@
 #include <spdlog/spdlog.h>
 
 #include "api/admin_server.h"
+#include "base/snapshot.h"
 #include "config/fly_toml.h"
 #include "control/plane.h"
 #include "control/route_table.h"
@@ -280,8 +281,7 @@ int ServeControlPlane(const Flags& f) {
   };
   net::Server server(options, &routes, &certs);
 
-  std::mutex zone_mu;
-  std::shared_ptr<const dns::Zone> zone;
+  base::Snapshot<dns::Zone> zone;
   std::mutex rebuild_mu;
   int64_t certs_revision = -1;
   auto rebuild = [&](bool sync_listeners) {
@@ -309,8 +309,7 @@ int ServeControlPlane(const Flags& f) {
       z->serial = static_cast<uint32_t>(data->revision);
       z->public_ips = std::move(data->public_ips);
       z->internal_ips = std::move(data->internal_ips);
-      std::lock_guard zl(zone_mu);
-      zone = std::move(z);
+      zone.Swap(std::move(z));
     } else {
       spdlog::error("DNS zone not rebuilt: {}", data.message());
     }
@@ -335,10 +334,7 @@ int ServeControlPlane(const Flags& f) {
     spdlog::critical("{}", s.message());
     return 1;
   }
-  dns::Server dns_server([&]() {
-    std::lock_guard zl(zone_mu);
-    return zone;
-  });
+  dns::Server dns_server([&]() { return zone.Current(); });
   if (f.dns_port > 0) {
     if (auto s = dns_server.Start("::", f.dns_port); !s.ok()) {
       spdlog::warn("DNS: {}; <app>.{} will not resolve through this daemon", s.message(),

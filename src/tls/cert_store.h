@@ -6,13 +6,13 @@
 
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include <openssl/ssl.h>
 
+#include "base/snapshot.h"
 #include "base/status.h"
 
 namespace drawbridge::tls {
@@ -58,21 +58,8 @@ class CertSet {
   std::vector<std::string> names_;
 };
 
-class CertStore {
- public:
-  std::shared_ptr<const CertSet> Current() const {
-    std::lock_guard lock(mu_);
-    return current_;
-  }
-  void Swap(std::shared_ptr<const CertSet> set) {
-    std::lock_guard lock(mu_);
-    current_ = std::move(set);
-  }
-
- private:
-  mutable std::mutex mu_;
-  std::shared_ptr<const CertSet> current_;
-};
+// The certificate set new TLS sessions use; swapped when certificates change.
+using CertStore = base::Snapshot<CertSet>;
 
 // A server SSL_CTX with the edge's settings: TLS 1.2 minimum, Mozilla "intermediate" ciphers
 // and groups, no compression, no renegotiation, no tickets, no session cache, no early data.
