@@ -125,6 +125,14 @@ int ServeStatic(const Flags& f) {
 
 // ---- control-plane mode ----
 
+// The file's bytes; empty if it cannot be read (the certificate loader then says which failed).
+std::string ReadWholeFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
 base::Status MakeDir(const std::string& path, mode_t mode) {
   std::error_code ec;
   std::filesystem::create_directories(path, ec);
@@ -226,17 +234,19 @@ int ServeControlPlane(const Flags& f) {
     spdlog::critical("CA: {}", ca.message());
     return 1;
   }
-  std::vector<tls::CertSet::Pem> base_certs;
-  for (size_t i = 0; i < f.certs.size() && i < f.keys.size(); ++i) {
-    std::ifstream c(f.certs[i]), k(f.keys[i]);
-    std::stringstream cs, ks;
-    cs << c.rdbuf();
-    ks << k.rdbuf();
-    base_certs.push_back({cs.str(), ks.str()});
-  }
   if (f.certs.size() != f.keys.size()) {
     spdlog::critical("give one --key for each --cert");
     return 1;
+  }
+  std::vector<tls::CertSet::Pem> base_certs;
+  for (size_t i = 0; i < f.certs.size(); ++i) {
+    base_certs.push_back({ReadWholeFile(f.certs[i]), ReadWholeFile(f.keys[i])});
+    if (auto ctx = tls::NewServerContextFromPem(base_certs.back().cert_pem,
+                                                base_certs.back().key_pem);
+        !ctx.ok()) {
+      spdlog::critical("{} / {}: {}", f.certs[i], f.keys[i], ctx.message());
+      return 1;
+    }
   }
   if (base_certs.empty()) {
     std::string crt = dir + "/certs/default.crt", key = dir + "/certs/default.key";
@@ -255,11 +265,7 @@ int ServeControlPlane(const Flags& f) {
         return 1;
       }
     }
-    std::ifstream c(crt), k(key);
-    std::stringstream cs, ks;
-    cs << c.rdbuf();
-    ks << k.rdbuf();
-    base_certs.push_back({cs.str(), ks.str()});
+    base_certs.push_back({ReadWholeFile(crt), ReadWholeFile(key)});
   }
   plane_options.ca_dir = dir + "/ca";
   auto plane = control::ControlPlane::Create(store->get(), plane_options);
