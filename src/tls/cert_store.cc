@@ -106,6 +106,12 @@ base::Result<CtxPtr> NewServerContextFromPem(const std::string& cert_pem,
   if (!base_ctx.ok()) return base_ctx.status();
   CtxPtr ctx = std::move(*base_ctx);
   SSL_CTX* c = ctx.get();
+  if (cert_pem.find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
+    return base::Status::Error("no PEM certificate (missing or unreadable file?)");
+  }
+  if (key_pem.find("PRIVATE KEY-----") == std::string::npos) {
+    return base::Status::Error("no PEM private key (missing or unreadable file?)");
+  }
   BIO* cbio = BIO_new_mem_buf(cert_pem.data(), static_cast<int>(cert_pem.size()));
   X509* leaf = PEM_read_bio_X509(cbio, nullptr, nullptr, nullptr);
   bool ok = leaf != nullptr && SSL_CTX_use_certificate(c, leaf) == 1;
