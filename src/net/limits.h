@@ -13,7 +13,6 @@ struct Limits {
   std::chrono::milliseconds connect_timeout{5'000};     // per machine connect attempt
   std::chrono::milliseconds close_linger{2'000};        // draining input after a FATAL
   std::chrono::milliseconds drain_timeout{30'000};      // SIGTERM -> forced close
-  size_t relay_buffer = 16 * 1024;                      // per direction
 };
 
 // Told what a machine reported as server_version (ParameterStatus), per app and address.
