@@ -5,6 +5,7 @@ Every process started here is tracked by PID and stopped by PID; every wait has 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -14,6 +15,8 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -403,6 +406,102 @@ def drawbridge_bin() -> Path:
     if not p.is_absolute():
         p = REPO_ROOT / p
     return p
+
+
+# Loopback only: ignore any proxy the environment names.
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def cli_env() -> dict[str, str]:
+    """The environment for CLI calls: none of the variables that would point it elsewhere."""
+    return {k: v for k, v in os.environ.items()
+            if k not in ("DRAWBRIDGE_APP", "DRAWBRIDGE_API", "DRAWBRIDGE_DATA_DIR")}
+
+
+class DrawbridgeDaemon:
+    """`drawbridge serve` in control-plane mode on its own data dir, admin API port and
+    (optionally) DNS port; the CLI and the admin API are driven against it. Restartable: start()
+    waits for a new `drawbridge: ready` line, so the log may span several runs."""
+
+    def __init__(self, workdir: Path, *, v4_pool: str, v6_pool: str,
+                 domain: str = "drawbridge.test", dns: bool = False,
+                 extra_args: tuple[str, ...] = ()):
+        self.bin = drawbridge_bin()
+        self.workdir = workdir
+        self.data = workdir / "data"
+        self.api_port = free_port()
+        self.dns_port = free_port() if dns else 0
+        self.logfile = workdir / "daemon.log"
+        self.args = ["--data-dir", str(self.data), "--api-port", str(self.api_port),
+                     "--dns-port", str(self.dns_port), "--domain", domain,
+                     "--v4-pool", v4_pool, "--v6-pool", v6_pool, "--drain-timeout-ms", "2000",
+                     *extra_args]
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        if not (self.bin.is_file() and os.access(self.bin, os.X_OK)):
+            raise AssertionError(f"drawbridge binary not found or not executable at {self.bin}"
+                                 " (build it, or set DRAWBRIDGE_BIN)")
+        cmd = [str(self.bin), "serve", *self.args]
+        seen = self.log().count("drawbridge: ready")
+        with open(self.logfile, "ab") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, cwd=self.workdir)
+        deadline = time.monotonic() + timeout
+        while self.log().count("drawbridge: ready") == seen:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"drawbridge serve exited with {self.proc.returncode} "
+                                     f"before ready; cmd={cmd}\nlog:\n{self.log()[-4000:]}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError(f"drawbridge serve not ready within {timeout}s\n"
+                                     f"log:\n{self.log()[-4000:]}")
+            time.sleep(0.05)
+
+    def log(self) -> str:
+        try:
+            return self.logfile.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        stop_pid(self.proc.pid, signal.SIGTERM, timeout=30)
+        self.proc.wait(10)
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def token(self) -> str:
+        return (self.data / "admin.token").read_text().strip()
+
+    def cli_cmd(self, *args: str, data_dir: Path | str | None = None) -> list[str]:
+        return [str(self.bin), *args, "--data-dir", str(data_dir or self.data)]
+
+    def cli(self, *args: str, check: bool = True, data_dir: Path | str | None = None,
+            timeout: float = 60) -> subprocess.CompletedProcess:
+        """One CLI command, not on a terminal (stdin is /dev/null, output captured)."""
+        return run(self.cli_cmd(*args, data_dir=data_dir), timeout=timeout, check=check,
+                   cwd=self.workdir, env=cli_env(), stdin=subprocess.DEVNULL)
+
+    def api(self, method: str, path: str, body: dict | None = None,
+            timeout: float = 15) -> tuple[int, str]:
+        """One admin API call over TCP: (status, raw body)."""
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.api_port}{path}", method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {self.token()}"})
+        try:
+            with _NO_PROXY.open(req, timeout=timeout) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
 
 
 class EdgeProcess:

@@ -17,17 +17,15 @@ import pty
 import re
 import select
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import pytest
 
 import harness
-from harness import PSQL, drawbridge_bin, dsn, free_port, libpq_env, run, wait_until
+from harness import PSQL, cli_env, dsn, free_port, libpq_env, run, wait_until
 
 APP = "mydb"
 DOMAIN = "drawbridge.test"
@@ -105,77 +103,9 @@ SEED_SECTION = """[[services]]
 """
 
 
-class Daemon:
-    """`drawbridge serve` with its own data dir; the CLI is run against it with --data-dir."""
-
-    def __init__(self, workdir: Path):
-        self.bin = drawbridge_bin()
-        self.workdir = workdir
-        self.data = workdir / "data"
-        self.api_port = free_port()
-        self.out = workdir / "daemon.stdout"
-        self.err = workdir / "daemon.stderr"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 30.0) -> None:
-        if not (self.bin.is_file() and os.access(self.bin, os.X_OK)):
-            raise AssertionError(f"drawbridge binary not found or not executable at {self.bin}"
-                                 " (build it, or set DRAWBRIDGE_BIN)")
-        cmd = [str(self.bin), "serve", "--data-dir", str(self.data),
-               "--api-port", str(self.api_port), "--domain", DOMAIN,
-               "--v4-pool", V4_POOL, "--v6-pool", V6_POOL, "--dns-port", "0"]
-        with open(self.out, "wb") as o, open(self.err, "wb") as e:
-            self.proc = subprocess.Popen(cmd, stdout=o, stderr=e, stdin=subprocess.DEVNULL,
-                                         cwd=self.workdir)
-        deadline = time.monotonic() + timeout
-        while "drawbridge: ready" not in self._read(self.err):
-            if self.proc.poll() is not None:
-                raise AssertionError(f"drawbridge serve exited with {self.proc.returncode} "
-                                     f"before ready; cmd={cmd}\nlog:\n{self.log()[-4000:]}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise AssertionError(f"drawbridge serve not ready within {timeout}s\n"
-                                     f"log:\n{self.log()[-4000:]}")
-            time.sleep(0.05)
-
-    @staticmethod
-    def _read(p: Path) -> str:
-        try:
-            return p.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def log(self) -> str:
-        """Everything the daemon wrote, stdout and stderr (its logger may use either)."""
-        return self._read(self.out) + self._read(self.err)
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def cli_cmd(self, *args: str, data_dir: Path | str | None = None) -> list[str]:
-        return [str(self.bin), *args, "--data-dir", str(data_dir or self.data)]
-
-    def cli(self, *args: str, check: bool = True, data_dir: Path | str | None = None,
-            timeout: float = 60) -> subprocess.CompletedProcess:
-        """One CLI command, not on a terminal (stdin is /dev/null, output captured)."""
-        return run(self.cli_cmd(*args, data_dir=data_dir), timeout=timeout, check=check,
-                   cwd=self.workdir, env=cli_env(), stdin=subprocess.DEVNULL)
-
-
-def cli_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("DRAWBRIDGE_APP", "DRAWBRIDGE_API", "DRAWBRIDGE_DATA_DIR")}
-    return env
+def Daemon(workdir: Path) -> harness.DrawbridgeDaemon:
+    """`drawbridge serve` with its own data dir (no DNS); the CLI runs against it."""
+    return harness.DrawbridgeDaemon(workdir, v4_pool=V4_POOL, v6_pool=V6_POOL, domain=DOMAIN)
 
 
 def psql_conninfo(host: str, port: int) -> str:

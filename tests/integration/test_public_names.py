@@ -23,20 +23,17 @@ import os
 import re
 import select
 import shutil
-import signal
 import stat
 import subprocess
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 import harness
-from harness import PGBENCH, PSQL, drawbridge_bin, free_port, libpq_env, run, wait_until
+from harness import PGBENCH, PSQL, free_port, libpq_env, run, wait_until
 
 DOMAIN = "drawbridge.test"
 V4_POOL = "127.0.40.0/24"
@@ -54,11 +51,6 @@ def host_of(app: str) -> str:
 # ------------------------------------------------------------------------------ helpers
 
 
-def cli_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items()
-            if k not in ("DRAWBRIDGE_APP", "DRAWBRIDGE_API", "DRAWBRIDGE_DATA_DIR")}
-
-
 def quote(v) -> str:
     """A libpq conninfo value, quoted when it needs to be."""
     v = str(v)
@@ -71,77 +63,15 @@ def conninfo(**kw) -> str:
     return " ".join(f"{k}={quote(v)}" for k, v in kw.items() if v is not None)
 
 
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-class Daemon:
+class Daemon(harness.DrawbridgeDaemon):
     """`drawbridge serve` on a fresh data dir, with DNS; the CLI runs against it."""
 
     def __init__(self, workdir: Path):
-        self.bin = drawbridge_bin()
-        self.workdir = workdir
-        self.data = workdir / "data"
-        self.api_port = free_port()
-        self.dns_port = free_port()
-        self.logfile = workdir / "daemon.log"
-        self.proc: subprocess.Popen | None = None
+        super().__init__(workdir, v4_pool=V4_POOL, v6_pool=V6_POOL, domain=DOMAIN, dns=True)
 
     def start(self, timeout: float = 30.0, fresh: bool = True) -> None:
-        if not (self.bin.is_file() and os.access(self.bin, os.X_OK)):
-            raise AssertionError(f"drawbridge binary not found or not executable at {self.bin}"
-                                 " (build it, or set DRAWBRIDGE_BIN)")
         assert self.data.exists() != fresh, f"{self.data} exists={self.data.exists()}"
-        cmd = [str(self.bin), "serve", "--data-dir", str(self.data),
-               "--api-port", str(self.api_port), "--dns-port", str(self.dns_port),
-               "--domain", DOMAIN, "--v4-pool", V4_POOL, "--v6-pool", V6_POOL,
-               "--drain-timeout-ms", "2000"]
-        with open(self.logfile, "ab") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, cwd=self.workdir)
-        deadline = time.monotonic() + timeout
-        seen = self.log().count("drawbridge: ready")
-        while self.log().count("drawbridge: ready") == seen:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"drawbridge serve exited with {self.proc.returncode} "
-                                     f"before ready; cmd={cmd}\nlog:\n{self.log()[-4000:]}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise AssertionError(f"drawbridge serve not ready within {timeout}s\n"
-                                     f"log:\n{self.log()[-4000:]}")
-            time.sleep(0.05)
-
-    def log(self) -> str:
-        try:
-            return self.logfile.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        harness.stop_pid(self.proc.pid, signal.SIGTERM, timeout=30)
-        self.proc.wait(10)
-
-    def cli(self, *args: str, check: bool = True, timeout: float = 60
-            ) -> subprocess.CompletedProcess:
-        return run([str(self.bin), "--data-dir", str(self.data), *args], timeout=timeout,
-                   check=check, cwd=self.workdir, env=cli_env(), stdin=subprocess.DEVNULL)
-
-    def api(self, method: str, path: str, body: dict | None = None) -> tuple[int, str]:
-        """One admin API call over TCP; (status, raw body text)."""
-        token = (self.data / "admin.token").read_text().strip()
-        req = urllib.request.Request(
-            f"http://127.0.0.1:{self.api_port}{path}", method=method,
-            data=None if body is None else json.dumps(body).encode(),
-            headers={"Authorization": f"Bearer {token}"})
-        try:
-            with _OPENER.open(req, timeout=15) as r:
-                return r.status, r.read().decode()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read().decode()
+        super().start(timeout)
 
     def cert_json(self, host: str) -> dict:
         return json.loads(self.cli("certs", "show", host, "--json").stdout)

@@ -6,7 +6,6 @@ on allocating fresh addresses. No Postgres needed: this is the control plane alo
 from __future__ import annotations
 
 import json
-import signal
 import sqlite3
 import subprocess
 import tempfile
@@ -19,52 +18,16 @@ from pathlib import Path
 import harness
 
 
-# Loopback only: ignore any proxy the environment names.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+class Daemon(harness.DrawbridgeDaemon):
+    """The control plane alone: no Postgres, one event loop."""
 
-
-class Daemon:
-    def __init__(self, data_dir: Path, api_port: int):
-        self.data_dir = data_dir
-        self.api_port = api_port
-        self.log = data_dir.parent / "daemon.log"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        offset = self.log.stat().st_size if self.log.exists() else 0
-        logf = open(self.log, "ab")
-        self.proc = subprocess.Popen(
-            [str(harness.drawbridge_bin()), "serve", "--data-dir", str(self.data_dir),
-             "--api-port", str(self.api_port), "--v4-pool", "127.0.20.0/22",
-             "--v6-pool", "fd00:db:2::/64", "--drain-timeout-ms", "500", "--threads", "1"],
-            stdout=logf, stderr=logf)
-        harness.wait_until(lambda: b"drawbridge: ready" in self.log.read_bytes()[offset:]
-                           or self.proc.poll() is not None, timeout=20, what="daemon ready")
-        assert self.proc.poll() is None, self.log.read_text()
-
-    def token(self) -> str:
-        return (self.data_dir / "admin.token").read_text().strip()
+    def __init__(self, workdir: Path):
+        super().__init__(workdir, v4_pool="127.0.20.0/22", v6_pool="fd00:db:2::/64",
+                         extra_args=("--threads", "1"))
 
     def call(self, method: str, path: str, body: dict | None = None, timeout: float = 10):
-        req = urllib.request.Request(
-            f"http://127.0.0.1:{self.api_port}{path}", method=method,
-            data=None if body is None else json.dumps(body).encode(),
-            headers={"Authorization": f"Bearer {self.token()}"})
-        try:
-            with _OPENER.open(req, timeout=timeout) as r:
-                return r.status, json.loads(r.read())
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read())
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            harness.stop_pid(self.proc.pid)
-            self.proc.wait(timeout=10)
+        status, text = self.api(method, path, body, timeout=timeout)
+        return status, json.loads(text)
 
 
 def check_store(db_path: Path) -> dict[str, str]:
@@ -88,7 +51,7 @@ def check_store(db_path: Path) -> dict[str, str]:
 
 def test_kill9_during_allocations_leaves_a_consistent_store():
     work = Path(tempfile.mkdtemp(prefix="drawbridge-crash-"))
-    daemon = Daemon(work / "data", harness.free_port())
+    daemon = Daemon(work)
     try:
         daemon.start()
         for app in ("alpha", "beta", "gamma"):
@@ -118,7 +81,7 @@ def test_kill9_during_allocations_leaves_a_consistent_store():
             stop.set()
             for t in threads:
                 t.join(timeout=20)
-            held = check_store(daemon.data_dir / "state.db")
+            held = check_store(daemon.data / "state.db")
             # Every allocation the API confirmed was durable (synchronous=FULL) and is intact.
             for address, app in results:
                 assert held.get(address) == app, f"confirmed {address} for {app} was lost"
