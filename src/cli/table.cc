@@ -183,41 +183,22 @@ std::optional<TimePoint> ParseRfc3339(std::string_view text) {
 std::string RelativeTime(TimePoint t, TimePoint now) {
   using std::chrono::duration;
   char buf[64];
-  if (t < now) {
-    double secs = duration<double>(now - t).count();
-    if (secs < 1) return "just now";
-    auto s = static_cast<int64_t>(secs);
-    if (secs < 60) {
-      std::snprintf(buf, sizeof buf, "%llds ago", static_cast<long long>(s));
-      return buf;
-    }
-    if (secs < 3600) {
-      std::snprintf(buf, sizeof buf, "%lldm%llds ago", static_cast<long long>(s / 60),
-                    static_cast<long long>(s % 60));
-      return buf;
-    }
-    if (secs < 86400) {
-      std::snprintf(buf, sizeof buf, "%lldh%lldm ago", static_cast<long long>(s / 3600),
-                    static_cast<long long>((s / 60) % 60));
-      return buf;
-    }
-  } else {
-    double secs = duration<double>(t - now).count();
-    auto s = static_cast<int64_t>(secs);
-    if (secs < 60) {
-      std::snprintf(buf, sizeof buf, "%llds", static_cast<long long>(s));
-      return buf;
-    }
-    if (secs < 3600) {
-      std::snprintf(buf, sizeof buf, "%lldm%llds", static_cast<long long>(s / 60),
-                    static_cast<long long>(s % 60));
-      return buf;
-    }
-    if (secs < 86400) {
-      std::snprintf(buf, sizeof buf, "%lldh%lldm", static_cast<long long>(s / 3600),
-                    static_cast<long long>((s / 60) % 60));
-      return buf;
-    }
+  bool past = t < now;
+  double secs = duration<double>(past ? now - t : t - now).count();
+  const char* suffix = past ? " ago" : "";
+  if (past && secs < 1) return "just now";
+  auto s = static_cast<long long>(secs);
+  if (secs < 60) {
+    std::snprintf(buf, sizeof buf, "%llds%s", s, suffix);
+    return buf;
+  }
+  if (secs < 3600) {
+    std::snprintf(buf, sizeof buf, "%lldm%llds%s", s / 60, s % 60, suffix);
+    return buf;
+  }
+  if (secs < 86400) {
+    std::snprintf(buf, sizeof buf, "%lldh%lldm%s", s / 3600, (s / 60) % 60, suffix);
+    return buf;
   }
   time_t tt = std::chrono::system_clock::to_time_t(t);
   std::tm tm{};
