@@ -5,6 +5,7 @@ Every process started here is tracked by PID and stopped by PID; every wait has 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -19,6 +20,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -502,6 +505,29 @@ class DrawbridgeDaemon:
                 return r.status, r.read().decode()
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()
+
+
+@contextlib.contextmanager
+def running(daemon: DrawbridgeDaemon):
+    """Starts `daemon` (a failed start fails the test with its log), yields it, then stops it
+    and removes its work directory."""
+    try:
+        daemon.start()
+    except AssertionError as exc:
+        shutil.rmtree(daemon.workdir, ignore_errors=True)
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+        shutil.rmtree(daemon.workdir, ignore_errors=True)
+
+
+def fail_if_dead(daemon: DrawbridgeDaemon) -> None:
+    """Fails the current test if the daemon died during it."""
+    if not daemon.alive():
+        pytest.fail(f"drawbridge serve died (exit code {daemon.proc.returncode}) during this "
+                    f"test\nlog tail:\n{daemon.log()[-4000:]}", pytrace=False)
 
 
 class EdgeProcess:

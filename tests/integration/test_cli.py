@@ -16,7 +16,6 @@ import os
 import pty
 import re
 import select
-import shutil
 import subprocess
 import tempfile
 import time
@@ -147,28 +146,15 @@ class State:
 @pytest.fixture(scope="module")
 def st(pg):
     workdir = Path(tempfile.mkdtemp(prefix="drawbridge-it-cli-"))
-    d = Daemon(workdir)
-    try:
-        d.start()
-    except AssertionError as exc:
-        shutil.rmtree(workdir, ignore_errors=True)
-        pytest.fail(str(exc), pytrace=False)
-    try:
+    with harness.running(Daemon(workdir)) as d:
         yield State(d, pg)
-    finally:
-        d.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
 def _daemon_still_alive(request):
     yield
-    if "st" not in request.fixturenames:
-        return
-    d = request.getfixturevalue("st").daemon
-    if not d.alive():
-        pytest.fail(f"drawbridge serve died (exit code {d.proc.returncode}) during this test\n"
-                    f"log tail:\n{d.log()[-4000:]}", pytrace=False)
+    if "st" in request.fixturenames:
+        harness.fail_if_dead(request.getfixturevalue("st").daemon)
 
 
 # ------------------------------------------------------------------------------ the flow

@@ -255,28 +255,15 @@ class State:
 @pytest.fixture(scope="module")
 def daemon():
     workdir = Path(tempfile.mkdtemp(prefix="drawbridge-it-names-"))
-    d = Daemon(workdir)
-    try:
-        d.start()
-    except AssertionError as exc:
-        shutil.rmtree(workdir, ignore_errors=True)
-        pytest.fail(str(exc), pytrace=False)
-    try:
+    with harness.running(Daemon(workdir)) as d:
         yield d
-    finally:
-        d.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
 def _daemon_still_alive(request):
     yield
-    if "daemon" not in request.fixturenames:
-        return
-    d = request.getfixturevalue("daemon")
-    if not d.alive():
-        pytest.fail(f"drawbridge serve died (exit code {d.proc.returncode}) during this test\n"
-                    f"log tail:\n{d.log()[-4000:]}", pytrace=False)
+    if "daemon" in request.fixturenames:
+        harness.fail_if_dead(request.getfixturevalue("daemon"))
 
 
 @pytest.fixture(scope="module")
