@@ -263,9 +263,10 @@ tls::SessionPolicy Connection::PolicyFor(const control::Route& route) const {
 awaitable<size_t> Connection::ClientRead(std::span<uint8_t> buf) {
   error_code ec;
   if (!tls_ready_) co_return co_await ReadNow(client_, buf, client_more_, ec);
+  ByteSpan input;  // lent to the engine, which copies what it does not consume
   while (true) {
     size_t n = 0;
-    switch (tls_->Read(buf, &n)) {
+    switch (tls_->Read(input, buf, &n)) {
       case tls::TlsEngine::Io::kOk: co_return n;
       case tls::TlsEngine::Io::kClosed: co_return 0;
       case tls::TlsEngine::Io::kError:
@@ -275,7 +276,7 @@ awaitable<size_t> Connection::ClientRead(std::span<uint8_t> buf) {
     }
     size_t got = co_await ReadNow(client_, CipherScratch(), client_more_, ec);
     if (got == 0) co_return 0;
-    tls_->FeedCiphertext(CipherScratch().first(got));
+    input = CipherScratch().first(got);
   }
 }
 
@@ -288,8 +289,10 @@ awaitable<bool> Connection::FlushTls() {
 
 awaitable<bool> Connection::ClientWrite(ByteSpan data) {
   if (!tls_ready_) co_return co_await WriteAll(client_, data, client_spill_);
-  if (tls_->Write(data) != tls::TlsEngine::Io::kOk) co_return false;
-  co_return co_await FlushTls();
+  Bytes& out = OutScratch();
+  out.clear();
+  if (tls_->Write(data, &out) != tls::TlsEngine::Io::kOk) co_return false;
+  co_return co_await WriteAll(client_, out, client_spill_);
 }
 
 awaitable<bool> Connection::TlsHandshake(ByteSpan prefix, tls::SessionPolicy policy) {
@@ -301,8 +304,9 @@ awaitable<bool> Connection::TlsHandshake(ByteSpan prefix, tls::SessionPolicy pol
   tls_ = std::move(*engine);
   tls_->FeedCiphertext(prefix);
   error_code ec;
+  ByteSpan input;  // lent to the engine, which copies what it does not consume
   while (true) {
-    auto r = tls_->Handshake();
+    auto r = tls_->Handshake(input);
     bool flushed = co_await FlushTls();  // the server flight, or an alert
     if (r == tls::TlsEngine::Io::kOk && flushed) {
       tls_ready_ = true;
@@ -319,7 +323,7 @@ awaitable<bool> Connection::TlsHandshake(ByteSpan prefix, tls::SessionPolicy pol
       if (reason_.empty()) reason_ = "client_closed_during_tls_handshake";
       co_return false;
     }
-    tls_->FeedCiphertext(CipherScratch().first(got));
+    input = CipherScratch().first(got);
   }
 }
 

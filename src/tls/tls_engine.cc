@@ -1,5 +1,6 @@
 #include "tls/tls_engine.h"
 
+#include <algorithm>
 #include <cstring>
 #include <string_view>
 
@@ -9,16 +10,53 @@ namespace drawbridge::tls {
 
 namespace {
 constexpr std::string_view kPostgresAlpn = "postgresql";
-constexpr size_t kTrimAbove = 1024;
-
-BIO* NewInputBio() {
-  BIO* bio = BIO_new(BIO_s_mem());
-  if (bio != nullptr) BIO_set_mem_eof_return(bio, -1);  // empty means "want read", not EOF
-  return bio;
-}
 
 TlsEngine* EngineOf(SSL* ssl) { return static_cast<TlsEngine*>(SSL_get_app_data(ssl)); }
 }  // namespace
+
+// The session's one BIO, both directions: reads take lent or kept input, writes append to the
+// engine's sink. It never fails a write, so OpenSSL never holds ciphertext back.
+struct SessionBio {
+  static TlsEngine* Of(BIO* bio) { return static_cast<TlsEngine*>(BIO_get_data(bio)); }
+
+  static int Read(BIO* bio, char* to, size_t len, size_t* got) {
+    BIO_clear_retry_flags(bio);
+    *got = Of(bio)->Pull(reinterpret_cast<uint8_t*>(to), len);
+    if (*got > 0) return 1;
+    BIO_set_retry_read(bio);
+    return 0;
+  }
+  static int Write(BIO* bio, const char* from, size_t len, size_t* wrote) {
+    BIO_clear_retry_flags(bio);
+    Of(bio)->Push(reinterpret_cast<const uint8_t*>(from), len);
+    *wrote = len;
+    return 1;
+  }
+  static long Ctrl(BIO* /*bio*/, int cmd, long /*num*/, void* /*ptr*/) {
+    return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+  }
+  static int Create(BIO* bio) {
+    BIO_set_init(bio, 1);
+    return 1;
+  }
+
+  static BIO* New(TlsEngine* engine) {
+    static BIO_METHOD* method = [] {
+      BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "drawbridge");
+      if (m != nullptr) {
+        BIO_meth_set_read_ex(m, Read);
+        BIO_meth_set_write_ex(m, Write);
+        BIO_meth_set_ctrl(m, Ctrl);
+        BIO_meth_set_create(m, Create);
+      }
+      return m;
+    }();
+    if (method == nullptr) return nullptr;
+    BIO* bio = BIO_new(method);
+    if (bio != nullptr) BIO_set_data(bio, engine);
+    return bio;
+  }
+};
 
 // SNI: switch to the certificate for the requested name before the certificate is sent.
 int SelectCertificate(SSL* ssl, int* /*alert*/, void* /*arg*/) {
@@ -81,14 +119,9 @@ base::Result<std::unique_ptr<TlsEngine>> TlsEngine::NewServer(std::shared_ptr<co
                                                      : e->certs_->Find(e->policy_.default_host);
   e->ssl_ = SSL_new(initial != nullptr ? initial : e->certs_->default_ctx());
   if (e->ssl_ == nullptr) return base::Status::Error(TakeOpenSslError());
-  e->rbio_ = NewInputBio();
-  e->wbio_ = BIO_new(BIO_s_mem());
-  if (e->rbio_ == nullptr || e->wbio_ == nullptr) {
-    BIO_free(e->rbio_);
-    BIO_free(e->wbio_);
-    return base::Status::Error(TakeOpenSslError());
-  }
-  SSL_set_bio(e->ssl_, e->rbio_, e->wbio_);
+  BIO* bio = SessionBio::New(e.get());
+  if (bio == nullptr) return base::Status::Error(TakeOpenSslError());
+  SSL_set_bio(e->ssl_, bio, bio);  // one reference per direction
   SSL_set_app_data(e->ssl_, e.get());
   SSL_set_accept_state(e->ssl_);
   SSL_set_min_proto_version(e->ssl_, e->policy_.min_version);
@@ -100,39 +133,50 @@ TlsEngine::~TlsEngine() {
   if (ssl_ != nullptr) SSL_free(ssl_);
 }
 
+void TlsEngine::Lend(base::ByteSpan input) {
+  if (unread_at_ < unread_.size()) {
+    unread_.insert(unread_.end(), input.begin(), input.end());  // after what was kept
+  } else {
+    lent_ = input;
+  }
+}
+
+void TlsEngine::KeepUnread() {
+  if (unread_at_ == unread_.size()) {
+    if (!unread_.empty()) base::Bytes().swap(unread_);
+    unread_at_ = 0;
+  }
+  if (lent_.empty()) return;
+  unread_.erase(unread_.begin(), unread_.begin() + static_cast<std::ptrdiff_t>(unread_at_));
+  unread_at_ = 0;
+  unread_.insert(unread_.end(), lent_.begin(), lent_.end());
+  lent_ = {};
+}
+
+size_t TlsEngine::Pull(uint8_t* to, size_t len) {
+  if (unread_at_ < unread_.size()) {
+    size_t n = std::min(len, unread_.size() - unread_at_);
+    std::memcpy(to, unread_.data() + unread_at_, n);
+    unread_at_ += n;
+    return n;
+  }
+  size_t n = std::min(len, lent_.size());
+  if (n > 0) std::memcpy(to, lent_.data(), n);
+  lent_ = lent_.subspan(n);
+  return n;
+}
+
 void TlsEngine::FeedCiphertext(base::ByteSpan data) {
-  if (data.empty()) return;
-  BIO_write(rbio_, data.data(), static_cast<int>(data.size()));
-  fed_since_trim_ += data.size();
+  Lend(data);
+  KeepUnread();
 }
 
-void TlsEngine::TrimInput() {
-  if (fed_since_trim_ <= kTrimAbove || BIO_ctrl_pending(rbio_) != 0) return;
-  if (BIO* fresh = NewInputBio()) {
-    SSL_set0_rbio(ssl_, fresh);  // frees the old one
-    rbio_ = fresh;
-    fed_since_trim_ = 0;
-  }
-}
-
-void TlsEngine::TrimOutput() {
-  if (BIO_ctrl_pending(wbio_) != 0) return;
-  if (BIO* fresh = BIO_new(BIO_s_mem())) {
-    SSL_set0_wbio(ssl_, fresh);
-    wbio_ = fresh;
-  }
-}
-
-bool TlsEngine::HasOutput() const { return BIO_ctrl_pending(wbio_) > 0; }
+bool TlsEngine::HasOutput() const { return !output_.empty(); }
 
 void TlsEngine::TakeOutput(base::Bytes* out) {
-  size_t pending = BIO_ctrl_pending(wbio_);
-  if (pending == 0) return;
-  size_t at = out->size();
-  out->resize(at + pending);
-  int n = BIO_read(wbio_, out->data() + at, static_cast<int>(pending));
-  out->resize(at + (n > 0 ? static_cast<size_t>(n) : 0));
-  if (pending > kTrimAbove) TrimOutput();
+  if (output_.empty()) return;
+  out->insert(out->end(), output_.begin(), output_.end());
+  base::Bytes().swap(output_);
 }
 
 TlsEngine::Io TlsEngine::Classify(int ret) {
@@ -141,38 +185,56 @@ TlsEngine::Io TlsEngine::Classify(int ret) {
     case SSL_ERROR_WANT_READ: return Io::kWantRead;
     case SSL_ERROR_ZERO_RETURN: return Io::kClosed;
     default:
-      error_ = err == SSL_ERROR_SYSCALL ? "unexpected end of TLS stream" : TakeOpenSslError();
+      if (error_.empty()) {  // the first error is the cause; later calls only repeat it
+        error_ = err == SSL_ERROR_SYSCALL ? "unexpected end of TLS stream" : TakeOpenSslError();
+      }
       ERR_clear_error();
       return Io::kError;
   }
 }
 
-TlsEngine::Io TlsEngine::Handshake() {
+TlsEngine::Io TlsEngine::Handshake(base::ByteSpan input) {
+  Lend(input);
   int ret = SSL_do_handshake(ssl_);
+  KeepUnread();
   return ret == 1 ? Io::kOk : Classify(ret);
 }
 
-TlsEngine::Io TlsEngine::Read(std::span<uint8_t> buf, size_t* n) {
-  size_t got = 0;
-  int ret = SSL_read_ex(ssl_, buf.data(), buf.size(), &got);
-  if (ret == 1) {
-    *n = got;
-    return Io::kOk;
+TlsEngine::Io TlsEngine::Read(base::ByteSpan input, std::span<uint8_t> buf, size_t* n) {
+  Lend(input);
+  size_t total = 0;
+  Io io = Io::kOk;
+  while (total < buf.size()) {
+    size_t got = 0;
+    int ret = SSL_read_ex(ssl_, buf.data() + total, buf.size() - total, &got);
+    if (ret != 1) {
+      io = Classify(ret);
+      break;
+    }
+    total += got;
   }
-  Io io = Classify(ret);
-  if (io == Io::kWantRead) TrimInput();
-  return io;
+  KeepUnread();
+  *n = total;
+  // What came before a close or an error is delivered first; the next call reports it again.
+  return total > 0 ? Io::kOk : io;
 }
 
-TlsEngine::Io TlsEngine::Write(base::ByteSpan data) {
+TlsEngine::Io TlsEngine::Write(base::ByteSpan data, base::Bytes* out) {
+  TakeOutput(out);
+  sink_ = out;
   size_t done = 0;
+  Io io = Io::kOk;
   while (done < data.size()) {
     size_t wrote = 0;
     int ret = SSL_write_ex(ssl_, data.data() + done, data.size() - done, &wrote);
-    if (ret != 1) return Classify(ret);
+    if (ret != 1) {
+      io = Classify(ret);
+      break;
+    }
     done += wrote;
   }
-  return Io::kOk;
+  sink_ = &output_;
+  return io;
 }
 
 void TlsEngine::Shutdown() {

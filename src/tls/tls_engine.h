@@ -1,6 +1,11 @@
-// One TLS server session over memory BIOs: ciphertext in, plaintext out, and the reverse. No
-// sockets: the caller moves ciphertext between the engine and the network. Not thread-safe;
-// one connection's coroutine owns it.
+// One TLS server session: ciphertext in, plaintext out, and the reverse. No sockets: the caller
+// moves ciphertext between the engine and the network. Not thread-safe; one connection's
+// coroutine owns it.
+//
+// The session's BIO holds no buffer. Ciphertext to decrypt is lent to Handshake() and Read()
+// for the length of the call (what the engine has not consumed when the call returns is
+// copied and read first next time); Write() encrypts straight into the caller's buffer. So
+// between calls an idle session owns no ciphertext, and bytes are copied once each way.
 #pragma once
 
 #include <memory>
@@ -40,17 +45,23 @@ class TlsEngine {
                                                             SessionPolicy policy);
   ~TlsEngine();
 
+  // Copies ciphertext in, to be read before any that a later call lends.
   void FeedCiphertext(base::ByteSpan data);
+  // Ciphertext the engine produced outside Write() (handshake flights, alerts, close_notify),
+  // which the caller must send before anything else.
   bool HasOutput() const;
-  // Appends pending ciphertext to `out`.
+  // Appends that ciphertext to `out` and frees the engine's copy.
   void TakeOutput(base::Bytes* out);
 
-  Io Handshake();
-  // Decrypts into `buf`; *n is the count on kOk. kClosed: the peer sent close_notify.
-  Io Read(std::span<uint8_t> buf, size_t* n);
-  // Encrypts all of `data` into the output buffer.
-  Io Write(base::ByteSpan data);
-  // Queues close_notify.
+  // `input` (possibly empty) is lent for this call only; see above.
+  Io Handshake(base::ByteSpan input = {});
+  // Decrypts as much as is complete and fits into `buf`; *n is the count on kOk. kWantRead:
+  // no whole record yet (`input` was consumed). kClosed: the peer sent close_notify.
+  Io Read(base::ByteSpan input, std::span<uint8_t> buf, size_t* n);
+  // Encrypts all of `data`, appending to `out` the pending output (see HasOutput) and then
+  // the new records.
+  Io Write(base::ByteSpan data, base::Bytes* out);
+  // Queues close_notify (see HasOutput).
   void Shutdown();
 
   std::string version() const;
@@ -62,22 +73,28 @@ class TlsEngine {
  private:
   TlsEngine() = default;
   Io Classify(int ret);
-  // Memory BIOs keep the capacity of the largest burst; an idle session should not. Replaces
-  // a drained BIO whose buffer has grown past a few KiB.
-  void TrimInput();
-  void TrimOutput();
+  // Input: lends `input` to the BIO, after any bytes kept from before.
+  void Lend(base::ByteSpan input);
+  // Input: copies what is left of the lent bytes, so that nothing refers to them any more.
+  void KeepUnread();
+  // The BIO's callbacks.
+  size_t Pull(uint8_t* to, size_t len);
+  void Push(const uint8_t* from, size_t len) { sink_->insert(sink_->end(), from, from + len); }
 
   std::shared_ptr<const CertSet> certs_;
   SessionPolicy policy_;
   SSL* ssl_ = nullptr;
-  BIO* rbio_ = nullptr;  // owned by ssl_
-  BIO* wbio_ = nullptr;  // owned by ssl_
-  size_t fed_since_trim_ = 0;
+  base::Bytes unread_;        // kept input; bytes before unread_at_ are consumed
+  size_t unread_at_ = 0;
+  base::ByteSpan lent_;       // input lent for the current call, read after unread_
+  base::Bytes output_;        // ciphertext produced outside Write()
+  base::Bytes* sink_ = &output_;  // where the BIO appends: output_, or Write()'s `out`
   std::string error_;
 
   friend int SelectAlpn(SSL*, const unsigned char**, unsigned char*, const unsigned char*,
                         unsigned int, void*);
   friend int SelectCertificate(SSL*, int*, void*);
+  friend struct SessionBio;
 };
 
 }  // namespace drawbridge::tls

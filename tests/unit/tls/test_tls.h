@@ -195,13 +195,35 @@ class ClientPair {
   }
 
   void ClientWrite(std::string_view data) {
+    ClientSeal(data);
+    Shuttle();
+  }
+
+  // Writes on the client and leaves the records with the client (see TakeClientCiphertext).
+  void ClientSeal(std::string_view data) {
     size_t done = 0;
     while (done < data.size()) {
       size_t n = 0;
       if (SSL_write_ex(ssl_, data.data() + done, data.size() - done, &n) != 1) std::abort();
       done += n;
     }
-    Shuttle();
+  }
+
+  // The client's pending records, without passing them to the server.
+  base::Bytes TakeClientCiphertext() {
+    base::Bytes out;
+    unsigned char buf[16384];
+    int n;
+    while ((n = BIO_read(out_, buf, sizeof buf)) > 0) out.insert(out.end(), buf, buf + n);
+    return out;
+  }
+
+  // Encrypts `data` on the server and delivers the records to the client's input.
+  TlsEngine::Io ServerWrite(std::string_view data) {
+    base::Bytes records;
+    TlsEngine::Io io = server_->Write(base::AsBytes(data), &records);
+    if (!records.empty()) BIO_write(in_, records.data(), static_cast<int>(records.size()));
+    return io;
   }
 
   // Reads what the server engine has decrypted; stops at kWantRead, kClosed or kError.
@@ -211,7 +233,7 @@ class ClientPair {
     std::vector<uint8_t> buf(buf_size);
     while (true) {
       size_t n = 0;
-      *last = server_->Read(buf, &n);
+      *last = server_->Read({}, buf, &n);
       if (*last != TlsEngine::Io::kOk) break;
       out.append(reinterpret_cast<const char*>(buf.data()), n);
     }

@@ -142,18 +142,76 @@ TEST_F(TlsEngineTest, DataRoundTripBothWays) {
   EXPECT_EQ(pair->ServerRead(&last), "startup packet");
   EXPECT_EQ(last, Io::kWantRead);
 
-  ASSERT_EQ(pair->server().Write(base::AsBytes("R and K and Z")), Io::kOk);
-  EXPECT_TRUE(pair->server().HasOutput());
+  ASSERT_EQ(pair->ServerWrite("R and K and Z"), Io::kOk);
+  EXPECT_FALSE(pair->server().HasOutput()) << "Write's records go to the caller's buffer";
   EXPECT_EQ(pair->ClientRead(), "R and K and Z");
-  EXPECT_FALSE(pair->server().HasOutput());
 
   // Larger than one TLS record, both ways, read through a small buffer.
   std::string big(100000, '\0');
   for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 31 + 7);
   pair->ClientWrite(big);
   EXPECT_EQ(pair->ServerRead(&last, 1000), big);
-  ASSERT_EQ(pair->server().Write(base::AsBytes(big)), Io::kOk);
+  ASSERT_EQ(pair->ServerWrite(big), Io::kOk);
   EXPECT_EQ(pair->ClientRead(), big);
+}
+
+// Read() decrypts every whole record it is given, as far as the buffer goes; the lent bytes it
+// has not consumed are copied before it returns, so the caller may reuse its buffer at once.
+TEST_F(TlsEngineTest, LentInputIsConsumedOrKept) {
+  auto pair = Connect(Client("", {"postgresql"}));
+  ASSERT_TRUE(pair->Handshake()) << pair->server().error();
+  pair->ClientSeal("first record;");
+  pair->ClientSeal("second record");
+  base::Bytes wire = pair->TakeClientCiphertext();
+
+  std::vector<uint8_t> buf(64);
+  size_t n = 0;
+  ASSERT_EQ(pair->server().Read(wire, buf, &n), Io::kOk);
+  EXPECT_EQ(std::string(buf.begin(), buf.begin() + n), "first record;second record")
+      << "both records in one call";
+
+  pair->ClientSeal("third record");
+  pair->ClientSeal("fourth record");
+  wire = pair->TakeClientCiphertext();
+  std::vector<uint8_t> small(12);
+  ASSERT_EQ(pair->server().Read(wire, small, &n), Io::kOk);
+  EXPECT_EQ(std::string(small.begin(), small.begin() + n), "third record");
+  std::fill(wire.begin(), wire.end(), 0xEE);  // the caller's buffer is reused
+  std::string rest;
+  for (int i = 0; i < 4; ++i) {
+    Io io = pair->server().Read({}, small, &n);
+    if (io != Io::kOk) {
+      EXPECT_EQ(io, Io::kWantRead);
+      break;
+    }
+    rest.append(small.begin(), small.begin() + static_cast<std::ptrdiff_t>(n));
+  }
+  EXPECT_EQ(rest, "fourth record");
+
+  // Half a record is taken in (the engine holds it), the rest completes it.
+  pair->ClientSeal("split across two reads");
+  wire = pair->TakeClientCiphertext();
+  size_t half = wire.size() / 2;
+  ASSERT_EQ(pair->server().Read(base::ByteSpan(wire).first(half), buf, &n), Io::kWantRead);
+  ASSERT_EQ(pair->server().Read(base::ByteSpan(wire).subspan(half), buf, &n), Io::kOk);
+  EXPECT_EQ(std::string(buf.begin(), buf.begin() + n), "split across two reads");
+}
+
+// A TLS 1.3 KeyUpdate the client requests is read in passing; OpenSSL answers it with the next
+// Write's records, which the client then decrypts under the new key.
+TEST_F(TlsEngineTest, KeyUpdateIsAnsweredInTheNextWrite) {
+  auto pair = Connect(Client("", {"postgresql"}));
+  ASSERT_TRUE(pair->Handshake()) << pair->server().error();
+  ASSERT_EQ(SSL_key_update(pair->client(), SSL_KEY_UPDATE_REQUESTED), 1);
+  pair->ClientWrite("after update");
+  Io last;
+  EXPECT_EQ(pair->ServerRead(&last), "after update");
+  EXPECT_EQ(last, Io::kWantRead);
+  ASSERT_EQ(pair->ServerWrite("reply"), Io::kOk);
+  EXPECT_FALSE(pair->server().HasOutput());
+  EXPECT_EQ(pair->ClientRead(), "reply");
+  pair->ClientWrite("and again");
+  EXPECT_EQ(pair->ServerRead(&last), "and again");
 }
 
 TEST_F(TlsEngineTest, CloseNotifyGivesClosed) {
@@ -217,7 +275,7 @@ TEST_F(TlsEngineTest, Tls12WhenCappedWithAMozillaCipher) {
 TEST_F(TlsEngineTest, NoSessionTickets) {
   auto pair = Connect(Client("", {"postgresql"}));
   ASSERT_TRUE(pair->Handshake()) << pair->server().error();
-  ASSERT_EQ(pair->server().Write(base::AsBytes("x")), Io::kOk);
+  ASSERT_EQ(pair->ServerWrite("x"), Io::kOk);
   EXPECT_EQ(pair->ClientRead(), "x");  // a NewSessionTicket would have arrived before this
   SSL_SESSION* session = SSL_get0_session(pair->client());
   ASSERT_NE(session, nullptr);
