@@ -175,6 +175,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // pg_tls: negotiation up to a routed StartupMessage. False: the connection is finished.
   awaitable<bool> PgStartup();
+  // One step of it: feeds `input` to `machine` and does what it says, short of waiting for
+  // more bytes. A coroutine of its own so that the frame that waits (PgStartup's, for as
+  // long as an idle client likes) holds none of the step's state.
+  enum class Step { kNeedMore, kAgain, kRouted, kFinished };
+  awaitable<Step> PgStartupStep(pg::StartupMachine& machine, ByteSpan input);
   awaitable<void> ForwardCancel(const pg::CancelKey& key);
   // Picks route_ among candidates_ by SNI or the `app=` option. False: refused.
   awaitable<bool> ChooseRoute(pg::StartupMessage* startup);
@@ -351,71 +356,81 @@ awaitable<bool> Connection::PgStartup() {
   pg::StartupMachine machine;
   ByteSpan input;
   while (true) {
-    pg::StartupAction a = machine.Feed(input);
-    input = {};
-    switch (a.kind) {
-      case pg::StartupAction::Kind::kNeedMore: {
-        // Feed() copies what it keeps at the top of the loop, before anything suspends.
-        size_t n = co_await ClientRead(PlainScratch());
-        if (n == 0) {
-          if (reason_.empty()) reason_ = "client_closed_during_startup";
-          Metrics::Get().Failed(NetReason::kClientClosedEarly);
-          co_return false;
-        }
-        input = PlainScratch().first(n);
-        break;
+    // Its own statement, so that the finished step's frame is freed before the wait below.
+    Step step = co_await PgStartupStep(machine, input);
+    switch (step) {
+      case Step::kNeedMore: break;
+      case Step::kAgain: input = {}; continue;
+      case Step::kRouted: co_return true;
+      case Step::kFinished: co_return false;
+    }
+    size_t n = co_await ClientRead(PlainScratch());
+    if (n == 0) {
+      if (reason_.empty()) reason_ = "client_closed_during_startup";
+      Metrics::Get().Failed(NetReason::kClientClosedEarly);
+      co_return false;
+    }
+    input = PlainScratch().first(n);
+  }
+}
+
+awaitable<Connection::Step> Connection::PgStartupStep(pg::StartupMachine& machine,
+                                                      ByteSpan input) {
+  // Feed() copies what it keeps, before anything suspends.
+  pg::StartupAction a = machine.Feed(input);
+  switch (a.kind) {
+    case pg::StartupAction::Kind::kNeedMore:
+      co_return Step::kNeedMore;
+    case pg::StartupAction::Kind::kReply:
+      co_return co_await ClientWrite(a.bytes) ? Step::kAgain : Step::kFinished;
+    case pg::StartupAction::Kind::kStartTls: {
+      // Bytes the client sent before it could have seen our 'S' are plaintext injected
+      // ahead of the handshake (CVE-2021-23214): refuse them even if they arrived after
+      // our last read.
+      error_code ec;
+      if (!a.direct_tls && client_.available(ec) > 0) {
+        Metrics::Get().Refused(pg::RefuseReason::kUnencryptedAfterSsl);
+        co_await RefuseAndClose(pg::BuildUnencryptedAfterSslError(),
+                                pg::RefuseReasonName(pg::RefuseReason::kUnencryptedAfterSsl));
+        co_return Step::kFinished;
       }
-      case pg::StartupAction::Kind::kReply:
-        if (!co_await ClientWrite(a.bytes)) co_return false;
-        break;
-      case pg::StartupAction::Kind::kStartTls: {
-        // Bytes the client sent before it could have seen our 'S' are plaintext injected
-        // ahead of the handshake (CVE-2021-23214): refuse them even if they arrived after
-        // our last read.
-        error_code ec;
-        if (!a.direct_tls && client_.available(ec) > 0) {
-          Metrics::Get().Refused(pg::RefuseReason::kUnencryptedAfterSsl);
-          co_await RefuseAndClose(pg::BuildUnencryptedAfterSslError(),
-                                  pg::RefuseReasonName(pg::RefuseReason::kUnencryptedAfterSsl));
-          co_return false;
-        }
-        if (!a.bytes.empty() && !co_await ClientWrite(a.bytes)) co_return false;
-        if (!co_await TlsHandshake(a.tls_prefix, PolicyFor(*route_))) co_return false;
-        machine.TlsEstablished();
-        if (a.direct_tls && tls_->alpn().empty()) {
-          Metrics::Get().Failed(NetReason::kDirectTlsWithoutAlpn);
-          co_await RefuseAndClose(
-              pg::BuildFatal(pg::sqlstate::kProtocolViolation,
-                             "received direct SSL connection request without ALPN protocol "
-                             "negotiation extension"),
-              NetReasonName(NetReason::kDirectTlsWithoutAlpn));
-          co_return false;
-        }
-        break;
+      if (!a.bytes.empty() && !co_await ClientWrite(a.bytes)) co_return Step::kFinished;
+      if (!co_await TlsHandshake(a.tls_prefix, PolicyFor(*route_))) co_return Step::kFinished;
+      machine.TlsEstablished();
+      if (a.direct_tls && tls_->alpn().empty()) {
+        Metrics::Get().Failed(NetReason::kDirectTlsWithoutAlpn);
+        co_await RefuseAndClose(
+            pg::BuildFatal(pg::sqlstate::kProtocolViolation,
+                           "received direct SSL connection request without ALPN protocol "
+                           "negotiation extension"),
+            NetReasonName(NetReason::kDirectTlsWithoutAlpn));
+        co_return Step::kFinished;
       }
-      case pg::StartupAction::Kind::kRefuse:
-        Metrics::Get().Refused(a.reason);
-        co_await RefuseAndClose(a.bytes, pg::RefuseReasonName(a.reason));
-        co_return false;
-      case pg::StartupAction::Kind::kCancel:
-        co_await ForwardCancel(a.cancel);
-        co_return false;
-      case pg::StartupAction::Kind::kStartup: {
-        size_t before = a.startup.params.size();
-        std::string options_before;
-        if (const auto* o = a.startup.Find("options")) options_before = *o;
-        if (!co_await ChooseRoute(&a.startup)) co_return false;
-        const auto* o = a.startup.Find("options");
-        bool rewritten = a.startup.params.size() != before || (o && *o != options_before);
-        // The `app=` option is the edge's, not the server's: forward the packet without it.
-        startup_packet_ = rewritten ? pg::BuildStartupMessage(a.startup) : std::move(a.bytes);
-        startup_packet_.insert(startup_packet_.end(), a.rest.begin(), a.rest.end());
-        if (const auto* u = a.startup.Find("user")) user_ = *u;
-        if (const auto* d = a.startup.Find("database")) database_ = *d;
-        co_return true;
-      }
+      co_return Step::kAgain;
+    }
+    case pg::StartupAction::Kind::kRefuse:
+      Metrics::Get().Refused(a.reason);
+      co_await RefuseAndClose(a.bytes, pg::RefuseReasonName(a.reason));
+      co_return Step::kFinished;
+    case pg::StartupAction::Kind::kCancel:
+      co_await ForwardCancel(a.cancel);
+      co_return Step::kFinished;
+    case pg::StartupAction::Kind::kStartup: {
+      size_t before = a.startup.params.size();
+      std::string options_before;
+      if (const auto* o = a.startup.Find("options")) options_before = *o;
+      if (!co_await ChooseRoute(&a.startup)) co_return Step::kFinished;
+      const auto* o = a.startup.Find("options");
+      bool rewritten = a.startup.params.size() != before || (o && *o != options_before);
+      // The `app=` option is the edge's, not the server's: forward the packet without it.
+      startup_packet_ = rewritten ? pg::BuildStartupMessage(a.startup) : std::move(a.bytes);
+      startup_packet_.insert(startup_packet_.end(), a.rest.begin(), a.rest.end());
+      if (const auto* u = a.startup.Find("user")) user_ = *u;
+      if (const auto* d = a.startup.Find("database")) database_ = *d;
+      co_return Step::kRouted;
     }
   }
+  co_return Step::kFinished;
 }
 
 awaitable<void> Connection::ForwardCancel(const pg::CancelKey& key) {
