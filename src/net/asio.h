@@ -2,6 +2,7 @@
 // including <utility>, so <utility> comes first.
 #pragma once
 
+#include <chrono>
 #include <utility>
 
 #include <boost/asio/co_spawn.hpp>
@@ -20,6 +21,18 @@
 namespace drawbridge::net {
 namespace asio = boost::asio;
 using boost::system::error_code;
-using asio::awaitable;
 using asio::ip::tcp;
+
+// The edge's I/O objects are bound to their io_context's own executor instead of the
+// type-erased asio::any_io_executor: a completion resumes its coroutine without going through
+// the type-erased executor, and sockets, timers and pending operations are smaller.
+using Executor = asio::io_context::executor_type;
+template <typename T>
+using awaitable = asio::awaitable<T, Executor>;
+using Socket = asio::basic_stream_socket<tcp, Executor>;
+using Acceptor = asio::basic_socket_acceptor<tcp, Executor>;
+using Resolver = asio::ip::basic_resolver<tcp, Executor>;
+using Timer = asio::basic_waitable_timer<std::chrono::steady_clock,
+                                         asio::wait_traits<std::chrono::steady_clock>, Executor>;
+inline constexpr asio::use_awaitable_t<Executor> kAwait;
 }  // namespace drawbridge::net

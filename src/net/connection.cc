@@ -24,8 +24,6 @@ using base::Bytes;
 using base::ByteSpan;
 using Clock = std::chrono::steady_clock;
 
-constexpr auto kAwait = asio::use_awaitable;
-
 // A logfmt value: quoted when it holds a space, a quote or '='; "-" when empty.
 std::string Logfmt(const std::string& v) {
   if (v.empty()) return "-";
@@ -66,7 +64,7 @@ ProxyAddresses ProxyAddressesOf(const tcp::endpoint& client, const tcp::endpoint
 
 // Resolves a machine address (an IP literal or a host name) and connects. The caller's
 // deadline closes `socket` and cancels `resolver` to bound the attempt.
-awaitable<error_code> Dial(tcp::socket& socket, tcp::resolver& resolver, const std::string& host,
+awaitable<error_code> Dial(Socket& socket, Resolver& resolver, const std::string& host,
                            int port) {
   error_code ec;
   auto ip = asio::ip::make_address(host, ec);
@@ -117,10 +115,10 @@ base::Bytes& OutScratch() {
 // drained, so the read that would fail with EAGAIN is skipped and the wait comes first (Asio
 // re-arms the descriptor for a wait, so bytes that arrived meanwhile are not missed). Either
 // way one syscall per message is spent on waiting: an EAGAIN read or that re-arm.
-awaitable<size_t> ReadNow(tcp::socket& s, std::span<uint8_t> buf, bool& maybe_more,
+awaitable<size_t> ReadNow(Socket& s, std::span<uint8_t> buf, bool& maybe_more,
                           error_code& ec) {
   if (!maybe_more) {
-    co_await s.async_wait(tcp::socket::wait_read, asio::redirect_error(kAwait, ec));
+    co_await s.async_wait(Socket::wait_read, asio::redirect_error(kAwait, ec));
     if (ec) co_return 0;
   }
   while (true) {
@@ -129,14 +127,14 @@ awaitable<size_t> ReadNow(tcp::socket& s, std::span<uint8_t> buf, bool& maybe_mo
       maybe_more = !ec && n == buf.size();
       co_return ec ? 0 : n;
     }
-    co_await s.async_wait(tcp::socket::wait_read, asio::redirect_error(kAwait, ec));
+    co_await s.async_wait(Socket::wait_read, asio::redirect_error(kAwait, ec));
     if (ec) co_return 0;
   }
 }
 
 // Writes all of `data` (which may be scratch): as much as the socket takes at once, the rest
 // from `spill`, a copy owned by the connection only while the peer is slow.
-awaitable<bool> WriteAll(tcp::socket& s, ByteSpan data, base::Bytes& spill) {
+awaitable<bool> WriteAll(Socket& s, ByteSpan data, base::Bytes& spill) {
   if (data.empty()) co_return true;
   error_code ec;
   size_t n = s.write_some(asio::buffer(data.data(), data.size()), ec);
@@ -154,7 +152,7 @@ awaitable<bool> WriteAll(tcp::socket& s, ByteSpan data, base::Bytes& spill) {
 
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(tcp::socket socket, const ConnectionContext& ctx)
+  Connection(Socket socket, const ConnectionContext& ctx)
       : ctx_(ctx),
         client_(std::move(socket)),
         server_(client_.get_executor()),
@@ -195,10 +193,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   tls::SessionPolicy PolicyFor(const control::Route& route) const;
 
   const ConnectionContext& ctx_;
-  tcp::socket client_;
-  tcp::socket server_;
-  tcp::resolver resolver_;
-  asio::steady_timer deadline_;
+  Socket client_;
+  Socket server_;
+  Resolver resolver_;
+  Timer deadline_;
   Clock::time_point started_;
   tcp::endpoint client_ep_, local_ep_;
 
@@ -340,7 +338,7 @@ awaitable<void> Connection::RefuseAndClose(ByteSpan error, std::string reason) {
     tls_->Shutdown();
     co_await FlushTls();
   }
-  client_.shutdown(tcp::socket::shutdown_send, ec);
+  client_.shutdown(Socket::shutdown_send, ec);
   // Read what the client still sends until it closes, so that closing does not reset the
   // connection and lose the error (RFC 1122 4.2.2.13); bounded in time and bytes.
   ArmDeadline(ctx_.limits.close_linger, reason_, true);
@@ -454,7 +452,7 @@ awaitable<void> Connection::ForwardCancel(const pg::CancelKey& key) {
     co_return;
   }
   Metrics::Get().cancels_forwarded++;
-  server_.shutdown(tcp::socket::shutdown_send, ec);
+  server_.shutdown(Socket::shutdown_send, ec);
   reason_ = "cancel_forwarded";
 }
 
@@ -611,7 +609,7 @@ awaitable<void> Connection::Relay() {
   }
   // Both directions run at once; this coroutine waits for the spawned one before returning,
   // so the captured locals outlive it.
-  asio::steady_timer other_done(client_.get_executor(), Clock::time_point::max());
+  Timer other_done(client_.get_executor(), Clock::time_point::max());
   bool finished = false;
   asio::co_spawn(client_.get_executor(), ServerToClient(),
                  [&](std::exception_ptr e) {
@@ -637,7 +635,7 @@ awaitable<void> Connection::ClientToServer() {
   }
   if (reason_.empty()) reason_ = "client_closed";
   // Half-close: the machine sees EOF and may still answer.
-  server_.shutdown(tcp::socket::shutdown_send, ec);
+  server_.shutdown(Socket::shutdown_send, ec);
 }
 
 awaitable<void> Connection::ServerToClient() {
@@ -691,7 +689,7 @@ awaitable<void> Connection::ServerToClient() {
     tls_->Shutdown();
     co_await FlushTls();
   }
-  client_.shutdown(tcp::socket::shutdown_send, ec);
+  client_.shutdown(Socket::shutdown_send, ec);
 }
 
 void Connection::Log() {
@@ -708,7 +706,7 @@ void Connection::Log() {
 
 }  // namespace
 
-void StartConnection(tcp::socket socket, const ConnectionContext& ctx) {
+void StartConnection(Socket socket, const ConnectionContext& ctx) {
   auto executor = socket.get_executor();
   auto conn = std::make_shared<Connection>(std::move(socket), ctx);
   asio::co_spawn(executor, conn->Run(), [conn](std::exception_ptr e) {

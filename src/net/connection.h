@@ -18,6 +18,6 @@ struct ConnectionContext {
 };
 
 // Spawns the connection's coroutine on the socket's executor. Never throws.
-void StartConnection(tcp::socket socket, const ConnectionContext& ctx);
+void StartConnection(Socket socket, const ConnectionContext& ctx);
 
 }  // namespace drawbridge::net

@@ -1,5 +1,6 @@
 #include "net/server.h"
 
+#include <sched.h>
 #include <sys/socket.h>
 
 #include <future>
@@ -20,10 +21,10 @@ namespace {
 
 using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
 
-awaitable<void> AcceptLoop(std::shared_ptr<tcp::acceptor> acceptor, const ConnectionContext* ctx) {
+awaitable<void> AcceptLoop(std::shared_ptr<Acceptor> acceptor, const ConnectionContext* ctx) {
   while (acceptor->is_open()) {
     error_code ec;
-    tcp::socket socket = co_await acceptor->async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    Socket socket = co_await acceptor->async_accept(asio::redirect_error(kAwait, ec));
     if (!ec) {
       StartConnection(std::move(socket), *ctx);
       continue;
@@ -31,17 +32,17 @@ awaitable<void> AcceptLoop(std::shared_ptr<tcp::acceptor> acceptor, const Connec
     if (ec == asio::error::operation_aborted || !acceptor->is_open()) co_return;
     // Out of descriptors or memory: back off instead of spinning.
     spdlog::warn("accept failed: {}", ec.message());
-    asio::steady_timer pause(acceptor->get_executor(), std::chrono::milliseconds(100));
-    co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    Timer pause(acceptor->get_executor(), std::chrono::milliseconds(100));
+    co_await pause.async_wait(asio::redirect_error(kAwait, ec));
   }
 }
 
-base::Result<std::shared_ptr<tcp::acceptor>> Listen(asio::io_context& io, const tcp::endpoint& ep) {
-  auto a = std::make_shared<tcp::acceptor>(io);
+base::Result<std::shared_ptr<Acceptor>> Listen(asio::io_context& io, const tcp::endpoint& ep) {
+  auto a = std::make_shared<Acceptor>(io);
   error_code ec;
   a->open(ep.protocol(), ec);
   if (!ec && ep.address().is_v6()) a->set_option(asio::ip::v6_only(true), ec);
-  if (!ec) a->set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) a->set_option(Acceptor::reuse_address(true), ec);
   if (!ec) a->set_option(ReusePort(true), ec);
   if (!ec) a->bind(ep, ec);
   if (!ec) a->listen(asio::socket_base::max_listen_connections, ec);
@@ -57,7 +58,7 @@ base::Result<std::shared_ptr<tcp::acceptor>> Listen(asio::io_context& io, const 
 struct Server::Impl {
   struct Worker {
     asio::io_context io{1};
-    std::map<int, std::vector<std::shared_ptr<tcp::acceptor>>> listeners;
+    std::map<int, std::vector<std::shared_ptr<Acceptor>>> listeners;
     std::thread thread;
   };
 
@@ -107,6 +108,15 @@ struct Server::Impl {
   }
 };
 
+int DefaultThreads() {
+  // The cores this process may run on (taskset, cpusets), not all the machine has.
+  cpu_set_t set;
+  int cores = sched_getaffinity(0, sizeof set, &set) == 0
+                  ? CPU_COUNT(&set)
+                  : static_cast<int>(std::thread::hardware_concurrency());
+  return std::max(1, cores / 2);
+}
+
 Server::Server(ServerOptions options, const control::RouteTableHolder* routes,
                const tls::CertStore* certs)
     : impl_(std::make_unique<Impl>()) {
@@ -116,8 +126,7 @@ Server::Server(ServerOptions options, const control::RouteTableHolder* routes,
   impl_->ctx.certs = certs;
   impl_->ctx.limits = options.limits;
   impl_->ctx.on_server_version = options.on_server_version;
-  int n = options.threads > 0 ? options.threads
-                              : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  int n = options.threads > 0 ? options.threads : DefaultThreads();
   for (int i = 0; i < n; ++i) impl_->workers.push_back(std::make_unique<Impl::Worker>());
 }
 
