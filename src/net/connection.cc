@@ -1,5 +1,7 @@
 #include "net/connection.h"
 
+#include <unistd.h>
+
 #include <atomic>
 #include <cctype>
 #include <memory>
@@ -83,6 +85,16 @@ awaitable<error_code> Dial(Socket& socket, Resolver& resolver, const std::string
     if (ec) continue;
     co_await socket.async_connect(ep, asio::redirect_error(kAwait, ec));
     if (!ec) {
+      // The connect left writability in the descriptor's epoll interest for good, so every
+      // later wait for a reply would also wake at once for it, a spurious wake-up per message.
+      // Registering the descriptor afresh drops it (nothing else waits on it yet).
+      int fd = socket.release(ec);
+      if (ec) continue;
+      socket.assign(ep.protocol(), fd, ec);
+      if (ec) {
+        ::close(fd);
+        continue;
+      }
       socket.set_option(tcp::no_delay(true), ec);
       socket.non_blocking(true, ec);  // ReadNow and WriteAll try the socket first
       co_return error_code{};
