@@ -33,7 +33,7 @@ int ServeMain(int argc, char** argv) {
   app.add_option("--machine", f.machines, "static mode: a machine address (repeatable)");
   app.add_option("--cert", f.certs, "PEM certificate chain (repeatable); default: built-in CA");
   app.add_option("--key", f.keys, "PEM private key, one per --cert");
-  app.add_option("--threads", f.threads, "event loops (default: one per two cores, at least one)");
+  app.add_option("--threads", f.threads, "event loops (default: one per core)");
   app.add_option("--log-level", f.log_level, "debug, info, warn, error")->capture_default_str();
   app.add_option("--handshake-timeout-ms", f.handshake_timeout_ms, "accept to routed startup")
       ->capture_default_str();

@@ -108,14 +108,20 @@ struct Server::Impl {
   }
 };
 
+namespace {
+// One event loop per core this process may run on (taskset, cpusets), not per core the machine
+// has. Fewer loops cost less CPU per transaction (fewer wake-ups, each finding more work) but
+// queue connections behind each other: on the 2-core benchmark machine, shared with pgbench
+// and PostgreSQL, one loop spent 13% less CPU per transaction than two and gave 10% less
+// throughput (bench/results/2026-11-26.md).
 int DefaultThreads() {
-  // The cores this process may run on (taskset, cpusets), not all the machine has.
   cpu_set_t set;
   int cores = sched_getaffinity(0, sizeof set, &set) == 0
                   ? CPU_COUNT(&set)
                   : static_cast<int>(std::thread::hardware_concurrency());
-  return std::max(1, cores / 2);
+  return std::max(1, cores);
 }
+}  // namespace
 
 Server::Server(ServerOptions options, const control::RouteTableHolder* routes,
                const tls::CertStore* certs)

@@ -16,16 +16,10 @@
 namespace drawbridge::net {
 
 struct ServerOptions {
-  int threads = 0;  // 0: DefaultThreads()
+  int threads = 0;  // 0: one per core
   Limits limits;
   ServerVersionObserver on_server_version;
 };
-
-// One event loop per two cores, at least one. The edge usually shares its machine with the
-// database or its clients, as PgBouncer does: on a 2-core machine running pgbench and
-// PostgreSQL beside it, one loop spent a quarter less CPU per transaction than two, at the same
-// throughput, because each wake-up found more work (bench/results/2026-11-26.md).
-int DefaultThreads();
 
 class Server {
  public:
