@@ -66,8 +66,7 @@ ProxyAddresses ProxyAddressesOf(const tcp::endpoint& client, const tcp::endpoint
 
 // Resolves a machine address (an IP literal or a host name) and connects. The caller's
 // deadline closes `socket` and cancels `resolver` to bound the attempt.
-awaitable<error_code> Dial(Socket& socket, Resolver& resolver, const std::string& host,
-                           int port) {
+awaitable<error_code> Dial(Socket& socket, Resolver& resolver, const std::string& host, int port) {
   error_code ec;
   auto ip = asio::ip::make_address(host, ec);
   std::vector<tcp::endpoint> endpoints;
@@ -127,8 +126,7 @@ base::Bytes& OutScratch() {
 // drained, so the read that would fail with EAGAIN is skipped and the wait comes first (Asio
 // re-arms the descriptor for a wait, so bytes that arrived meanwhile are not missed). Either
 // way one syscall per message is spent on waiting: an EAGAIN read or that re-arm.
-awaitable<size_t> ReadNow(Socket& s, std::span<uint8_t> buf, bool& maybe_more,
-                          error_code& ec) {
+awaitable<size_t> ReadNow(Socket& s, std::span<uint8_t> buf, bool& maybe_more, error_code& ec) {
   if (!maybe_more) {
     co_await s.async_wait(Socket::wait_read, asio::redirect_error(kAwait, ec));
     if (ec) co_return 0;

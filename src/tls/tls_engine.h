@@ -84,10 +84,10 @@ class TlsEngine {
   std::shared_ptr<const CertSet> certs_;
   SessionPolicy policy_;
   SSL* ssl_ = nullptr;
-  base::Bytes unread_;        // kept input; bytes before unread_at_ are consumed
+  base::Bytes unread_;  // kept input; bytes before unread_at_ are consumed
   size_t unread_at_ = 0;
-  base::ByteSpan lent_;       // input lent for the current call, read after unread_
-  base::Bytes output_;        // ciphertext produced outside Write()
+  base::ByteSpan lent_;           // input lent for the current call, read after unread_
+  base::Bytes output_;            // ciphertext produced outside Write()
   base::Bytes* sink_ = &output_;  // where the BIO appends: output_, or Write()'s `out`
   std::string error_;
 
