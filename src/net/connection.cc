@@ -120,22 +120,37 @@ base::Bytes& OutScratch() {
   return buf;
 }
 
-// Reads what `s` has (a non-blocking socket) into `buf`: 0 with `ec` set on EOF or error. The
-// bytes land in `buf` only after the last suspension, so `buf` may be scratch. `maybe_more`
-// says whether the last read filled its buffer: if it did not, the socket is most likely
-// drained, so the read that would fail with EAGAIN is skipped and the wait comes first (Asio
-// re-arms the descriptor for a wait, so bytes that arrived meanwhile are not missed). Either
-// way one syscall per message is spent on waiting: an EAGAIN read or that re-arm.
-awaitable<size_t> ReadNow(Socket& s, std::span<uint8_t> buf, bool& maybe_more, error_code& ec) {
+// One read of what `s` (a non-blocking socket) has into `buf`, without suspending. kData: *n
+// bytes. kEnd: EOF or an error, in `ec`. kWait: wait for readability, then call again.
+// `maybe_more` says whether the last read filled its buffer: if it did not, the socket is most
+// likely drained, so the read that would fail with EAGAIN is skipped and the caller waits
+// first (Asio re-arms the descriptor for a wait, so bytes that arrived meanwhile are not
+// missed). Either way one syscall per message is spent on waiting: an EAGAIN read or that
+// re-arm.
+enum class Got { kData, kWait, kEnd };
+Got ReadSome(Socket& s, std::span<uint8_t> buf, bool& maybe_more, size_t* n, error_code& ec) {
   if (!maybe_more) {
-    co_await s.async_wait(Socket::wait_read, asio::redirect_error(kAwait, ec));
-    if (ec) co_return 0;
+    maybe_more = true;  // read once the wait is over
+    return Got::kWait;
   }
+  *n = s.read_some(asio::buffer(buf.data(), buf.size()), ec);
+  if (ec == asio::error::would_block || ec == asio::error::try_again) return Got::kWait;
+  if (ec) return Got::kEnd;
+  maybe_more = *n == buf.size();
+  return Got::kData;
+}
+
+// Reads what `s` has into `buf`, waiting for it: 0 with `ec` set on EOF or error. The bytes
+// land in `buf` only after the last suspension, so `buf` may be scratch. The relay's two hot
+// reads (ClientRead under TLS, ServerToClient) spell this loop out instead of calling it,
+// which saves a coroutine frame per message and, for an idle client, one waiting frame.
+awaitable<size_t> ReadNow(Socket& s, std::span<uint8_t> buf, bool& maybe_more, error_code& ec) {
   while (true) {
-    size_t n = s.read_some(asio::buffer(buf.data(), buf.size()), ec);
-    if (ec != asio::error::would_block && ec != asio::error::try_again) {
-      maybe_more = !ec && n == buf.size();
-      co_return ec ? 0 : n;
+    size_t n = 0;
+    switch (ReadSome(s, buf, maybe_more, &n, ec)) {
+      case Got::kData: co_return n;
+      case Got::kEnd: co_return 0;
+      case Got::kWait: break;
     }
     co_await s.async_wait(Socket::wait_read, asio::redirect_error(kAwait, ec));
     if (ec) co_return 0;
@@ -188,6 +203,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // long as an idle client likes) holds none of the step's state.
   enum class Step { kNeedMore, kAgain, kRouted, kFinished };
   awaitable<Step> PgStartupStep(pg::StartupMachine& machine, ByteSpan input);
+  // tls handler: the handshake, then the route by SNI. Its own coroutine so that Run's frame,
+  // which lives as long as the connection, does not hold the handshake's temporaries.
+  awaitable<bool> TlsStartup();
   awaitable<void> ForwardCancel(const pg::CancelKey& key);
   // Picks route_ among candidates_ by SNI or the `app=` option. False: refused.
   awaitable<bool> ChooseRoute(pg::StartupMessage* startup);
@@ -287,8 +305,14 @@ awaitable<size_t> Connection::ClientRead(std::span<uint8_t> buf) {
         co_return 0;
       case tls::TlsEngine::Io::kWantRead: break;
     }
-    size_t got = co_await ReadNow(client_, CipherScratch(), client_more_, ec);
-    if (got == 0) co_return 0;
+    size_t got = 0;
+    while (true) {  // ReadNow, spelled out (see there)
+      Got g = ReadSome(client_, CipherScratch(), client_more_, &got, ec);
+      if (g == Got::kData) break;
+      if (g == Got::kEnd) co_return 0;
+      co_await client_.async_wait(Socket::wait_read, asio::redirect_error(kAwait, ec));
+      if (ec) co_return 0;
+    }
     input = CipherScratch().first(got);
   }
 }
@@ -441,6 +465,10 @@ awaitable<Connection::Step> Connection::PgStartupStep(pg::StartupMachine& machin
   co_return Step::kFinished;
 }
 
+awaitable<bool> Connection::TlsStartup() {
+  co_return co_await TlsHandshake({}, PolicyFor(*route_)) && co_await ChooseRoute(nullptr);
+}
+
 awaitable<void> Connection::ForwardCancel(const pg::CancelKey& key) {
   reason_ = "cancel_request";
   auto target = CancelRegistry::Get().Find(key);
@@ -585,7 +613,7 @@ awaitable<void> Connection::Run() {
     if (route_->pg_tls) {
       ok = co_await PgStartup();
     } else if (route_->tls) {
-      ok = co_await TlsHandshake({}, PolicyFor(*route_)) && co_await ChooseRoute(nullptr);
+      ok = co_await TlsStartup();
     } else if (candidates_.size() > 1) {
       ok = co_await ChooseRoute(nullptr);  // raw TCP on a shared address: nothing to go by
     }
@@ -662,8 +690,14 @@ awaitable<void> Connection::ServerToClient() {
   Bytes out;
   error_code ec;
   while (true) {
-    size_t n = co_await ReadNow(server_, PlainScratch(), server_more_, ec);
-    if (n == 0) break;
+    size_t n = 0;
+    Got g = ReadSome(server_, PlainScratch(), server_more_, &n, ec);
+    if (g == Got::kEnd) break;
+    if (g == Got::kWait) {  // ReadNow, spelled out (see there)
+      co_await server_.async_wait(Socket::wait_read, asio::redirect_error(kAwait, ec));
+      if (ec) break;
+      continue;
+    }
     ByteSpan chunk = PlainScratch().first(n);
     if (watcher) {
       out.clear();
