@@ -402,6 +402,16 @@ socket = r:TCP_NODELAY=1
         self.commands[name] = " ".join([os.path.relpath(self.binary_source, ROOT)] + argv[1:])
         return p, port, toml
 
+    def start_all(self):
+        """Everything the workloads need: the frozen binary, the certificate, PostgreSQL with the
+        pgbench tables, the proxies, each checked to answer."""
+        self.freeze_binary()
+        self.make_cert()
+        self.start_postgres()
+        self.init_pgbench()
+        self.start_proxies()
+        self.check_targets()
+
     def start_proxies(self):
         p, port, self.pgbouncer_ini = self.start_pgbouncer()
         self.procs["pgbouncer"], self.ports["pgbouncer"] = p, port
@@ -772,18 +782,30 @@ class Report:
         rows.append(("select-only TPS vs direct TLS (`-S -M prepared -c 8`)", ">= 0.90x", r,
                      r is not None and r >= 0.90, "x",
                      self.per_round(lambda n: rv("tps", "drawbridge", "tps", n) / rv("tps", "direct-tls", "tps", n))))
-        r = ratio(tps["drawbridge"], best)
-        rows.append(("select-only TPS vs better of PgBouncer and stunnel (%s)" % which, ">= 1.15x", r,
-                     r is not None and r >= 1.15, "x",
-                     self.per_round(lambda n: rv("tps", "drawbridge", "tps", n) / max(
-                         rv("tps", "pgbouncer", "tps", n), rv("tps", "stunnel", "tps", n)))))
-        cpu_d = self.m("tps", "drawbridge", "cpu_us_per_tx")
         cpu_p = self.m("tps", "pgbouncer", "cpu_us_per_tx")
-        r = ratio(cpu_d, cpu_p)
-        rows.append(("edge CPU per transaction vs PgBouncer's (%s vs %s µs)" % (fmt(cpu_d), fmt(cpu_p)),
-                     "<= 0.60x", r, r is not None and r <= 0.60, "x",
-                     self.per_round(lambda n: rv("tps", "drawbridge", "cpu_us_per_tx", n) /
-                                    rv("tps", "pgbouncer", "cpu_us_per_tx", n))))
+
+        # The three CPU-bound goals, for the default and for one event loop.
+        def vs_best(t, label):
+            r = ratio(tps[t], best)
+            return (label, ">= 1.15x", r, r is not None and r >= 1.15, "x",
+                    self.per_round(lambda n: rv("tps", t, "tps", n) / max(
+                        rv("tps", "pgbouncer", "tps", n), rv("tps", "stunnel", "tps", n))))
+
+        def cpu_vs_pgbouncer(t, label):
+            cpu = self.m("tps", t, "cpu_us_per_tx")
+            r = ratio(cpu, cpu_p)
+            return (label % (fmt(cpu), fmt(cpu_p)), "<= 0.60x", r, r is not None and r <= 0.60, "x",
+                    self.per_round(lambda n: rv("tps", t, "cpu_us_per_tx", n) /
+                                   rv("tps", "pgbouncer", "cpu_us_per_tx", n)))
+
+        def added_latency(t, label):
+            added, per = self.paired("lat", "lat_med_us", t, "direct-tls")
+            return (label, "<= 25 µs", added, added is not None and added <= 25, " µs", per)
+
+        rows.append(vs_best("drawbridge",
+                            "select-only TPS vs better of PgBouncer and stunnel (%s)" % which))
+        rows.append(cpu_vs_pgbouncer("drawbridge",
+                                     "edge CPU per transaction vs PgBouncer's (%s vs %s µs)"))
         r = ratio(self.m("copy", "drawbridge", "mb_s"), self.m("copy", "direct-tls", "mb_s"))
         rows.append(("COPY throughput vs direct TLS", ">= 0.95x", r, r is not None and r >= 0.95, "x",
                      self.per_round(lambda n: rv("copy", "drawbridge", "mb_s", n) / rv("copy", "direct-tls", "mb_s", n))))
@@ -791,24 +813,14 @@ class Report:
         rows.append(("new TLS connections/s vs direct TLS (`-S -C -c 4`)", ">= 0.95x", r,
                      r is not None and r >= 0.95, "x",
                      self.per_round(lambda n: rv("conn", "drawbridge", "tps", n) / rv("conn", "direct-tls", "tps", n))))
-        added, per = self.paired("lat", "lat_med_us", "drawbridge", "direct-tls")
-        rows.append(("added latency per round trip over direct TLS (`-S -c 1`, median)", "<= 25 µs", added,
-                     added is not None and added <= 25, " µs", per))
-        # The same three CPU-bound goals with one event loop, for comparison.
-        r = ratio(tps["drawbridge-1"], best)
-        rows.append(("… with `--threads 1`: select-only TPS vs better of PgBouncer and stunnel",
-                     ">= 1.15x", r, r is not None and r >= 1.15, "x",
-                     self.per_round(lambda n: rv("tps", "drawbridge-1", "tps", n) / max(
-                         rv("tps", "pgbouncer", "tps", n), rv("tps", "stunnel", "tps", n)))))
-        cpu_1 = self.m("tps", "drawbridge-1", "cpu_us_per_tx")
-        r = ratio(cpu_1, cpu_p)
-        rows.append(("… with `--threads 1`: edge CPU per transaction vs PgBouncer's (%s vs %s µs)" % (
-                     fmt(cpu_1), fmt(cpu_p)), "<= 0.60x", r, r is not None and r <= 0.60, "x",
-                     self.per_round(lambda n: rv("tps", "drawbridge-1", "cpu_us_per_tx", n) /
-                                    rv("tps", "pgbouncer", "cpu_us_per_tx", n))))
-        added, per = self.paired("lat", "lat_med_us", "drawbridge-1", "direct-tls")
-        rows.append(("… with `--threads 1`: added latency per round trip over direct TLS", "<= 25 µs",
-                     added, added is not None and added <= 25, " µs", per))
+        rows.append(added_latency("drawbridge",
+                                  "added latency per round trip over direct TLS (`-S -c 1`, median)"))
+        rows.append(vs_best("drawbridge-1", "… with `--threads 1`: select-only TPS vs better of "
+                            "PgBouncer and stunnel"))
+        rows.append(cpu_vs_pgbouncer("drawbridge-1", "… with `--threads 1`: edge CPU per transaction "
+                                     "vs PgBouncer's (%s vs %s µs)"))
+        rows.append(added_latency("drawbridge-1", "… with `--threads 1`: added latency per round trip "
+                                  "over direct TLS"))
         big = [i for i in self.idle if i["proxy"] == "drawbridge" and i["n"] == max(IDLE_NS)]
         if big:
             i = big[0]
@@ -1059,12 +1071,7 @@ def main():
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        s.freeze_binary()
-        s.make_cert()
-        s.start_postgres()
-        s.init_pgbench()
-        s.start_proxies()
-        s.check_targets()
+        s.start_all()
         meta["versions"] = versions(s)
         if not ONLY_IDLE:
             b.rounds()

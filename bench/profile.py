@@ -142,12 +142,7 @@ def main():
     out = ["# profile %s" % datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
            "load average at start: " + bench.loadavg()]
     try:
-        s.freeze_binary()
-        s.make_cert()
-        s.start_postgres()
-        s.init_pgbench()
-        s.start_proxies()
-        s.check_targets()
+        s.start_all()
         for w in args.workloads.split(","):
             for t in args.proxies.split(","):
                 out.extend(syscall_profile(b, t, w, args.seconds))
