@@ -142,8 +142,8 @@ Got ReadSome(Socket& s, std::span<uint8_t> buf, bool& maybe_more, size_t* n, err
 
 // Reads what `s` has into `buf`, waiting for it: 0 with `ec` set on EOF or error. The bytes
 // land in `buf` only after the last suspension, so `buf` may be scratch. The relay's two hot
-// reads (ClientRead under TLS, ServerToClient) spell this loop out instead of calling it,
-// which saves a coroutine frame per message and, for an idle client, one waiting frame.
+// reads (ClientRead, ServerToClient) spell this loop out instead of calling it, which saves a
+// coroutine frame per message.
 awaitable<size_t> ReadNow(Socket& s, std::span<uint8_t> buf, bool& maybe_more, error_code& ec) {
   while (true) {
     size_t n = 0;
@@ -185,10 +185,22 @@ class Connection : public std::enable_shared_from_this<Connection> {
         deadline_(client_.get_executor()),
         started_(Clock::now()) {}
 
-  awaitable<void> Run();
+  // Reads the route and starts Run(); a connection without a route is finished here.
+  void Start();
 
  private:
-  // The client's byte stream, plaintext or through TLS once tls_ is set.
+  // The connection's coroutine, from after Start() to the end of the relay. A pg_tls client
+  // that keeps the edge waiting for its startup packets parks instead: Run() returns, and the
+  // bytes' arrival spawns it again (see Park()).
+  void Spawn();
+  awaitable<void> Run();
+  // Closes the sockets, counts and logs the connection: once, at its end.
+  void Finish();
+
+  // The client's byte stream, plaintext or through TLS once tls_ is set. TryClientRead()
+  // never suspends: kWait means wait for the socket, then call again with `engine_drained`
+  // true (the engine asked for ciphertext before the wait, so it is not asked again first).
+  Got TryClientRead(std::span<uint8_t> buf, size_t* n, bool engine_drained);
   awaitable<size_t> ClientRead(std::span<uint8_t> buf);
   awaitable<bool> ClientWrite(ByteSpan data);
   awaitable<bool> FlushTls();
@@ -196,11 +208,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Sends `error` (may be empty), close_notify and FIN, then drains input briefly (§6.4).
   awaitable<void> RefuseAndClose(ByteSpan error, std::string reason);
 
-  // pg_tls: negotiation up to a routed StartupMessage. False: the connection is finished.
-  awaitable<bool> PgStartup();
+  // pg_tls: negotiation up to a routed StartupMessage, from where startup_ stands. kParked:
+  // the client has sent nothing more yet and Park() waits for it without a coroutine.
+  enum class Startup { kRouted, kFinished, kParked };
+  awaitable<Startup> PgStartup();
+  // A waiting connection that holds no coroutine frame: an idle client costs the Connection,
+  // one pending wait and the deadline, whatever Run()'s call chain would have held.
+  void Park();
   // One step of it: feeds `input` to `machine` and does what it says, short of waiting for
-  // more bytes. A coroutine of its own so that the frame that waits (PgStartup's, for as
-  // long as an idle client likes) holds none of the step's state.
+  // more bytes (PgStartup() reads them, or parks).
   enum class Step { kNeedMore, kAgain, kRouted, kFinished };
   awaitable<Step> PgStartupStep(pg::StartupMachine& machine, ByteSpan input);
   // tls handler: the handshake, then the route by SNI. Its own coroutine so that Run's frame,
@@ -214,7 +230,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   awaitable<void> ClientToServer();
   awaitable<void> ServerToClient();
 
-  void ArmDeadline(std::chrono::milliseconds after, std::string reason, bool client_too);
+  // Closes the machine socket (and the client's if `client_too`) after `after` unless re-armed
+  // or disarmed first; `reason` (a static string, or null) becomes reason_ if none is set.
+  void ArmDeadline(std::chrono::milliseconds after, const char* reason, bool client_too);
   void DisarmDeadline() { deadline_.cancel(); }
   void CloseAll();
   void Log();
@@ -241,7 +259,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Whether the last read of each socket filled its buffer (see ReadNow).
   bool client_more_ = true, server_more_ = true;
 
-  // pg_tls: what the client sent to be forwarded once a machine is connected.
+  // pg_tls: the negotiation so far, whether the last park's wait failed, and what the
+  // client sent to be forwarded once a machine is connected.
+  pg::StartupMachine startup_;
+  bool park_failed_ = false;
   Bytes startup_packet_;
   std::string user_, database_;
   std::string machine_address_;
@@ -253,14 +274,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool deadline_fired_ = false;
 };
 
-void Connection::ArmDeadline(std::chrono::milliseconds after, std::string reason,
+void Connection::ArmDeadline(std::chrono::milliseconds after, const char* reason,
                              bool client_too) {
   deadline_.expires_after(after);
-  deadline_.async_wait([self = shared_from_this(), reason = std::move(reason),
-                        client_too](error_code ec) {
+  deadline_.async_wait([self = shared_from_this(), reason, client_too](error_code ec) {
     if (ec) return;  // re-armed or disarmed
     self->deadline_fired_ = true;
-    if (self->reason_.empty()) self->reason_ = reason;
+    if (self->reason_.empty() && reason != nullptr) self->reason_ = reason;
     error_code ignored;
     self->server_.close(ignored);
     self->resolver_.cancel();
@@ -291,29 +311,41 @@ tls::SessionPolicy Connection::PolicyFor(const control::Route& route) const {
   return p;
 }
 
-awaitable<size_t> Connection::ClientRead(std::span<uint8_t> buf) {
+Got Connection::TryClientRead(std::span<uint8_t> buf, size_t* n, bool engine_drained) {
   error_code ec;
-  if (!tls_ready_) co_return co_await ReadNow(client_, buf, client_more_, ec);
+  if (!tls_ready_) return ReadSome(client_, buf, client_more_, n, ec);
   ByteSpan input;  // lent to the engine, which copies what it does not consume
   while (true) {
-    size_t n = 0;
-    switch (tls_->Read(input, buf, &n)) {
-      case tls::TlsEngine::Io::kOk: co_return n;
-      case tls::TlsEngine::Io::kClosed: co_return 0;
-      case tls::TlsEngine::Io::kError:
-        if (reason_.empty()) reason_ = "client_tls_error";
-        co_return 0;
-      case tls::TlsEngine::Io::kWantRead: break;
+    if (!engine_drained || !input.empty()) {
+      switch (tls_->Read(input, buf, n)) {
+        case tls::TlsEngine::Io::kOk: return Got::kData;
+        case tls::TlsEngine::Io::kClosed: return Got::kEnd;
+        case tls::TlsEngine::Io::kError:
+          if (reason_.empty()) reason_ = "client_tls_error";
+          return Got::kEnd;
+        case tls::TlsEngine::Io::kWantRead: break;
+      }
     }
     size_t got = 0;
-    while (true) {  // ReadNow, spelled out (see there)
-      Got g = ReadSome(client_, CipherScratch(), client_more_, &got, ec);
-      if (g == Got::kData) break;
-      if (g == Got::kEnd) co_return 0;
-      co_await client_.async_wait(Socket::wait_read, asio::redirect_error(kAwait, ec));
-      if (ec) co_return 0;
-    }
+    Got g = ReadSome(client_, CipherScratch(), client_more_, &got, ec);
+    if (g != Got::kData) return g;
     input = CipherScratch().first(got);
+  }
+}
+
+awaitable<size_t> Connection::ClientRead(std::span<uint8_t> buf) {
+  bool engine_drained = false;
+  while (true) {
+    size_t n = 0;
+    switch (TryClientRead(buf, &n, engine_drained)) {
+      case Got::kData: co_return n;
+      case Got::kEnd: co_return 0;
+      case Got::kWait: break;
+    }
+    error_code ec;
+    co_await client_.async_wait(Socket::wait_read, asio::redirect_error(kAwait, ec));
+    if (ec) co_return 0;
+    engine_drained = true;  // it asked for ciphertext before the wait
   }
 }
 
@@ -375,7 +407,7 @@ awaitable<void> Connection::RefuseAndClose(ByteSpan error, std::string reason) {
   client_.shutdown(Socket::shutdown_send, ec);
   // Read what the client still sends until it closes, so that closing does not reset the
   // connection and lose the error (RFC 1122 4.2.2.13); bounded in time and bytes.
-  ArmDeadline(ctx_.limits.close_linger, reason_, true);
+  ArmDeadline(ctx_.limits.close_linger, nullptr, true);  // reason_ is set above
   for (size_t drained = 0; drained < 64 * 1024;) {
     size_t n = co_await ReadNow(client_, PlainScratch(), client_more_, ec);
     if (n == 0) break;
@@ -384,26 +416,36 @@ awaitable<void> Connection::RefuseAndClose(ByteSpan error, std::string reason) {
   DisarmDeadline();
 }
 
-awaitable<bool> Connection::PgStartup() {
-  pg::StartupMachine machine;
+awaitable<Connection::Startup> Connection::PgStartup() {
   ByteSpan input;
   while (true) {
-    // Its own statement, so that the finished step's frame is freed before the wait below.
-    Step step = co_await PgStartupStep(machine, input);
+    Step step = co_await PgStartupStep(startup_, input);
     switch (step) {
       case Step::kNeedMore: break;
       case Step::kAgain: input = {}; continue;
-      case Step::kRouted: co_return true;
-      case Step::kFinished: co_return false;
+      case Step::kRouted: co_return Startup::kRouted;
+      case Step::kFinished: co_return Startup::kFinished;
     }
-    size_t n = co_await ClientRead(PlainScratch());
-    if (n == 0) {
+    size_t n = 0;
+    Got got = park_failed_ ? Got::kEnd : TryClientRead(PlainScratch(), &n, false);
+    if (got == Got::kWait) {
+      Park();
+      co_return Startup::kParked;
+    }
+    if (got == Got::kEnd) {
       if (reason_.empty()) reason_ = "client_closed_during_startup";
       Metrics::Get().Failed(NetReason::kClientClosedEarly);
-      co_return false;
+      co_return Startup::kFinished;
     }
     input = PlainScratch().first(n);
   }
+}
+
+void Connection::Park() {
+  client_.async_wait(Socket::wait_read, [self = shared_from_this()](error_code ec) {
+    if (ec) self->park_failed_ = true;  // the deadline closed the socket, or it failed
+    self->Spawn();
+  });
 }
 
 awaitable<Connection::Step> Connection::PgStartupStep(pg::StartupMachine& machine,
@@ -590,7 +632,7 @@ awaitable<bool> Connection::ConnectMachine() {
   co_return false;
 }
 
-awaitable<void> Connection::Run() {
+void Connection::Start() {
   error_code ec;
   client_ep_ = client_.remote_endpoint(ec);
   local_ep_ = client_.local_endpoint(ec);
@@ -606,21 +648,38 @@ awaitable<void> Connection::Run() {
   if (route_ == nullptr) {
     Metrics::Get().Failed(NetReason::kNoRoute);
     reason_ = NetReasonName(NetReason::kNoRoute);
-  } else {
-    certs_ = ctx_.certs->Current();
-    ArmDeadline(ctx_.limits.handshake_timeout, NetReasonName(NetReason::kHandshakeTimeout), true);
-    bool ok = true;
-    if (route_->pg_tls) {
-      ok = co_await PgStartup();
-    } else if (route_->tls) {
-      ok = co_await TlsStartup();
-    } else if (candidates_.size() > 1) {
-      ok = co_await ChooseRoute(nullptr);  // raw TCP on a shared address: nothing to go by
-    }
-    if (deadline_fired_) Metrics::Get().Failed(NetReason::kHandshakeTimeout);
-    DisarmDeadline();
-    if (ok && !deadline_fired_ && co_await ConnectMachine()) co_await Relay();
+    Finish();
+    return;
   }
+  certs_ = ctx_.certs->Current();
+  ArmDeadline(ctx_.limits.handshake_timeout, NetReasonName(NetReason::kHandshakeTimeout), true);
+  Spawn();
+}
+
+void Connection::Spawn() {
+  asio::co_spawn(client_.get_executor(), Run(), [self = shared_from_this()](std::exception_ptr e) {
+    if (e) spdlog::error("connection coroutine ended with an exception");
+  });
+}
+
+awaitable<void> Connection::Run() {
+  bool ok = true;
+  if (route_->pg_tls) {
+    Startup s = co_await PgStartup();
+    if (s == Startup::kParked) co_return;  // Park() spawns Run() again
+    ok = s == Startup::kRouted;
+  } else if (route_->tls) {
+    ok = co_await TlsStartup();
+  } else if (candidates_.size() > 1) {
+    ok = co_await ChooseRoute(nullptr);  // raw TCP on a shared address: nothing to go by
+  }
+  if (deadline_fired_) Metrics::Get().Failed(NetReason::kHandshakeTimeout);
+  DisarmDeadline();
+  if (ok && !deadline_fired_ && co_await ConnectMachine()) co_await Relay();
+  Finish();
+}
+
+void Connection::Finish() {
   CloseAll();
   for (const auto& key : issued_keys_) CancelRegistry::Get().Unregister(key);
   Metrics::Get().bytes_in += bytes_in_;
@@ -751,11 +810,7 @@ void Connection::Log() {
 }  // namespace
 
 void StartConnection(Socket socket, const ConnectionContext& ctx) {
-  auto executor = socket.get_executor();
-  auto conn = std::make_shared<Connection>(std::move(socket), ctx);
-  asio::co_spawn(executor, conn->Run(), [conn](std::exception_ptr e) {
-    if (e) spdlog::error("connection coroutine ended with an exception");
-  });
+  std::make_shared<Connection>(std::move(socket), ctx)->Start();
 }
 
 }  // namespace drawbridge::net

@@ -1,6 +1,7 @@
 // One client connection, from accept to close, as one coroutine (ARCHITECTURE.md, "Life of
-// one connection"). The connection owns both sockets; it reads the route table snapshot and
-// the certificate set once, when it starts.
+// one connection"); a pg_tls client that keeps it waiting for its startup packets parks it
+// without one. The connection owns both sockets; it reads the route table snapshot and the
+// certificate set once, when it starts.
 #pragma once
 
 #include "control/route_table.h"

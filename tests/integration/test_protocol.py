@@ -517,19 +517,30 @@ def test_ssl_request_and_startup_in_fragments(edge):
 
 
 def test_silent_clients_are_closed_by_pre_auth_deadline(edge):
-    """pg-protocol.md §1.4.4: a deadline covers accept -> TLS -> StartupMessage (10 s)."""
+    """pg-protocol.md §1.4.4: a deadline covers accept -> TLS -> StartupMessage (10 s), whether
+    the client stops before its SSLRequest, before its ClientHello, or after the handshake
+    (where the edge parks the connection without a coroutine)."""
     port = edge.ports["pg_tls"]
     silent = w.connect(H4, port)
     after_s = w.connect(H4, port)
+    after_tls = w.connect(H4, port)
+    before = len([ln for ln in edge.conn_lines() if "reason=handshake_timeout" in ln])
     try:
         after_s.send(w.SSL_REQUEST)
         assert after_s.recv_exact(1) == b"S"  # ...and then never a ClientHello
-        for c in (silent, after_s):
+        after_tls.send(w.SSL_REQUEST)
+        assert after_tls.recv_exact(1) == b"S"
+        t = w.start_tls(after_tls, w.client_context())  # ...and then never a StartupMessage
+        for c in (silent, after_s, t):
             data, how = c.read_to_eof(30)
             assert data == b"", data
+        wait_until(lambda: len([ln for ln in edge.conn_lines()
+                                if "reason=handshake_timeout" in ln]) >= before + 3,
+                   10, what="three handshake_timeout log lines")
     finally:
         silent.close()
         after_s.close()
+        after_tls.close()
 
 
 def test_client_disconnect_ends_backend(edge, pg):
