@@ -1,5 +1,7 @@
 #include "net/connection.h"
 
+#include <sys/epoll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -14,6 +16,7 @@
 #include "net/cancel_registry.h"
 #include "net/metrics.h"
 #include "net/proxy_protocol.h"
+#include "net/relay_loop.h"
 #include "pg/backend_watcher.h"
 #include "pg/startup.h"
 #include "tls/tls_engine.h"
@@ -141,9 +144,8 @@ Got ReadSome(Socket& s, std::span<uint8_t> buf, bool& maybe_more, size_t* n, err
 }
 
 // Reads what `s` has into `buf`, waiting for it: 0 with `ec` set on EOF or error. The bytes
-// land in `buf` only after the last suspension, so `buf` may be scratch. The relay's two hot
-// reads (ClientRead, ServerToClient) spell this loop out instead of calling it, which saves a
-// coroutine frame per message.
+// land in `buf` only after the last suspension, so `buf` may be scratch. For negotiation
+// only: the relay reads on its own loop (RecvSome).
 awaitable<size_t> ReadNow(Socket& s, std::span<uint8_t> buf, bool& maybe_more, error_code& ec) {
   while (true) {
     size_t n = 0;
@@ -175,7 +177,7 @@ awaitable<bool> WriteAll(Socket& s, ByteSpan data, base::Bytes& spill) {
   co_return !ec;
 }
 
-class Connection : public std::enable_shared_from_this<Connection> {
+class Connection : public std::enable_shared_from_this<Connection>, public RelayHandler {
  public:
   Connection(Socket socket, const ConnectionContext& ctx)
       : ctx_(ctx),
@@ -188,10 +190,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Reads the route and starts Run(); a connection without a route is finished here.
   void Start();
 
+  // The relay phase, on the relay loop's thread (see Relay()).
+  Result OnReady(Side side, uint32_t events) override;
+  void OnStop() override;
+
  private:
-  // The connection's coroutine, from after Start() to the end of the relay. A pg_tls client
-  // that keeps the edge waiting for its startup packets parks instead: Run() returns, and the
-  // bytes' arrival spawns it again (see Park()).
+  // The connection's coroutine, from after Start() to the hand-off to the relay loop (or the
+  // end). A pg_tls client that keeps the edge waiting for its startup packets parks instead:
+  // Run() returns, and the bytes' arrival spawns it again (see Park()).
   void Spawn();
   awaitable<void> Run();
   // Closes the sockets, counts and logs the connection: once, at its end.
@@ -201,7 +207,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // never suspends: kWait means wait for the socket, then call again with `engine_drained`
   // true (the engine asked for ciphertext before the wait, so it is not asked again first).
   Got TryClientRead(std::span<uint8_t> buf, size_t* n, bool engine_drained);
-  awaitable<size_t> ClientRead(std::span<uint8_t> buf);
+  // One read of the client's socket: through Asio while negotiating, the relay loop's after.
+  Got ClientRecv(std::span<uint8_t> buf, size_t* n);
   awaitable<bool> ClientWrite(ByteSpan data);
   awaitable<bool> FlushTls();
   awaitable<bool> TlsHandshake(ByteSpan prefix, tls::SessionPolicy policy);
@@ -226,9 +233,36 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Picks route_ among candidates_ by SNI or the `app=` option. False: refused.
   awaitable<bool> ChooseRoute(pg::StartupMessage* startup);
   awaitable<bool> ConnectMachine();
-  awaitable<void> Relay();
-  awaitable<void> ClientToServer();
-  awaitable<void> ServerToClient();
+  // Sends what the machine must see first, then hands both sockets to the thread's relay
+  // loop. True: the loop has the connection and finishes it.
+  awaitable<bool> Relay();
+
+  // Bytes for a socket that would not take them all at once, sent when it is writable again.
+  // While it holds any, the relay reads nothing more from the other side.
+  struct Outbox {
+    Bytes spill;  // empty (and unallocated) unless the peer is slow
+    size_t offset = 0;
+    bool writable = true;  // false after EAGAIN, until the next EPOLLOUT edge
+    bool Send(int fd, ByteSpan data);  // call only when spill is empty; false: socket failed
+    bool Flush(int fd);                // false: socket failed
+  };
+  // The relay phase's state, allocated when it starts.
+  struct RelayState {
+    int fds[2] = {-1, -1};  // client, machine: taken over from Asio
+    Outbox to_client, to_server;
+    bool client_readable = true, server_readable = true;  // see RecvSome
+    bool engine_drained = false;  // the TLS engine has no whole record left (see TryClientRead)
+    bool up_done = false, down_done = false;  // client -> machine, machine -> client
+    bool server_eof = false;                  // down: the machine's EOF is being passed on
+    std::optional<pg::BackendWatcher> watcher;  // pg_tls, until the first ReadyForQuery
+    Bytes watcher_out;
+  };
+  // One step of each direction: kProgress if it moved bytes or changed state.
+  enum class Flow { kIdle, kProgress };
+  Flow ClientToServer();
+  Flow ServerToClient();
+  Flow Fail(const char* reason);  // both directions end; the sockets close
+  void CloseFds();
 
   // Closes the machine socket (and the client's if `client_too`) after `after` unless re-armed
   // or disarmed first; `reason` (a static string, or null) becomes reason_ if none is set.
@@ -254,10 +288,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::shared_ptr<const tls::CertSet> certs_;
   std::unique_ptr<tls::TlsEngine> tls_;
   bool tls_ready_ = false;
-  // Bytes a slow peer has not taken yet; empty (and unallocated) otherwise.
-  Bytes client_spill_, server_spill_;
-  // Whether the last read of each socket filled its buffer (see ReadNow).
-  bool client_more_ = true, server_more_ = true;
+  // Bytes a slow client has not taken yet while negotiating; empty (and unallocated) otherwise.
+  Bytes client_spill_;
+  // Whether the last read of the client's socket filled its buffer (see ReadSome).
+  bool client_more_ = true;
+  std::unique_ptr<RelayState> relay_;
 
   // pg_tls: the negotiation so far, whether the last park's wait failed, and what the
   // client sent to be forwarded once a machine is connected.
@@ -312,8 +347,7 @@ tls::SessionPolicy Connection::PolicyFor(const control::Route& route) const {
 }
 
 Got Connection::TryClientRead(std::span<uint8_t> buf, size_t* n, bool engine_drained) {
-  error_code ec;
-  if (!tls_ready_) return ReadSome(client_, buf, client_more_, n, ec);
+  if (!tls_ready_) return ClientRecv(buf, n);
   ByteSpan input;  // lent to the engine, which copies what it does not consume
   while (true) {
     if (!engine_drained || !input.empty()) {
@@ -327,25 +361,9 @@ Got Connection::TryClientRead(std::span<uint8_t> buf, size_t* n, bool engine_dra
       }
     }
     size_t got = 0;
-    Got g = ReadSome(client_, CipherScratch(), client_more_, &got, ec);
+    Got g = ClientRecv(CipherScratch(), &got);
     if (g != Got::kData) return g;
     input = CipherScratch().first(got);
-  }
-}
-
-awaitable<size_t> Connection::ClientRead(std::span<uint8_t> buf) {
-  bool engine_drained = false;
-  while (true) {
-    size_t n = 0;
-    switch (TryClientRead(buf, &n, engine_drained)) {
-      case Got::kData: co_return n;
-      case Got::kEnd: co_return 0;
-      case Got::kWait: break;
-    }
-    error_code ec;
-    co_await client_.async_wait(Socket::wait_read, asio::redirect_error(kAwait, ec));
-    if (ec) co_return 0;
-    engine_drained = true;  // it asked for ciphertext before the wait
   }
 }
 
@@ -675,7 +693,7 @@ awaitable<void> Connection::Run() {
   }
   if (deadline_fired_) Metrics::Get().Failed(NetReason::kHandshakeTimeout);
   DisarmDeadline();
-  if (ok && !deadline_fired_ && co_await ConnectMachine()) co_await Relay();
+  if (ok && !deadline_fired_ && co_await ConnectMachine() && co_await Relay()) co_return;
   Finish();
 }
 
@@ -689,110 +707,239 @@ void Connection::Finish() {
   Log();
 }
 
-awaitable<void> Connection::Relay() {
+awaitable<bool> Connection::Relay() {
   error_code ec;
   if (route_->proxy_proto != 0) {
     auto addrs = ProxyAddressesOf(client_ep_, local_ep_);
     Bytes header = route_->proxy_proto == 2 ? BuildProxyV2(addrs) : BuildProxyV1(addrs);
     co_await asio::async_write(server_, asio::buffer(header), asio::redirect_error(kAwait, ec));
-    if (ec) co_return;
+    if (ec) co_return false;
   }
   if (!startup_packet_.empty()) {
     co_await asio::async_write(server_, asio::buffer(startup_packet_),
                                asio::redirect_error(kAwait, ec));
     bytes_in_ += startup_packet_.size();
     Bytes().swap(startup_packet_);
-    if (ec) co_return;
+    if (ec) co_return false;
   }
-  // Both directions run at once; this coroutine waits for the spawned one before returning,
-  // so the captured locals outlive it.
-  Timer other_done(client_.get_executor(), Clock::time_point::max());
-  bool finished = false;
-  asio::co_spawn(client_.get_executor(), ServerToClient(),
-                 [&](std::exception_ptr e) {
-                   if (e) spdlog::error("relay server->client ended with an exception");
-                   finished = true;
-                   other_done.cancel();
-                 });
-  co_await ClientToServer();
-  if (!finished) co_await other_done.async_wait(asio::redirect_error(kAwait, ec));
-}
-
-awaitable<void> Connection::ClientToServer() {
-  error_code ec;
-  while (true) {
-    size_t n = co_await ClientRead(PlainScratch());
-    if (n == 0) break;
-    bytes_in_ += n;
-    if (!co_await WriteAll(server_, PlainScratch().first(n), server_spill_)) {
-      if (reason_.empty()) reason_ = "machine_write_failed";
-      CloseAll();
-      co_return;
-    }
+  RelayLoop* loop = RelayLoop::Current();
+  if (loop == nullptr) {
+    spdlog::error("connection: no relay loop on this thread");
+    co_return false;
   }
-  if (reason_.empty()) reason_ = "client_closed";
-  // Half-close: the machine sees EOF and may still answer.
-  server_.shutdown(Socket::shutdown_send, ec);
-}
-
-awaitable<void> Connection::ServerToClient() {
-  auto self = shared_from_this();
-  std::optional<pg::BackendWatcher> watcher;
+  relay_ = std::make_unique<RelayState>();
   if (route_->pg_tls) {
-    watcher.emplace([this](const pg::CancelKey& real) {
+    relay_->watcher.emplace([this](const pg::CancelKey& real) {
       pg::CancelKey issued = CancelRegistry::Get().Register(
           CancelTarget{machine_address_, route_->internal_port, real});
       issued_keys_.push_back(issued);
       return issued;
     });
   }
-  Bytes out;
-  error_code ec;
+  // Both sockets leave Asio, which deregisters them, for the relay loop: from here on it calls
+  // OnReady(), and Finish() at the end.
+  relay_->fds[0] = client_.release(ec);
+  if (!ec) relay_->fds[1] = server_.release(ec);
+  if (ec || !loop->Adopt(shared_from_this(), relay_->fds[0], relay_->fds[1])) {
+    CloseFds();
+    co_return false;
+  }
+  co_return true;
+}
+
+namespace {
+// One read of a non-blocking socket registered edge-triggered. `readable` is what the last
+// event said and the last read left: false after EAGAIN or a read that came back short (the
+// socket was drained then; bytes that arrive later raise a new edge). kEnd: EOF (`*error` 0)
+// or an error (`*error` its errno).
+Got RecvSome(int fd, std::span<uint8_t> buf, bool& readable, size_t* n, int* error) {
+  *error = 0;
+  if (!readable) return Got::kWait;
   while (true) {
-    size_t n = 0;
-    Got g = ReadSome(server_, PlainScratch(), server_more_, &n, ec);
-    if (g == Got::kEnd) break;
-    if (g == Got::kWait) {  // ReadNow, spelled out (see there)
-      co_await server_.async_wait(Socket::wait_read, asio::redirect_error(kAwait, ec));
-      if (ec) break;
+    ssize_t r = ::recv(fd, buf.data(), buf.size(), 0);
+    if (r > 0) {
+      *n = static_cast<size_t>(r);
+      readable = *n == buf.size();
+      return Got::kData;
+    }
+    if (r == 0) return Got::kEnd;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      readable = false;
+      return Got::kWait;
+    }
+    *error = errno;
+    return Got::kEnd;
+  }
+}
+
+
+// Sends what the socket takes of `data` now: *sent bytes. False: the socket failed.
+bool SendSome(int fd, ByteSpan data, size_t* sent, bool& writable) {
+  *sent = 0;
+  while (*sent < data.size() && writable) {
+    ssize_t r = ::send(fd, data.data() + *sent, data.size() - *sent, MSG_NOSIGNAL);
+    if (r > 0) {
+      *sent += static_cast<size_t>(r);
+    } else if (r < 0 && errno == EINTR) {
       continue;
+    } else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      writable = false;
+    } else {
+      return false;
     }
-    ByteSpan chunk = PlainScratch().first(n);
-    if (watcher) {
+  }
+  return true;
+}
+}  // namespace
+
+bool Connection::Outbox::Send(int fd, ByteSpan data) {
+  size_t sent = 0;
+  if (!SendSome(fd, data, &sent, writable)) return false;
+  if (sent < data.size()) {
+    spill.assign(data.begin() + static_cast<std::ptrdiff_t>(sent), data.end());
+    offset = 0;
+  }
+  return true;
+}
+
+bool Connection::Outbox::Flush(int fd) {
+  if (spill.empty()) return true;
+  size_t sent = 0;
+  if (!SendSome(fd, ByteSpan(spill).subspan(offset), &sent, writable)) return false;
+  offset += sent;
+  if (offset == spill.size()) {
+    Bytes().swap(spill);  // a slow peer's copy is freed as soon as it has taken it
+    offset = 0;
+  }
+  return true;
+}
+
+Got Connection::ClientRecv(std::span<uint8_t> buf, size_t* n) {
+  if (relay_) {
+    int error = 0;
+    return RecvSome(relay_->fds[0], buf, relay_->client_readable, n, &error);
+  }
+  error_code ec;
+  return ReadSome(client_, buf, client_more_, n, ec);
+}
+
+Connection::Flow Connection::ClientToServer() {
+  RelayState& r = *relay_;
+  if (r.up_done) return Flow::kIdle;
+  if (!r.to_server.Flush(r.fds[1])) return Fail("machine_write_failed");
+  if (!r.to_server.spill.empty()) return Flow::kIdle;  // the machine reads slowly: wait for it
+  size_t n = 0;
+  Got got = TryClientRead(PlainScratch(), &n, r.engine_drained);
+  // Whether the engine would only ask for ciphertext: then the next step goes to the socket.
+  r.engine_drained = got == Got::kWait || (got == Got::kData && tls_ready_ && tls_->read_drained());
+  switch (got) {
+    case Got::kWait: return Flow::kIdle;
+    case Got::kEnd:
+      if (reason_.empty()) reason_ = "client_closed";
+      ::shutdown(r.fds[1], SHUT_WR);  // half-close: the machine sees EOF and may still answer
+      r.up_done = true;
+      return Flow::kProgress;
+    case Got::kData: break;
+  }
+  bytes_in_ += n;
+  if (!r.to_server.Send(r.fds[1], PlainScratch().first(n))) return Fail("machine_write_failed");
+  return Flow::kProgress;
+}
+
+Connection::Flow Connection::ServerToClient() {
+  RelayState& r = *relay_;
+  if (r.down_done) return Flow::kIdle;
+  if (!r.to_client.Flush(r.fds[0])) return Fail("client_write_failed");
+  if (!r.to_client.spill.empty()) return Flow::kIdle;  // the client reads slowly: wait for it
+  if (r.server_eof) {  // what was left, and the close_notify, are out: now the FIN
+    ::shutdown(r.fds[0], SHUT_WR);
+    r.down_done = true;
+    return Flow::kProgress;
+  }
+  size_t n = 0;
+  int error = 0;
+  switch (RecvSome(r.fds[1], PlainScratch(), r.server_readable, &n, &error)) {
+    case Got::kWait: return Flow::kIdle;
+    case Got::kEnd:
+      if (error != 0) return Fail("machine_read_failed");
+      if (reason_.empty()) reason_ = "machine_closed";
+      r.server_eof = true;
+      if (tls_ready_) {
+        tls_->Shutdown();
+        Bytes& out = OutScratch();
+        out.clear();
+        tls_->TakeOutput(&out);
+        if (!r.to_client.Send(r.fds[0], out)) return Fail("client_write_failed");
+      }
+      return Flow::kProgress;
+    case Got::kData: break;
+  }
+  ByteSpan chunk = PlainScratch().first(n);
+  if (r.watcher) {
+    r.watcher_out.clear();
+    if (auto s = r.watcher->Feed(chunk, &r.watcher_out); !s.ok()) {
+      return Fail("machine_protocol_error");
+    }
+    chunk = r.watcher_out;
+    if (r.watcher->done()) {  // ReadyForQuery: from here on, bytes pass untouched
+      server_version_ = r.watcher->server_version();
+      r.watcher.reset();
+      if (ctx_.on_server_version && !server_version_.empty()) {
+        ctx_.on_server_version(route_->app, machine_address_, server_version_);
+      }
+    }
+  }
+  bytes_out_ += chunk.size();
+  if (!chunk.empty()) {
+    if (tls_ready_) {
+      Bytes& out = OutScratch();
       out.clear();
-      if (auto s = watcher->Feed(chunk, &out); !s.ok()) {
-        if (reason_.empty()) reason_ = "machine_protocol_error";
-        CloseAll();
-        co_return;
-      }
+      if (tls_->Write(chunk, &out) != tls::TlsEngine::Io::kOk) return Fail("client_write_failed");
       chunk = out;
-      if (watcher->done()) {  // ReadyForQuery: from here on, bytes pass untouched
-        server_version_ = watcher->server_version();
-        watcher.reset();
-        if (ctx_.on_server_version && !server_version_.empty()) {
-          ctx_.on_server_version(route_->app, machine_address_, server_version_);
-        }
-      }
     }
-    bytes_out_ += chunk.size();
-    if (!chunk.empty() && !co_await ClientWrite(chunk)) {
-      if (reason_.empty()) reason_ = "client_write_failed";
-      CloseAll();
-      co_return;
+    if (!r.to_client.Send(r.fds[0], chunk)) return Fail("client_write_failed");
+  }
+  if (!r.watcher && r.watcher_out.capacity() > 0) Bytes().swap(r.watcher_out);
+  return Flow::kProgress;
+}
+
+Connection::Flow Connection::Fail(const char* reason) {
+  if (reason_.empty()) reason_ = reason;
+  relay_->up_done = relay_->down_done = true;
+  return Flow::kProgress;
+}
+
+RelayHandler::Result Connection::OnReady(Side side, uint32_t events) {
+  // Any event may be the one after which a read or a write fails; both find out by trying.
+  constexpr uint32_t kIn = EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR;
+  constexpr uint32_t kOut = EPOLLOUT | EPOLLHUP | EPOLLERR;
+  RelayState& r = *relay_;
+  bool client = side == Side::kClient;
+  if (events & kIn) (client ? r.client_readable : r.server_readable) = true;
+  if (events & kOut) (client ? r.to_client : r.to_server).writable = true;
+  // A bounded burst, so that one busy connection (a COPY) does not hold the loop.
+  for (int i = 0; i < 16; ++i) {
+    Flow up = ClientToServer();
+    Flow down = ServerToClient();
+    if (r.up_done && r.down_done) {
+      CloseFds();
+      Finish();
+      return Result::kDone;
     }
-    if (!watcher && out.capacity() > 0) Bytes().swap(out);
+    if (up == Flow::kIdle && down == Flow::kIdle) return Result::kWait;
   }
-  if (ec != asio::error::eof) {
-    if (reason_.empty()) reason_ = "machine_read_failed";
-    CloseAll();
-    co_return;
+  return Result::kMore;
+}
+
+void Connection::OnStop() { CloseFds(); }
+
+void Connection::CloseFds() {
+  if (!relay_) return;
+  for (int& fd : relay_->fds) {
+    if (fd >= 0) ::close(fd);
+    fd = -1;
   }
-  if (reason_.empty()) reason_ = "machine_closed";
-  if (tls_ready_) {
-    tls_->Shutdown();
-    co_await FlushTls();
-  }
-  client_.shutdown(Socket::shutdown_send, ec);
 }
 
 void Connection::Log() {

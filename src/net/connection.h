@@ -1,7 +1,8 @@
-// One client connection, from accept to close, as one coroutine (ARCHITECTURE.md, "Life of
-// one connection"); a pg_tls client that keeps it waiting for its startup packets parks it
-// without one. The connection owns both sockets; it reads the route table snapshot and the
-// certificate set once, when it starts.
+// One client connection, from accept to close (ARCHITECTURE.md, "Life of one connection"):
+// a coroutine negotiates (a pg_tls client that keeps it waiting for its startup packets parks
+// it without one) and connects the machine, then the thread's relay loop (net/relay_loop.h)
+// relays both ways until either side closes. The connection owns both sockets; it reads the
+// route table snapshot and the certificate set once, when it starts.
 #pragma once
 
 #include "control/route_table.h"

@@ -14,6 +14,7 @@
 #include "net/asio.h"
 #include "net/connection.h"
 #include "net/metrics.h"
+#include "net/relay_loop.h"
 
 namespace drawbridge::net {
 
@@ -58,6 +59,9 @@ base::Result<std::shared_ptr<Acceptor>> Listen(asio::io_context& io, const tcp::
 struct Server::Impl {
   struct Worker {
     asio::io_context io{1};
+    // Where this worker's connections go once negotiated. Declared after `io`, so destroyed
+    // before it: the connections it still holds own Asio objects of `io`.
+    RelayLoop relay;
     std::map<int, std::vector<std::shared_ptr<Acceptor>>> listeners;
     std::thread thread;
   };
@@ -141,6 +145,7 @@ Server::~Server() {
   for (auto& w : impl_->workers) {
     if (w->thread.joinable()) w->thread.join();
   }
+  for (auto& w : impl_->workers) w->relay.Stop();
 }
 
 base::Status Server::Start() {
@@ -149,9 +154,15 @@ base::Status Server::Start() {
     if (auto s = impl_->Sync(*w, ports); !s.ok()) return s;
   }
   for (auto& w : impl_->workers) {
+    if (auto s = w->relay.Start(); !s.ok()) return s;
+  }
+  for (auto& w : impl_->workers) {
     impl_->guards.push_back(asio::make_work_guard(w->io));
     Impl::Worker* worker = w.get();
-    w->thread = std::thread([worker] { worker->io.run(); });
+    w->thread = std::thread([worker] {
+      RelayLoop::Current() = &worker->relay;
+      worker->io.run();
+    });
   }
   return {};
 }
@@ -217,6 +228,7 @@ void Server::Run(const std::function<void()>& on_reload, const std::function<voi
   for (auto& w : impl_->workers) {
     if (w->thread.joinable()) w->thread.join();
   }
+  for (auto& w : impl_->workers) w->relay.Stop();
 }
 
 }  // namespace drawbridge::net

@@ -1,7 +1,8 @@
 // The edge's listeners and event loops: one io_context per thread, each with its own
 // SO_REUSEPORT listeners on every public port of the route table (IPv4 and IPv6 wildcard), so
-// the kernel spreads connections across threads. A connection lives on the loop that accepted
-// it. Routing happens per connection by its local address, so allocating an address opens no
+// the kernel spreads connections across threads. A connection negotiates on the loop that
+// accepted it, then relays on that loop's relay thread (net/relay_loop.h) until it closes.
+// Routing happens per connection by its local address, so allocating an address opens no
 // socket; only a new public port does.
 #pragma once
 

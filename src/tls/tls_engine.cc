@@ -215,6 +215,7 @@ TlsEngine::Io TlsEngine::Read(base::ByteSpan input, std::span<uint8_t> buf, size
   }
   KeepUnread();
   *n = total;
+  read_drained_ = io == Io::kWantRead;
   // What came before a close or an error is delivered first; the next call reports it again.
   return total > 0 ? Io::kOk : io;
 }

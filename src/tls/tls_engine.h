@@ -58,6 +58,10 @@ class TlsEngine {
   // Decrypts as much as is complete and fits into `buf`; *n is the count on kOk. kWantRead:
   // no whole record yet (`input` was consumed). kClosed: the peer sent close_notify.
   Io Read(base::ByteSpan input, std::span<uint8_t> buf, size_t* n);
+  // Whether the last Read() stopped because no whole record was left (rather than because
+  // `buf` was full, or at a close or an error it reports next): if so, another Read() without
+  // new input would only say kWantRead.
+  bool read_drained() const { return read_drained_; }
   // Encrypts all of `data`, appending to `out` the pending output (see HasOutput) and then
   // the new records.
   Io Write(base::ByteSpan data, base::Bytes* out);
@@ -88,6 +92,7 @@ class TlsEngine {
   size_t unread_at_ = 0;
   base::ByteSpan lent_;           // input lent for the current call, read after unread_
   base::Bytes output_;            // ciphertext produced outside Write()
+  bool read_drained_ = false;
   base::Bytes* sink_ = &output_;  // where the BIO appends: output_, or Write()'s `out`
   std::string error_;
 

@@ -1,0 +1,90 @@
+// The relay phase on an epoll loop of its own. Asio's reactor (Boost 1.74) spends a syscall on
+// every wait: an EPOLL_CTL_MOD to re-arm the socket, or a read that fails with EAGAIN. Here
+// both sockets of a connection are registered once, edge-triggered, for reading and writing,
+// so a relayed message costs its read, its write and a share of one epoll_wait. A connection
+// moves here once its startup is done (net/connection.cc) and stays until it closes.
+//
+// Thread safety: Adopt() may be called from any thread; everything else happens on the loop's
+// own thread, and after the loop has stopped, on the destructor's.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "base/status.h"
+
+namespace drawbridge::net {
+
+// A connection in its relay phase. Every call comes from the loop's thread.
+class RelayHandler {
+ public:
+  enum class Side : uint8_t { kClient, kServer };
+  enum class Result : uint8_t {
+    kWait,  // nothing more to do until an event arrives
+    kMore,  // stopped early to let other connections run: call again with events 0
+    kDone,  // finished: the handler has closed its sockets; no more calls
+  };
+  virtual ~RelayHandler() = default;
+  // `events` (EPOLLIN, EPOLLOUT, EPOLLRDHUP, EPOLLHUP, EPOLLERR, or 0) for the socket of `side`.
+  virtual Result OnReady(Side side, uint32_t events) = 0;
+  // The loop stops with the connection still open: close the sockets; no more calls.
+  virtual void OnStop() = 0;
+};
+
+class RelayLoop {
+ public:
+  RelayLoop() = default;
+  ~RelayLoop();  // Stop()
+  RelayLoop(const RelayLoop&) = delete;
+  RelayLoop& operator=(const RelayLoop&) = delete;
+
+  // Creates the epoll set and starts the thread.
+  base::Status Start();
+  // Stops the thread; connections still open get OnStop().
+  void Stop();
+
+  // Thread-safe. Registers `client_fd` and `server_fd` (non-blocking, owned and closed by the
+  // handler) on the loop's thread, which then calls the handler as they become ready (at once
+  // for what is already there). False if the loop is not running: the caller keeps them.
+  bool Adopt(std::shared_ptr<RelayHandler> handler, int client_fd, int server_fd);
+
+  // The relay loop of the calling thread, set by the thread that serves connections.
+  static RelayLoop*& Current();
+
+ private:
+  struct Entry;
+  struct Tag {
+    Entry* entry;
+    RelayHandler::Side side;
+  };
+  struct Entry {
+    std::shared_ptr<RelayHandler> handler;
+    int fds[2];
+    Tag tags[2];
+    bool done = false;
+    bool queued = false;  // in again_
+  };
+
+  void Run();
+  void AdoptPending();
+  void Call(Entry* e, RelayHandler::Side side, uint32_t events);
+
+  int epoll_fd_ = -1;
+  int wake_fd_ = -1;  // eventfd: Adopt() and Stop() write it
+  std::thread thread_;
+
+  std::mutex mu_;  // guards pending_ and stopping_
+  std::vector<std::unique_ptr<Entry>> pending_;
+  bool stopping_ = false;
+
+  // Loop thread only.
+  std::unordered_map<Entry*, std::unique_ptr<Entry>> entries_;
+  std::vector<Entry*> again_;     // answered kMore: called again before the next wait blocks
+  std::vector<Entry*> finished_;  // erased after the batch that finished them
+};
+
+}  // namespace drawbridge::net
