@@ -242,7 +242,7 @@ class Connection : public std::enable_shared_from_this<Connection>, public Relay
   struct Outbox {
     Bytes spill;  // empty (and unallocated) unless the peer is slow
     size_t offset = 0;
-    bool writable = true;  // false after EAGAIN, until the next EPOLLOUT edge
+    bool writable = true;              // false after EAGAIN, until the next EPOLLOUT edge
     bool Send(int fd, ByteSpan data);  // call only when spill is empty; false: socket failed
     bool Flush(int fd);                // false: socket failed
   };
@@ -252,8 +252,8 @@ class Connection : public std::enable_shared_from_this<Connection>, public Relay
     Outbox to_client, to_server;
     bool client_readable = true, server_readable = true;  // see RecvSome
     bool engine_drained = false;  // the TLS engine has no whole record left (see TryClientRead)
-    bool up_done = false, down_done = false;  // client -> machine, machine -> client
-    bool server_eof = false;                  // down: the machine's EOF is being passed on
+    bool up_done = false, down_done = false;    // client -> machine, machine -> client
+    bool server_eof = false;                    // down: the machine's EOF is being passed on
     std::optional<pg::BackendWatcher> watcher;  // pg_tls, until the first ReadyForQuery
     Bytes watcher_out;
   };
@@ -309,8 +309,7 @@ class Connection : public std::enable_shared_from_this<Connection>, public Relay
   bool deadline_fired_ = false;
 };
 
-void Connection::ArmDeadline(std::chrono::milliseconds after, const char* reason,
-                             bool client_too) {
+void Connection::ArmDeadline(std::chrono::milliseconds after, const char* reason, bool client_too) {
   deadline_.expires_after(after);
   deadline_.async_wait([self = shared_from_this(), reason, client_too](error_code ec) {
     if (ec) return;  // re-armed or disarmed
@@ -772,7 +771,6 @@ Got RecvSome(int fd, std::span<uint8_t> buf, bool& readable, size_t* n, int* err
     return Got::kEnd;
   }
 }
-
 
 // Sends what the socket takes of `data` now: *sent bytes. False: the socket failed.
 bool SendSome(int fd, ByteSpan data, size_t* sent, bool& writable) {

@@ -44,7 +44,8 @@ struct SocketPair {
 // Copies what the client side sends to the server side; done when the client side closes.
 class Forwarder : public RelayHandler {
  public:
-  Forwarder(int client, int server, std::atomic<int>* stops) : fds_{client, server}, stops_(stops) {}
+  Forwarder(int client, int server, std::atomic<int>* stops)
+      : fds_{client, server}, stops_(stops) {}
   ~Forwarder() override { CloseFds(); }
 
   Result OnReady(Side side, uint32_t events) override {
