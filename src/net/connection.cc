@@ -251,6 +251,7 @@ class Connection : public std::enable_shared_from_this<Connection>, public Relay
     int fds[2] = {-1, -1};  // client, machine: taken over from Asio
     Outbox to_client, to_server;
     bool client_readable = true, server_readable = true;  // see RecvSome
+    bool client_hung_up = false, server_hung_up = false;   // EPOLLRDHUP, EPOLLHUP or EPOLLERR seen
     bool engine_drained = false;  // the TLS engine has no whole record left (see TryClientRead)
     bool up_done = false, down_done = false;    // client -> machine, machine -> client
     bool server_eof = false;                    // down: the machine's EOF is being passed on
@@ -749,16 +750,19 @@ awaitable<bool> Connection::Relay() {
 namespace {
 // One read of a non-blocking socket registered edge-triggered. `readable` is what the last
 // event said and the last read left: false after EAGAIN or a read that came back short (the
-// socket was drained then; bytes that arrive later raise a new edge). kEnd: EOF (`*error` 0)
-// or an error (`*error` its errno).
-Got RecvSome(int fd, std::span<uint8_t> buf, bool& readable, size_t* n, int* error) {
+// socket was drained then; bytes that arrive later raise a new edge), unless `hung_up` (an
+// event said the peer closed or the socket failed: its EOF or error may have come with the
+// bytes just read, and raises no edge of its own any more). kEnd: EOF (`*error` 0) or an error
+// (`*error` its errno).
+Got RecvSome(int fd, std::span<uint8_t> buf, bool& readable, bool hung_up, size_t* n,
+             int* error) {
   *error = 0;
   if (!readable) return Got::kWait;
   while (true) {
     ssize_t r = ::recv(fd, buf.data(), buf.size(), 0);
     if (r > 0) {
       *n = static_cast<size_t>(r);
-      readable = *n == buf.size();
+      readable = hung_up || *n == buf.size();
       return Got::kData;
     }
     if (r == 0) return Got::kEnd;
@@ -816,7 +820,8 @@ bool Connection::Outbox::Flush(int fd) {
 Got Connection::ClientRecv(std::span<uint8_t> buf, size_t* n) {
   if (relay_) {
     int error = 0;
-    return RecvSome(relay_->fds[0], buf, relay_->client_readable, n, &error);
+    return RecvSome(relay_->fds[0], buf, relay_->client_readable, relay_->client_hung_up, n,
+                    &error);
   }
   error_code ec;
   return ReadSome(client_, buf, client_more_, n, ec);
@@ -857,7 +862,7 @@ Connection::Flow Connection::ServerToClient() {
   }
   size_t n = 0;
   int error = 0;
-  switch (RecvSome(r.fds[1], PlainScratch(), r.server_readable, &n, &error)) {
+  switch (RecvSome(r.fds[1], PlainScratch(), r.server_readable, r.server_hung_up, &n, &error)) {
     case Got::kWait: return Flow::kIdle;
     case Got::kEnd:
       if (error != 0) return Fail("machine_read_failed");
@@ -915,6 +920,9 @@ RelayHandler::Result Connection::OnReady(Side side, uint32_t events) {
   RelayState& r = *relay_;
   bool client = side == Side::kClient;
   if (events & kIn) (client ? r.client_readable : r.server_readable) = true;
+  if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+    (client ? r.client_hung_up : r.server_hung_up) = true;
+  }
   if (events & kOut) (client ? r.to_client : r.to_server).writable = true;
   // A bounded burst, so that one busy connection (a COPY) does not hold the loop.
   for (int i = 0; i < 16; ++i) {

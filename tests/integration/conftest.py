@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import harness
-from harness import EdgeProcess, FakeMachine, free_port, fly_toml
+from harness import ClosingMachine, EdgeProcess, FakeMachine, free_port, fly_toml
 
 PG_PASSWORD = "postgres-superuser-secret"
 
@@ -75,14 +75,23 @@ def fake_v2():
 
 
 @pytest.fixture(scope="session")
+def closing_machine():
+    """Machine behind the raw "say_and_close" port: answers and closes at once."""
+    m = ClosingMachine(b"last words")
+    yield m
+    m.stop()
+
+
+@pytest.fixture(scope="session")
 def dead_port():
     """A port on 127.0.0.1 on which nothing listens (the unreachable machine)."""
     return free_port()
 
 
-def edge_services(pg, fake_v1, fake_v2, dead_port) -> tuple[dict[str, int], list[dict]]:
+def edge_services(pg, fake_v1, fake_v2, closing_machine, dead_port
+                  ) -> tuple[dict[str, int], list[dict]]:
     ports = {name: free_port() for name in
-             ("pg_tls", "tls", "raw", "proxy_pg_tls", "proxy_v2", "unreachable")}
+             ("pg_tls", "tls", "raw", "proxy_pg_tls", "proxy_v2", "say_and_close", "unreachable")}
     services = [
         dict(internal_port=pg.port, port=ports["pg_tls"], handlers=["pg_tls"]),
         dict(internal_port=pg.port, port=ports["tls"], handlers=["tls"]),
@@ -91,15 +100,16 @@ def edge_services(pg, fake_v1, fake_v2, dead_port) -> tuple[dict[str, int], list
              handlers=["proxy_proto", "pg_tls"]),
         dict(internal_port=fake_v2.port, port=ports["proxy_v2"], handlers=["proxy_proto"],
              proxy_v2=True),
+        dict(internal_port=closing_machine.port, port=ports["say_and_close"], handlers=[]),
         dict(internal_port=dead_port, port=ports["unreachable"], handlers=["pg_tls"]),
     ]
     return ports, services
 
 
 @pytest.fixture(scope="session")
-def edge(pg, certs, fake_v1, fake_v2, dead_port):
+def edge(pg, certs, fake_v1, fake_v2, closing_machine, dead_port):
     workdir = Path(tempfile.mkdtemp(prefix="drawbridge-it-edge-"))
-    ports, services = edge_services(pg, fake_v1, fake_v2, dead_port)
+    ports, services = edge_services(pg, fake_v1, fake_v2, closing_machine, dead_port)
     e = EdgeProcess(workdir, fly_toml(services), certs, ports)
     try:
         e.start()

@@ -398,6 +398,29 @@ class FakeMachine:
     def stop(self):
         self.stopping = True
         self.sock.close()
+
+
+class ClosingMachine(FakeMachine):
+    """A machine that answers each connection's first bytes with `answer` and closes at once,
+    the answer and its FIN corked into one segment: the edge sees the bytes and the EOF in one
+    event (as when a backend writes its last error and exits)."""
+
+    def __init__(self, answer: bytes):
+        self.answer = answer
+        super().__init__()
+
+    def _serve(self, c: socket.socket, rec: Recorded):
+        c.settimeout(10)
+        with c:
+            try:
+                chunk = c.recv(65536)
+                with self.lock:
+                    rec.data += chunk
+                c.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+                c.sendall(self.answer)
+            except OSError:
+                pass
+        rec.closed = True
         self.thread.join(5)
 
 

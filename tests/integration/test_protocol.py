@@ -570,6 +570,17 @@ def test_backend_termination_reaches_client(edge, pg):
     assert w.parse_error_fields(msgs[0][1])["C"] == "57P01"
 
 
+def test_machine_answer_and_close_in_one_segment_reach_the_client(edge, closing_machine):
+    """The machine's last bytes and its FIN arrive together (one event on the edge's
+    edge-triggered relay): the client gets both, not the bytes and then silence."""
+    for _ in range(3):
+        with w.connect(H4, edge.ports["say_and_close"]) as c:
+            c.send(b"hi")
+            data, how = c.read_to_eof(10)
+            assert data == b"last words", data
+            assert how == "eof", how
+
+
 def test_query_pipelined_with_startup_in_one_record_is_forwarded(edge):
     """Bytes after the StartupMessage in the same TLS record belong to the session."""
     with w.ssl_request_tls(H4, edge.ports["pg_tls"]) as t:
