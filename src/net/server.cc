@@ -117,7 +117,7 @@ namespace {
 // has. Fewer loops cost less CPU per transaction (fewer wake-ups, each finding more work) but
 // queue connections behind each other: on the 2-core benchmark machine, shared with pgbench
 // and PostgreSQL, one loop (and its relay thread) spent 11-20% less CPU per transaction than
-// two and gave less throughput in each of 12 rounds, 0.3-18% (bench/results/2026-11-26*.md).
+// two and gave less throughput in each of 15 rounds, 0.3-18% (bench/results/2026-11-26*.md).
 int DefaultThreads() {
   cpu_set_t set;
   int cores = sched_getaffinity(0, sizeof set, &set) == 0
