@@ -398,6 +398,7 @@ class FakeMachine:
     def stop(self):
         self.stopping = True
         self.sock.close()
+        self.thread.join(5)
 
 
 class ClosingMachine(FakeMachine):
@@ -421,7 +422,6 @@ class ClosingMachine(FakeMachine):
             except OSError:
                 pass
         rec.closed = True
-        self.thread.join(5)
 
 
 # ------------------------------------------------------------------------------ the edge
