@@ -190,7 +190,8 @@ class Connection : public std::enable_shared_from_this<Connection>, public Relay
   // Reads the route and starts Run(); a connection without a route is finished here.
   void Start();
 
-  // The relay phase, on the relay loop's thread (see Relay()).
+  // The relay phase, on the relay loop's thread (see Relay()); OnStop() also from the thread
+  // that stops the loop, once the loop's own has ended. OnStop() logs `reason=relay_stopped`.
   Result OnReady(Side side, uint32_t events) override;
   void OnStop() override;
 
@@ -938,7 +939,11 @@ RelayHandler::Result Connection::OnReady(Side side, uint32_t events) {
   return Result::kMore;
 }
 
-void Connection::OnStop() { CloseFds(); }
+void Connection::OnStop() {
+  if (reason_.empty()) reason_ = "relay_stopped";
+  CloseFds();
+  Finish();
+}
 
 void Connection::CloseFds() {
   if (!relay_) return;

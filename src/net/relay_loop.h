@@ -31,7 +31,8 @@ class RelayHandler {
   virtual ~RelayHandler() = default;
   // `events` (EPOLLIN, EPOLLOUT, EPOLLRDHUP, EPOLLHUP, EPOLLERR, or 0) for the socket of `side`.
   virtual Result OnReady(Side side, uint32_t events) = 0;
-  // The loop stops with the connection still open: close the sockets; no more calls.
+  // The loop gives the connection up with its sockets open (the loop stops, or cannot watch
+  // them): close and finish it; no more calls.
   virtual void OnStop() = 0;
 };
 
@@ -44,7 +45,7 @@ class RelayLoop {
 
   // Creates the epoll set and starts the thread.
   base::Status Start();
-  // Stops the thread; connections still open get OnStop().
+  // Stops the thread; connections still open get OnStop() on the calling thread.
   void Stop();
 
   // Thread-safe. Registers `client_fd` and `server_fd` (non-blocking, owned and closed by the

@@ -108,3 +108,29 @@ def test_sighup_reloads_certificates(private_edge):
         assert e.alive()
     finally:
         shutil.rmtree(fresh.dir, ignore_errors=True)
+
+
+def test_sessions_open_past_the_drain_timeout_are_closed_and_logged(pg, certs):
+    """SIGTERM lets open sessions run until the drain timeout, then the edge closes them: the
+    client sees its connection end, the edge exits 0 and logs the session with
+    reason=relay_stopped (counted as closed, not left active)."""
+    port = free_port()
+    d = Path(tempfile.mkdtemp(prefix="drawbridge-it-drain-"))
+    e = EdgeProcess(d, toml_for(pg, {"a": port}), certs, {"a": port},
+                    extra_args=("--drain-timeout-ms", "500"))
+    try:
+        e.start()
+        with w.ssl_request_tls("127.0.0.1", port) as t:
+            w.login_trust(t, "probe", "app")
+            rc = e.stop(timeout=20)
+            assert rc == 0, f"exit code {rc} after SIGTERM\n{e.log_text()[-3000:]}"
+            data, how = t.read_to_eof(10)
+            assert data == b"", data
+        stopped = [ln for ln in e.conn_lines() if "reason=relay_stopped" in ln]
+        assert len(stopped) == 1, e.log_text()[-3000:]
+        counters = [ln for ln in e.log_text().splitlines() if "counters accepted=" in ln]
+        assert counters and " active=0 " in counters[-1], counters
+    finally:
+        if e.alive():
+            e.stop(timeout=20)
+        shutil.rmtree(d, ignore_errors=True)
