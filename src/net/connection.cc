@@ -87,16 +87,8 @@ awaitable<error_code> Dial(Socket& socket, Resolver& resolver, const std::string
     if (ec) continue;
     co_await socket.async_connect(ep, asio::redirect_error(kAwait, ec));
     if (!ec) {
-      // The connect left writability in the descriptor's epoll interest for good, so every
-      // later wait for a reply would also wake at once for it, a spurious wake-up per message.
-      // Registering the descriptor afresh drops it (nothing else waits on it yet).
-      int fd = socket.release(ec);
-      if (ec) continue;
-      socket.assign(ep.protocol(), fd, ec);
-      if (ec) {
-        ::close(fd);
-        continue;
-      }
+      // Asio keeps the connect's writability interest on this descriptor; harmless, since
+      // replies are read on the relay loop, which registers the socket afresh.
       socket.set_option(tcp::no_delay(true), ec);
       socket.non_blocking(true, ec);  // ReadNow and WriteAll try the socket first
       co_return error_code{};
@@ -223,10 +215,6 @@ class Connection : public std::enable_shared_from_this<Connection>, public Relay
   // A waiting connection that holds no coroutine frame: an idle client costs the Connection,
   // one pending wait and the deadline, whatever Run()'s call chain would have held.
   void Park();
-  // One step of it: feeds `input` to `machine` and does what it says, short of waiting for
-  // more bytes (PgStartup() reads them, or parks).
-  enum class Step { kNeedMore, kAgain, kRouted, kFinished };
-  awaitable<Step> PgStartupStep(pg::StartupMachine& machine, ByteSpan input);
   // tls handler: the handshake, then the route by SNI. Its own coroutine so that Run's frame,
   // which lives as long as the connection, does not hold the handshake's temporaries.
   awaitable<bool> TlsStartup();
@@ -438,25 +426,77 @@ awaitable<void> Connection::RefuseAndClose(ByteSpan error, std::string reason) {
 awaitable<Connection::Startup> Connection::PgStartup() {
   ByteSpan input;
   while (true) {
-    Step step = co_await PgStartupStep(startup_, input);
-    switch (step) {
-      case Step::kNeedMore: break;
-      case Step::kAgain: input = {}; continue;
-      case Step::kRouted: co_return Startup::kRouted;
-      case Step::kFinished: co_return Startup::kFinished;
+    // Feed() copies what it keeps, before anything suspends.
+    pg::StartupAction a = startup_.Feed(input);
+    input = {};
+    switch (a.kind) {
+      case pg::StartupAction::Kind::kNeedMore: {
+        size_t n = 0;
+        Got got = park_failed_ ? Got::kEnd : TryClientRead(PlainScratch(), &n, false);
+        if (got == Got::kWait) {
+          Park();
+          co_return Startup::kParked;
+        }
+        if (got == Got::kEnd) {
+          if (reason_.empty()) reason_ = "client_closed_during_startup";
+          Metrics::Get().Failed(NetReason::kClientClosedEarly);
+          co_return Startup::kFinished;
+        }
+        input = PlainScratch().first(n);
+        break;
+      }
+      case pg::StartupAction::Kind::kReply:
+        if (!co_await ClientWrite(a.bytes)) co_return Startup::kFinished;
+        break;
+      case pg::StartupAction::Kind::kStartTls: {
+        // Bytes the client sent before it could have seen our 'S' are plaintext injected
+        // ahead of the handshake (CVE-2021-23214): refuse them even if they arrived after
+        // our last read.
+        error_code ec;
+        if (!a.direct_tls && client_.available(ec) > 0) {
+          Metrics::Get().Refused(pg::RefuseReason::kUnencryptedAfterSsl);
+          co_await RefuseAndClose(pg::BuildUnencryptedAfterSslError(),
+                                  pg::RefuseReasonName(pg::RefuseReason::kUnencryptedAfterSsl));
+          co_return Startup::kFinished;
+        }
+        if (!a.bytes.empty() && !co_await ClientWrite(a.bytes)) co_return Startup::kFinished;
+        if (!co_await TlsHandshake(a.tls_prefix, PolicyFor(*route_))) {
+          co_return Startup::kFinished;
+        }
+        startup_.TlsEstablished();
+        if (a.direct_tls && tls_->alpn().empty()) {
+          Metrics::Get().Failed(NetReason::kDirectTlsWithoutAlpn);
+          co_await RefuseAndClose(
+              pg::BuildFatal(pg::sqlstate::kProtocolViolation,
+                             "received direct SSL connection request without ALPN protocol "
+                             "negotiation extension"),
+              NetReasonName(NetReason::kDirectTlsWithoutAlpn));
+          co_return Startup::kFinished;
+        }
+        break;
+      }
+      case pg::StartupAction::Kind::kRefuse:
+        Metrics::Get().Refused(a.reason);
+        co_await RefuseAndClose(a.bytes, pg::RefuseReasonName(a.reason));
+        co_return Startup::kFinished;
+      case pg::StartupAction::Kind::kCancel:
+        co_await ForwardCancel(a.cancel);
+        co_return Startup::kFinished;
+      case pg::StartupAction::Kind::kStartup: {
+        size_t before = a.startup.params.size();
+        std::string options_before;
+        if (const auto* o = a.startup.Find("options")) options_before = *o;
+        if (!co_await ChooseRoute(&a.startup)) co_return Startup::kFinished;
+        const auto* o = a.startup.Find("options");
+        bool rewritten = a.startup.params.size() != before || (o && *o != options_before);
+        // The `app=` option is the edge's, not the server's: forward the packet without it.
+        startup_packet_ = rewritten ? pg::BuildStartupMessage(a.startup) : std::move(a.bytes);
+        startup_packet_.insert(startup_packet_.end(), a.rest.begin(), a.rest.end());
+        if (const auto* u = a.startup.Find("user")) user_ = *u;
+        if (const auto* d = a.startup.Find("database")) database_ = *d;
+        co_return Startup::kRouted;
+      }
     }
-    size_t n = 0;
-    Got got = park_failed_ ? Got::kEnd : TryClientRead(PlainScratch(), &n, false);
-    if (got == Got::kWait) {
-      Park();
-      co_return Startup::kParked;
-    }
-    if (got == Got::kEnd) {
-      if (reason_.empty()) reason_ = "client_closed_during_startup";
-      Metrics::Get().Failed(NetReason::kClientClosedEarly);
-      co_return Startup::kFinished;
-    }
-    input = PlainScratch().first(n);
   }
 }
 
@@ -465,65 +505,6 @@ void Connection::Park() {
     if (ec) self->park_failed_ = true;  // the deadline closed the socket, or it failed
     self->Spawn();
   });
-}
-
-awaitable<Connection::Step> Connection::PgStartupStep(pg::StartupMachine& machine,
-                                                      ByteSpan input) {
-  // Feed() copies what it keeps, before anything suspends.
-  pg::StartupAction a = machine.Feed(input);
-  switch (a.kind) {
-    case pg::StartupAction::Kind::kNeedMore:
-      co_return Step::kNeedMore;
-    case pg::StartupAction::Kind::kReply:
-      co_return co_await ClientWrite(a.bytes) ? Step::kAgain : Step::kFinished;
-    case pg::StartupAction::Kind::kStartTls: {
-      // Bytes the client sent before it could have seen our 'S' are plaintext injected
-      // ahead of the handshake (CVE-2021-23214): refuse them even if they arrived after
-      // our last read.
-      error_code ec;
-      if (!a.direct_tls && client_.available(ec) > 0) {
-        Metrics::Get().Refused(pg::RefuseReason::kUnencryptedAfterSsl);
-        co_await RefuseAndClose(pg::BuildUnencryptedAfterSslError(),
-                                pg::RefuseReasonName(pg::RefuseReason::kUnencryptedAfterSsl));
-        co_return Step::kFinished;
-      }
-      if (!a.bytes.empty() && !co_await ClientWrite(a.bytes)) co_return Step::kFinished;
-      if (!co_await TlsHandshake(a.tls_prefix, PolicyFor(*route_))) co_return Step::kFinished;
-      machine.TlsEstablished();
-      if (a.direct_tls && tls_->alpn().empty()) {
-        Metrics::Get().Failed(NetReason::kDirectTlsWithoutAlpn);
-        co_await RefuseAndClose(
-            pg::BuildFatal(pg::sqlstate::kProtocolViolation,
-                           "received direct SSL connection request without ALPN protocol "
-                           "negotiation extension"),
-            NetReasonName(NetReason::kDirectTlsWithoutAlpn));
-        co_return Step::kFinished;
-      }
-      co_return Step::kAgain;
-    }
-    case pg::StartupAction::Kind::kRefuse:
-      Metrics::Get().Refused(a.reason);
-      co_await RefuseAndClose(a.bytes, pg::RefuseReasonName(a.reason));
-      co_return Step::kFinished;
-    case pg::StartupAction::Kind::kCancel:
-      co_await ForwardCancel(a.cancel);
-      co_return Step::kFinished;
-    case pg::StartupAction::Kind::kStartup: {
-      size_t before = a.startup.params.size();
-      std::string options_before;
-      if (const auto* o = a.startup.Find("options")) options_before = *o;
-      if (!co_await ChooseRoute(&a.startup)) co_return Step::kFinished;
-      const auto* o = a.startup.Find("options");
-      bool rewritten = a.startup.params.size() != before || (o && *o != options_before);
-      // The `app=` option is the edge's, not the server's: forward the packet without it.
-      startup_packet_ = rewritten ? pg::BuildStartupMessage(a.startup) : std::move(a.bytes);
-      startup_packet_.insert(startup_packet_.end(), a.rest.begin(), a.rest.end());
-      if (const auto* u = a.startup.Find("user")) user_ = *u;
-      if (const auto* d = a.startup.Find("database")) database_ = *d;
-      co_return Step::kRouted;
-    }
-  }
-  co_return Step::kFinished;
 }
 
 awaitable<bool> Connection::TlsStartup() {
