@@ -16,6 +16,7 @@
 namespace drawbridge::net {
 
 struct CancelTarget {
+  std::string app;      // whose session it is: a cancel counts only where that app is reached
   std::string address;  // machine address as dialled
   int port = 0;
   pg::CancelKey key;    // the server's own key

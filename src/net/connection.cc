@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <memory>
@@ -13,6 +14,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "base/logfmt.h"
 #include "net/cancel_registry.h"
 #include "net/metrics.h"
 #include "net/proxy_protocol.h"
@@ -27,19 +29,8 @@ namespace {
 
 using base::Bytes;
 using base::ByteSpan;
+using base::LogfmtValue;
 using Clock = std::chrono::steady_clock;
-
-// A logfmt value: quoted when it holds a space, a quote or '='; "-" when empty.
-std::string Logfmt(const std::string& v) {
-  if (v.empty()) return "-";
-  if (v.find_first_of(" \"=") == std::string::npos) return v;
-  std::string out = "\"";
-  for (char c : v) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out + "\"";
-}
 
 std::string Ip(const tcp::endpoint& ep) { return ep.address().to_string(); }
 
@@ -183,9 +174,10 @@ class Connection : public std::enable_shared_from_this<Connection>, public Relay
   void Start();
 
   // The relay phase, on the relay loop's thread (see Relay()); OnStop() also from the thread
-  // that stops the loop, once the loop's own has ended. OnStop() logs `reason=relay_stopped`.
+  // that stops the loop, once the loop's own has ended. OnStop() logs `reason=relay_stopped`;
+  // when the edge stops, a pg_tls client between two messages first gets FATAL 57P01.
   Result OnReady(Side side, uint32_t events) override;
-  void OnStop() override;
+  void OnStop(Stop why) override;
 
  private:
   // The connection's coroutine, from after Start() to the hand-off to the relay loop (or the
@@ -246,6 +238,8 @@ class Connection : public std::enable_shared_from_this<Connection>, public Relay
     bool server_eof = false;                    // down: the machine's EOF is being passed on
     std::optional<pg::BackendWatcher> watcher;  // pg_tls, until the first ReadyForQuery
     Bytes watcher_out;
+    // pg_tls: where the messages passed to the client end, so that OnStop() can add one.
+    std::optional<pg::MessageCursor> down_messages;
   };
   // One step of each direction: kProgress if it moved bytes or changed state.
   enum class Flow { kIdle, kProgress };
@@ -514,10 +508,15 @@ awaitable<bool> Connection::TlsStartup() {
 awaitable<void> Connection::ForwardCancel(const pg::CancelKey& key) {
   reason_ = "cancel_request";
   auto target = CancelRegistry::Get().Find(key);
-  if (!target) {
+  // A key counts only at an address and port where its session's app is reached: another
+  // tenant that learnt it cannot cancel through an address of its own. (On a shared address
+  // a plaintext cancel names no app, so every app sharing it is a candidate.)
+  bool here = target && std::any_of(candidates_.begin(), candidates_.end(),
+                                    [&](const control::Route* r) { return r->app == target->app; });
+  if (!here) {
     // Unknown keys get the same silence as known ones: a cancel never has a reply.
     Metrics::Get().Failed(NetReason::kCancelUnknownKey);
-    reason_ = "cancel_unknown_key";
+    reason_ = target ? "cancel_key_of_another_app" : "cancel_unknown_key";
     co_return;
   }
   ArmDeadline(ctx_.limits.connect_timeout, "cancel_connect_timeout", false);
@@ -711,9 +710,10 @@ awaitable<bool> Connection::Relay() {
   }
   relay_ = std::make_unique<RelayState>();
   if (route_->pg_tls) {
+    relay_->down_messages.emplace();
     relay_->watcher.emplace([this](const pg::CancelKey& real) {
       pg::CancelKey issued = CancelRegistry::Get().Register(
-          CancelTarget{machine_address_, route_->internal_port, real});
+          CancelTarget{route_->app, machine_address_, route_->internal_port, real});
       issued_keys_.push_back(issued);
       return issued;
     });
@@ -876,6 +876,7 @@ Connection::Flow Connection::ServerToClient() {
     }
   }
   bytes_out_ += chunk.size();
+  if (r.down_messages) r.down_messages->Advance(chunk);
   if (!chunk.empty()) {
     if (tls_ready_) {
       Bytes& out = OutScratch();
@@ -920,8 +921,23 @@ RelayHandler::Result Connection::OnReady(Side side, uint32_t events) {
   return Result::kMore;
 }
 
-void Connection::OnStop() {
+void Connection::OnStop(Stop why) {
   if (reason_.empty()) reason_ = "relay_stopped";
+  RelayState& r = *relay_;
+  if (why == Stop::kLoopStopping && r.down_messages && r.down_messages->at_boundary() &&
+      r.to_client.spill.empty() && !r.down_done && tls_ready_) {
+    // Between two of the server's messages, the client is told why, as PostgreSQL tells it at
+    // a fast shutdown; in the middle of one, the close alone says it.
+    Bytes out;
+    Bytes fatal =
+        pg::BuildFatal("57P01", "terminating connection because the edge is shutting down");
+    if (tls_->Write(fatal, &out) == tls::TlsEngine::Io::kOk) {
+      tls_->Shutdown();
+      tls_->TakeOutput(&out);
+      size_t sent = 0;
+      (void)SendSome(r.fds[0], out, &sent, r.to_client.writable);
+    }
+  }
   CloseFds();
   Finish();
 }
@@ -939,11 +955,11 @@ void Connection::Log() {
   spdlog::info(
       "conn client={} local={} app={} handler={} tls={} cipher={} sni={} user={} database={} "
       "server_version={} bytes_in={} bytes_out={} duration_ms={} reason={}",
-      Endpoint(client_ep_), Endpoint(local_ep_), Logfmt(route_ ? route_->app : ""),
+      Endpoint(client_ep_), Endpoint(local_ep_), LogfmtValue(route_ ? route_->app : ""),
       route_ ? route_->HandlerName() : "-", tls_ready_ ? tls_->version() : "-",
-      tls_ready_ ? tls_->cipher() : "-", Logfmt(tls_ ? tls_->server_name() : ""), Logfmt(user_),
-      Logfmt(database_), Logfmt(server_version_), bytes_in_, bytes_out_, ms.count(),
-      reason_.empty() ? "closed" : reason_);
+      tls_ready_ ? tls_->cipher() : "-", LogfmtValue(tls_ ? tls_->server_name() : ""),
+      LogfmtValue(user_), LogfmtValue(database_), LogfmtValue(server_version_), bytes_in_,
+      bytes_out_, ms.count(), reason_.empty() ? "closed" : reason_);
 }
 
 }  // namespace

@@ -48,10 +48,10 @@ void RelayLoop::Stop() {
   }
   // The loop's thread is gone: what it still held is ours to close.
   for (auto& [e, entry] : entries_) {
-    if (!entry->done) entry->handler->OnStop();
+    if (!entry->done) entry->handler->OnStop(RelayHandler::Stop::kLoopStopping);
   }
   entries_.clear();
-  for (auto& entry : pending_) entry->handler->OnStop();
+  for (auto& entry : pending_) entry->handler->OnStop(RelayHandler::Stop::kLoopStopping);
   pending_.clear();
   if (epoll_fd_ >= 0) close(epoll_fd_);
   if (wake_fd_ >= 0) close(wake_fd_);
@@ -92,7 +92,7 @@ void RelayLoop::AdoptPending() {
       ev.data.ptr = &e->tags[i];
       if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, e->fds[i], &ev) != 0) {
         spdlog::error("relay loop: cannot watch a socket: {}", std::strerror(errno));
-        e->handler->OnStop();
+        e->handler->OnStop(RelayHandler::Stop::kCannotWatch);
         e->done = true;
         finished_.push_back(e);
       }

@@ -31,9 +31,10 @@ class RelayHandler {
   virtual ~RelayHandler() = default;
   // `events` (EPOLLIN, EPOLLOUT, EPOLLRDHUP, EPOLLHUP, EPOLLERR, or 0) for the socket of `side`.
   virtual Result OnReady(Side side, uint32_t events) = 0;
-  // The loop gives the connection up with its sockets open (the loop stops, or cannot watch
-  // them): close and finish it; no more calls.
-  virtual void OnStop() = 0;
+  // Why the loop gives a connection up with its sockets open.
+  enum class Stop : uint8_t { kLoopStopping, kCannotWatch };
+  // The loop gives the connection up: close and finish it; no more calls.
+  virtual void OnStop(Stop why) = 0;
 };
 
 class RelayLoop {

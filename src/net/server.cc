@@ -219,10 +219,27 @@ void Server::Run(const std::function<void()>& on_reload, const std::function<voi
     });
     done.get_future().wait();
   }
+  // A second SIGTERM or SIGINT ends the drain at once (SIGHUP is ignored from here on).
+  bool hurry = false;
+  on_signal = [&](error_code ec, int sig) {
+    if (ec) return;
+    if (sig == SIGHUP) {
+      spdlog::info("SIGHUP ignored: stopping");
+      signals.async_wait(on_signal);
+      return;
+    }
+    spdlog::info("second {}: closing {} open connections now", sig == SIGINT ? "SIGINT" : "SIGTERM",
+                 Metrics::Get().active.load());
+    hurry = true;
+  };
+  signals.async_wait(on_signal);
+  if (signals_io.stopped()) signals_io.restart();
   auto deadline = std::chrono::steady_clock::now() + impl_->options.limits.drain_timeout;
-  while (Metrics::Get().active.load() > 0 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  while (!hurry && Metrics::Get().active.load() > 0 &&
+         std::chrono::steady_clock::now() < deadline) {
+    signals_io.run_for(std::chrono::milliseconds(50));
   }
+  signals.cancel();
   impl_->guards.clear();
   for (auto& w : impl_->workers) w->io.stop();
   for (auto& w : impl_->workers) {

@@ -37,7 +37,7 @@ class Server {
   base::Status SyncListeners();
   // Blocks until SIGTERM or SIGINT, calling `on_reload` on SIGHUP and `on_tick` (if set) about
   // once a second. Then stops accepting, lets open connections finish up to the drain
-  // timeout, and stops the loops.
+  // timeout (or until a second SIGTERM or SIGINT), and stops the loops.
   void Run(const std::function<void()>& on_reload, const std::function<void()>& on_tick = {});
 
  private:

@@ -1,5 +1,7 @@
 #include "pg/messages.h"
 
+#include <algorithm>
+
 namespace drawbridge::pg {
 
 using base::ByteReader;
@@ -169,6 +171,28 @@ std::optional<std::pair<std::string, std::string>> ParseParameterStatusBody(Byte
   std::string_view name, value;
   if (!r.ReadCString(&name) || !r.ReadCString(&value) || r.remaining() != 0) return std::nullopt;
   return std::make_pair(std::string(name), std::string(value));
+}
+
+void MessageCursor::Advance(ByteSpan bytes) {
+  size_t i = 0;
+  while (i < bytes.size() && !broken_) {
+    if (body_left_ > 0) {
+      size_t skip = static_cast<size_t>(std::min<uint64_t>(body_left_, bytes.size() - i));
+      body_left_ -= skip;
+      i += skip;
+      continue;
+    }
+    header_[have_++] = bytes[i++];
+    if (have_ < sizeof header_) continue;
+    uint32_t len = 0;
+    ByteReader(ByteSpan(header_).subspan(1)).ReadU32(&len);
+    have_ = 0;
+    if (len < 4) {
+      broken_ = true;
+    } else {
+      body_left_ = len - 4;
+    }
+  }
 }
 
 }  // namespace drawbridge::pg

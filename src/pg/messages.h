@@ -86,4 +86,20 @@ std::optional<ErrorFields> ParseErrorBody(ByteSpan body);
 std::optional<CancelKey> ParseBackendKeyDataBody(ByteSpan body);
 std::optional<std::pair<std::string, std::string>> ParseParameterStatusBody(ByteSpan body);
 
+// Follows the message boundaries of a stream of typed messages (what a server sends after the
+// startup packet) without keeping any of it: so that the edge knows where it may put a message
+// of its own. A length word below 4 is malformed; from then on no boundary is known.
+class MessageCursor {
+ public:
+  void Advance(ByteSpan bytes);
+  // Whether the bytes so far ended a whole message.
+  bool at_boundary() const { return !broken_ && have_ == 0 && body_left_ == 0; }
+
+ private:
+  uint8_t header_[5] = {};
+  size_t have_ = 0;         // header bytes seen of the current message
+  uint64_t body_left_ = 0;  // body bytes of the current message still to come
+  bool broken_ = false;
+};
+
 }  // namespace drawbridge::pg

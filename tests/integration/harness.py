@@ -427,6 +427,38 @@ class ClosingMachine(FakeMachine):
 # ------------------------------------------------------------------------------ the edge
 
 
+class BlackholeMachine:
+    """A port on 127.0.0.1 where a connect hangs, as towards a host behind a firewall that
+    drops packets, without iptables: a listener with a backlog of 0 whose one slot is taken
+    by a connection nobody accepts, so the kernel drops every further SYN."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(0)
+        self.port = self.sock.getsockname()[1]
+        self.fillers = []
+        for _ in range(2):
+            c = socket.socket()
+            c.setblocking(False)
+            c.connect_ex(("127.0.0.1", self.port))
+            self.fillers.append(c)
+        probe = socket.socket()
+        probe.settimeout(0.5)
+        try:
+            probe.connect(("127.0.0.1", self.port))
+            raise AssertionError("the blackhole accepted a connection")
+        except (socket.timeout, TimeoutError):
+            pass
+        finally:
+            probe.close()
+
+    def stop(self):
+        for c in self.fillers:
+            c.close()
+        self.sock.close()
+
+
 def drawbridge_bin() -> Path:
     p = Path(os.environ.get("DRAWBRIDGE_BIN", REPO_ROOT / "build/src/drawbridge"))
     if not p.is_absolute():

@@ -328,6 +328,31 @@ def test_closed_connection_is_logged(edge):
     assert kv["reason"], ln
 
 
+def test_client_chosen_names_cannot_forge_log_lines(edge):
+    """reliability.md T9: a user name, database or server name is the client's to choose;
+    control characters in it are escaped, so it cannot start a log line of its own."""
+    forged = "x\nconn client=6.6.6.6:1 local=- reason=forged"
+    with w.ssl_request_tls("127.0.0.1", edge.ports["pg_tls"]) as t:
+        sport = t.sock.getsockname()[1]
+        t.send(w.startup_message({"user": forged, "database": "app\r\x1b[2Jx"}))
+        # Postgres asks a role it does not know for a password all the same (SCRAM here).
+        assert t.read_message()[0] in (b"R", b"E")
+
+    def line():
+        for ln in edge.conn_lines():
+            if re.search(rf"\bclient=\S+:{sport}\b", ln):
+                return ln
+        return None
+
+    ln = wait_until(line, 5, what=f"a 'conn ' log line for client port {sport}")
+    kv = parse_logfmt(ln[len("conn "):])
+    assert kv["user"] == "x\\nconn client=6.6.6.6:1 local=- reason=forged", ln
+    assert kv["database"] == "app\\r\\x1b[2Jx", ln
+    assert not [x for x in edge.conn_lines() if "6.6.6.6" in x.split()[1]], edge.conn_lines()
+    for x in edge.conn_lines():
+        parse_logfmt(x[len("conn "):])
+
+
 LOGFMT_PAIR = re.compile(r'\s*([A-Za-z_][\w.-]*)=("(?:[^"\\]|\\.)*"|[^\s"]*)')
 
 

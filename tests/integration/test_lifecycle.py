@@ -111,8 +111,9 @@ def test_sighup_reloads_certificates(private_edge):
 
 
 def test_sessions_open_past_the_drain_timeout_are_closed_and_logged(pg, certs):
-    """SIGTERM lets open sessions run until the drain timeout, then the edge closes them: the
-    client sees its connection end, the edge exits 0 and logs the session with
+    """SIGTERM lets open sessions run until the drain timeout, then the edge closes them: a
+    client waiting between two messages gets FATAL 57P01 (as from PostgreSQL at a fast
+    shutdown) and its connection ends, the edge exits 0 and logs the session with
     reason=relay_stopped (counted as closed, not left active)."""
     port = free_port()
     d = Path(tempfile.mkdtemp(prefix="drawbridge-it-drain-"))
@@ -124,8 +125,8 @@ def test_sessions_open_past_the_drain_timeout_are_closed_and_logged(pg, certs):
             w.login_trust(t, "probe", "app")
             rc = e.stop(timeout=20)
             assert rc == 0, f"exit code {rc} after SIGTERM\n{e.log_text()[-3000:]}"
-            data, how = t.read_to_eof(10)
-            assert data == b"", data
+            fields = t.read_error_then_eof(10)
+            assert fields.get("S") == "FATAL" and fields.get("C") == "57P01", fields
         stopped = [ln for ln in e.conn_lines() if "reason=relay_stopped" in ln]
         assert len(stopped) == 1, e.log_text()[-3000:]
         counters = [ln for ln in e.log_text().splitlines() if "counters accepted=" in ln]
@@ -133,4 +134,71 @@ def test_sessions_open_past_the_drain_timeout_are_closed_and_logged(pg, certs):
     finally:
         if e.alive():
             e.stop(timeout=20)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_second_sigterm_ends_the_drain_at_once(pg, certs):
+    """reliability.md T42: after SIGTERM the listeners close at once while open sessions keep
+    working; a second SIGTERM closes them (FATAL 57P01) without waiting out the drain
+    timeout, and the edge exits 0."""
+    port = free_port()
+    d = Path(tempfile.mkdtemp(prefix="drawbridge-it-sigterm2-"))
+    e = EdgeProcess(d, toml_for(pg, {"a": port}), certs, {"a": port},
+                    extra_args=("--drain-timeout-ms", "60000"))
+    try:
+        e.start()
+        with w.ssl_request_tls("127.0.0.1", port) as t:
+            w.login_trust(t, "probe", "app")
+            e.proc.send_signal(signal.SIGTERM)
+            wait_until(lambda: "stopping: no new connections" in e.log_text(), 10,
+                       what="the edge to start draining")
+            assert not answers_S(port)
+            assert w.simple_query(t, "SELECT 'still here'") == [["still here"]]
+            assert e.alive()
+            e.proc.send_signal(signal.SIGTERM)
+            fields = t.read_error_then_eof(10)
+            assert fields.get("S") == "FATAL" and fields.get("C") == "57P01", fields
+            rc = e.proc.wait(10)  # well before the 60 s drain timeout
+            assert rc == 0, f"exit code {rc}\n{e.log_text()[-3000:]}"
+        assert "second SIGTERM: closing 1 open connections now" in e.log_text(), e.log_text()
+        assert [ln for ln in e.conn_lines() if "reason=relay_stopped" in ln], e.log_text()
+    finally:
+        if e.alive():
+            e.stop(timeout=20)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_blackholed_machine_gets_fatal_08006_and_leaves_nothing_behind(certs):
+    """reliability.md T23/T24: a machine whose packets are dropped. A client that waits gets
+    FATAL 08006 (no address) once the connect attempt times out; clients that leave while the
+    edge is still connecting leave no descriptor behind; the edge keeps running."""
+    hole = harness.BlackholeMachine()
+    port = free_port()
+    d = Path(tempfile.mkdtemp(prefix="drawbridge-it-blackhole-"))
+    toml = harness.fly_toml([dict(internal_port=hole.port, port=port, handlers=["pg_tls"])])
+    e = EdgeProcess(d, toml, certs, {"a": port}, extra_args=("--connect-timeout-ms", "1000"))
+    startup = w.startup_message({"user": "probe", "database": "app"})
+    try:
+        e.start()
+        fd_dir = Path(f"/proc/{e.pid}/fd")
+        fds_before = len(list(fd_dir.iterdir()))
+        # Bounded well below the kernel's own SYN retries (over a minute) by the read timeout.
+        with w.ssl_request_tls("127.0.0.1", port) as t:
+            t.send(startup)
+            fields = t.read_error_then_eof(15)
+        assert fields.get("S") == "FATAL" and fields.get("C") == "08006", fields
+        assert "127.0.0.1" not in str(fields) and str(hole.port) not in str(fields), fields
+        for _ in range(20):
+            t = w.ssl_request_tls("127.0.0.1", port)
+            t.send(startup)
+            t.close()
+        wait_until(lambda: len(e.conn_lines()) >= 21, 15, what="21 connections logged")
+        wait_until(lambda: len(list(fd_dir.iterdir())) <= fds_before, 10,
+                   what=f"the edge's descriptors back to {fds_before}")
+        assert e.alive()
+    finally:
+        if e.alive():
+            rc = e.stop(timeout=20)
+            assert rc == 0, f"exit code {rc}\n{e.log_text()[-3000:]}"
+        hole.stop()
         shutil.rmtree(d, ignore_errors=True)

@@ -33,6 +33,7 @@ from pathlib import Path
 import pytest
 
 import harness
+import pgwire as w
 from harness import PGBENCH, PSQL, free_port, libpq_env, run, wait_until
 
 DOMAIN = "drawbridge.test"
@@ -605,6 +606,40 @@ def test_another_apps_name_on_a_dedicated_address_is_refused(st):
                           sslrootcert=st.ca_file), "SELECT name FROM whoami", check=False)
         assert p.returncode != 0 and "pg-" not in p.stdout, (kind, p.stdout)
         assert "FATAL:" in p.stderr and host_of(B) in p.stderr, p.stderr
+
+
+def test_a_cancel_key_counts_only_where_its_app_is_reached(st):
+    """reliability.md T7(b): a tenant that learns another app's cancel key cannot cancel
+    through an address of its own: sent to alpha's dedicated addresses, beta's key cancels
+    nothing; sent to beta's own address, or the shared one both apps are reached at, it does."""
+    for cancel_at in (st.ips[B]["v4"], SHARED_V4):
+        tag = f"cancel_{B}_{os.getpid()}_{time.monotonic_ns()}"
+        with w.ssl_request_tls(st.ips[B]["v4"], st.public_port,
+                               server_hostname=host_of(B)) as t:
+            pid, key = w.backend_key(w.login_trust(t, "probe", "app",
+                                                   {"application_name": tag}))
+            t.send(w.query_message("SELECT pg_sleep(60)"))
+
+            def sleeping() -> bool:
+                return any(state == "active" and "pg_sleep" in q
+                           for _, state, q, _ in st.pg[B].activity(tag))
+
+            wait_until(sleeping, 10, what="pg_sleep to run on beta's Postgres")
+            try:
+                for addr in (st.ips[A]["v4"], st.ips[A]["v6"]):
+                    reply, _ = w.cancel_no_reply(addr, st.public_port, w.cancel_request(pid, key))
+                    assert reply == b""
+                time.sleep(1.5)
+                assert sleeping(), "beta's query was cancelled through alpha's address"
+                reply, _ = w.cancel_no_reply(cancel_at, st.public_port, w.cancel_request(pid, key))
+                assert reply == b""
+                msgs = t.read_until(b"Z", 10)
+                errs = [w.parse_error_fields(p) for typ, p in msgs if typ == b"E"]
+                assert errs and errs[0]["C"] == "57014", (cancel_at, msgs)
+            finally:
+                st.pg[B].terminate(tag)
+    log = st.daemon.log()
+    assert "reason=cancel_key_of_another_app" in log, log[-3000:]
 
 
 # ------------------------------------------------------------------------------ certs add

@@ -14,7 +14,7 @@ namespace {
 using testutil::Hex;
 
 CancelTarget Target(std::string address, uint32_t pid, pg::Bytes secret) {
-  return CancelTarget{std::move(address), 5432, pg::CancelKey{pid, std::move(secret)}};
+  return CancelTarget{"app", std::move(address), 5432, pg::CancelKey{pid, std::move(secret)}};
 }
 
 TEST(CancelRegistryTest, RegisterFindUnregister) {

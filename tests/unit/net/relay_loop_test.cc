@@ -67,7 +67,7 @@ class Forwarder : public RelayHandler {
     }
     return Result::kWait;
   }
-  void OnStop() override {
+  void OnStop(Stop) override {
     ++*stops_;
     CloseFds();
   }
@@ -147,7 +147,7 @@ class Busy : public RelayHandler {
     if (events == 0) again++;
     return again < 5 ? Result::kMore : Result::kWait;
   }
-  void OnStop() override {}
+  void OnStop(Stop) override {}
   std::atomic<int> again{0};
 
  private:

@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
+#include <set>
 
 #include "test_util.h"
 
@@ -249,6 +251,57 @@ TEST(ParameterStatusTest, EmptySpanIsRejected) {
   std::string_view s;
   base::ByteReader r{ByteSpan{}};
   EXPECT_FALSE(r.ReadCString(&s));
+}
+
+// Three messages as a server sends them: a DataRow (body 6), an ErrorResponse, ReadyForQuery.
+Bytes ThreeMessages() {
+  Bytes d = {'D', 0, 0, 0, 10, 0, 1, 0, 0, 0, 0};
+  Bytes c = BuildErrorResponse("ERROR", "42P01", "no such table");
+  Bytes z = {'Z', 0, 0, 0, 5, 'I'};
+  Bytes all = d;
+  all.insert(all.end(), c.begin(), c.end());
+  all.insert(all.end(), z.begin(), z.end());
+  return all;
+}
+
+TEST(MessageCursorTest, BoundariesInOneChunk) {
+  MessageCursor cur;
+  EXPECT_TRUE(cur.at_boundary());
+  cur.Advance(ThreeMessages());
+  EXPECT_TRUE(cur.at_boundary());
+}
+
+// The stream cut into chunks of every size: after each chunk the cursor is at a boundary
+// exactly when the chunk ended a message, however the headers and bodies were cut.
+TEST(MessageCursorTest, BoundariesAcrossEverySplit) {
+  Bytes all = ThreeMessages();
+  std::set<size_t> ends = {11, all.size() - 6, all.size()};
+  for (size_t chunk = 1; chunk <= all.size(); ++chunk) {
+    MessageCursor cur;
+    for (size_t at = 0; at < all.size(); at += chunk) {
+      size_t n = std::min(chunk, all.size() - at);
+      cur.Advance(ByteSpan(all).subspan(at, n));
+      EXPECT_EQ(cur.at_boundary(), ends.count(at + n) == 1)
+          << "chunk " << chunk << " to " << at + n;
+    }
+  }
+}
+
+TEST(MessageCursorTest, LengthBelowFourLosesTheBoundaryForGood) {
+  MessageCursor cur;
+  cur.Advance(Bytes{'X', 0, 0, 0, 3});
+  EXPECT_FALSE(cur.at_boundary());
+  cur.Advance(Bytes{'Z', 0, 0, 0, 5, 'I'});
+  EXPECT_FALSE(cur.at_boundary());
+}
+
+TEST(MessageCursorTest, LargeLengthIsSkippedWithoutBuffering) {
+  MessageCursor cur;
+  cur.Advance(Bytes{'d', 0x7f, 0xff, 0xff, 0xff});  // a 2 GiB CopyData, of which none comes
+  EXPECT_FALSE(cur.at_boundary());
+  Bytes mib(1 << 20, 'x');
+  cur.Advance(mib);
+  EXPECT_FALSE(cur.at_boundary());
 }
 
 }  // namespace
