@@ -3,6 +3,7 @@ certificates. Each test runs its own short-lived edge instance."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import socket
@@ -108,6 +109,62 @@ def test_sighup_reloads_certificates(private_edge):
         assert e.alive()
     finally:
         shutil.rmtree(fresh.dir, ignore_errors=True)
+
+
+@pytest.mark.parametrize("bad", ["toml_syntax", "unknown_handler", "port_zero", "cert_key_mismatch",
+                                 "cert_missing"])
+def test_sighup_with_a_bad_file_keeps_the_old_state_serving(private_edge, pg, bad):
+    """reliability.md T38: a reload that fails changes nothing: the edge stays up, the old
+    ports and the old certificate keep serving, the log says what was wrong (file and line
+    for a fly.toml), and the next good reload applies."""
+    a, b = free_port(), free_port()
+    e = private_edge({"a": a})
+    good_toml = e.config.read_text()
+    old_cert = ssl.PEM_cert_to_DER_cert(e.certs.server_cert.read_text())
+    cert_text, key_text = e.certs.server_cert.read_text(), e.certs.server_key.read_text()
+
+    def served_der() -> bytes:
+        with w.ssl_request_tls("127.0.0.1", a, server_hostname="mydb.drawbridge.test") as t:
+            return t.sock.getpeercert(binary_form=True)
+
+    if bad == "toml_syntax":
+        e.config.write_text(toml_for(pg, {"a": a, "b": b}) + "\n[[services\n")
+        expect = "routes not reloaded"
+    elif bad == "unknown_handler":
+        e.config.write_text(toml_for(pg, {"a": a, "b": b}).replace('"pg_tls"', '"pgtls"', 1))
+        expect = "routes not reloaded"
+    elif bad == "port_zero":
+        e.config.write_text(toml_for(pg, {"a": a, "b": 0}))
+        expect = "routes not reloaded"
+    elif bad == "cert_key_mismatch":
+        e.certs.server_key.write_text(e.certs.other_key.read_text())
+        expect = "certificates not reloaded"
+    else:
+        e.certs.server_cert.unlink()
+        expect = "certificates not reloaded"
+    e.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: expect in e.log_text(), 10, what=f"'{expect}' in the log")
+    line = [ln for ln in e.log_text().splitlines() if expect in ln][-1]
+    if not bad.startswith("cert"):
+        assert re.search(r"fly\.toml:\d+: ", line), line
+    said = {"toml_syntax": "expected ']'", "unknown_handler": 'unknown handler "pgtls"',
+            "port_zero": "services[1].ports[0].port", "cert_key_mismatch": "mydb.key",
+            "cert_missing": "mydb.pem"}[bad]
+    assert said in line, line
+    assert e.alive()
+    assert answers_S(a) and not answers_S(b)
+    assert served_der() == old_cert
+    with w.ssl_request_tls("127.0.0.1", a) as t:
+        w.login_trust(t, "probe", "app")
+        assert w.simple_query(t, "SELECT 'old state'") == [["old state"]]
+    # Put the good files back: the next reload applies (with port b this time).
+    e.certs.server_cert.write_text(cert_text)
+    e.certs.server_key.write_text(key_text)
+    e.config.write_text(toml_for(pg, {"a": a, "b": b}))
+    e.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: answers_S(b), 10, what="the good reload to open port b")
+    assert served_der() == old_cert
+    assert good_toml != e.config.read_text()
 
 
 def test_sessions_open_past_the_drain_timeout_are_closed_and_logged(pg, certs):
