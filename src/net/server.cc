@@ -116,8 +116,10 @@ namespace {
 // One event loop per core this process may run on (taskset, cpusets), not per core the machine
 // has. Fewer loops cost less CPU per transaction (fewer wake-ups, each finding more work) but
 // queue connections behind each other: on the 2-core benchmark machine, shared with pgbench
-// and PostgreSQL, one loop (and its relay thread) spent 11-20% less CPU per transaction than
-// two and gave less throughput in each of 15 rounds, 0.3-18% (bench/results/2026-11-26*.md).
+// and PostgreSQL, one loop (and its relay thread) gave less throughput than two in each of 18
+// rounds, 0.3-29% less, and spent less CPU per transaction in 17 of them, up to 20% less
+// (bench/results/2026-11-26*.md). Pinning each relay thread to a core did not help either:
+// less throughput in 4 of 5 rounds.
 int DefaultThreads() {
   cpu_set_t set;
   int cores = sched_getaffinity(0, sizeof set, &set) == 0
