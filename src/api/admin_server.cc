@@ -55,6 +55,10 @@ asio::awaitable<void> Session(Socket socket, const ApiContext* ctx, bool unix) {
       res = {431, R"({"error":"request headers too large"})"};
     } else if (ec) {
       break;
+    } else if (parser.get().count(http::field::host) > 1 ||
+               parser.get().count(http::field::authorization) > 1) {
+      // Which one would count is a guess a proxy in front may make differently (RFC 9112 3.2).
+      res = {400, R"({"error":"more than one Host or Authorization header"})"};
     } else {
       auto& msg = parser.get();
       Request req;

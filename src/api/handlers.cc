@@ -2,6 +2,8 @@
 
 #include <openssl/crypto.h>
 
+#include <algorithm>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -61,16 +63,17 @@ json ToJsonList(const std::vector<T>& items) {
   return out;
 }
 
+// A loopback name, optionally followed by `:` and a port: nothing else may follow the name.
 bool HostAllowed(const std::string& host) {
-  if (host.empty()) return false;
-  std::string name = host;
-  if (name.front() == '[') {
-    auto close = name.find(']');
-    name = close == std::string::npos ? "" : name.substr(0, close + 1);
-  } else if (auto colon = name.find(':'); colon != std::string::npos) {
-    name = name.substr(0, colon);
+  for (std::string_view name : {"localhost", "127.0.0.1", "[::1]"}) {
+    if (!host.starts_with(name)) continue;
+    std::string_view rest = std::string_view(host).substr(name.size());
+    if (rest.empty()) return true;
+    rest.remove_prefix(1);  // must be the `:`
+    return host[name.size()] == ':' && !rest.empty() && rest.size() <= 5 &&
+           std::all_of(rest.begin(), rest.end(), [](char c) { return c >= '0' && c <= '9'; });
   }
-  return name == "localhost" || name == "127.0.0.1" || name == "[::1]";
+  return false;
 }
 
 std::vector<std::string> Split(const std::string& path) {

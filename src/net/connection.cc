@@ -433,7 +433,8 @@ awaitable<Connection::Startup> Connection::PgStartup() {
         }
         if (got == Got::kEnd) {
           if (reason_.empty()) reason_ = "client_closed_during_startup";
-          Metrics::Get().Failed(NetReason::kClientClosedEarly);
+          // A socket the pre-auth deadline closed is counted as that, by Run().
+          if (!deadline_fired_) Metrics::Get().Failed(NetReason::kClientClosedEarly);
           co_return Startup::kFinished;
         }
         input = PlainScratch().first(n);
