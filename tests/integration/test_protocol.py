@@ -458,8 +458,11 @@ def test_proxy_v2_header_then_raw_bytes(edge, fake_v2, host):
 
 @pytest.mark.slow
 def test_stalled_reader_does_not_grow_edge_memory(edge, pg):
+    """reliability.md T30: a client that stops reading during a 200 MB COPY makes Postgres
+    block (the edge stops reading from it), and the edge's RSS grows by less than 1 MiB
+    (measured: 110-140 KiB)."""
     app = marker("stall")
-    limit_kb = 50 * 1024
+    limit_kb = 1024
     t = w.WireConn(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
     t.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
     t.sock.settimeout(10)
@@ -490,7 +493,7 @@ def test_stalled_reader_does_not_grow_edge_memory(edge, pg):
         for _ in range(20):  # keep watching a little after the stall
             peak = max(peak, edge.rss_kb())
             time.sleep(0.1)
-        assert peak - base < limit_kb, f"edge RSS grew by {(peak - base) // 1024} MB"
+        assert peak - base < limit_kb, f"edge RSS grew by {peak - base} KiB"
         assert stalled, ("Postgres never blocked writing to the edge: the edge kept reading "
                          "from the machine although the client did not read")
     finally:
