@@ -622,3 +622,40 @@ def test_startup_without_terminator_gets_fatal_08P01(edge):
     with w.ssl_request_tls(H4, edge.ports["pg_tls"]) as t:
         t.send(struct.pack("!I", len(body) + 4) + body)
         fatal(t.read_error_then_eof(), "08P01")
+
+
+def raw_startup(pairs: list[tuple[bytes, bytes]]) -> bytes:
+    """A StartupMessage from raw key/value bytes, repeats and all."""
+    body = struct.pack("!I", w.PROTO_30) + b"".join(k + b"\0" + v + b"\0" for k, v in pairs)
+    body += b"\0"
+    return struct.pack("!I", len(body) + 4) + body
+
+
+@pytest.mark.parametrize("case", ["duplicate_database", "2000_parameters", "invalid_utf8",
+                                  "control_characters", "options_c_search_path", "9000_bytes"])
+def test_hostile_startup_parameters_get_an_answer_and_leave_the_edge_serving(edge, case):
+    """reliability.md T9: each of these ends in a clean answer (the login, or a FATAL from the
+    edge or from Postgres, passed through), never a crash or a hang; the edge serves next."""
+    base = [(b"user", b"probe"), (b"database", b"app")]
+    pairs = {
+        "duplicate_database": base + [(b"database", b"postgres")],
+        "2000_parameters": base + [(bytes([97 + i // 26, 97 + i % 26]), b"")  # "aa".."zz"
+                                   for i in range(26 * 26)] * 3,
+        "invalid_utf8": base + [(b"application_name", b"\xff\xfe\xc0\xaf")],
+        "control_characters": base + [(b"application_name", b"a\nb\rc\x1b[2J\x7f")],
+        "options_c_search_path": base + [(b"options", b"-c search_path=evil")],
+        "9000_bytes": base + [(b"application_name", b"v" * 9000)],
+    }[case]
+    packet = raw_startup(pairs)
+    assert len(packet) <= 10004, len(packet)  # longer ones are refused unanswered (tested above)
+    with w.ssl_request_tls(H4, edge.ports["pg_tls"]) as t:
+        t.send(packet)
+        msgs = t.read_until(b"Z", 10)
+        kinds = [m for m, _ in msgs]
+        if kinds[-1] == b"E":
+            f = w.parse_error_fields(msgs[-1][1])
+            assert f.get("S") == "FATAL" and f.get("C"), f
+        else:
+            assert kinds[-1] == b"Z", kinds
+            assert w.simple_query(t, "SELECT 1") == [["1"]]
+    assert_edge_serves(edge)
