@@ -26,6 +26,7 @@ std::string Metrics::Summary() const {
                     " closed=" + std::to_string(closed.load()) +
                     " active=" + std::to_string(active.load()) +
                     " cancels_forwarded=" + std::to_string(cancels_forwarded.load()) +
+                    " accept_errors=" + std::to_string(accept_errors.load()) +
                     " bytes_in=" + std::to_string(bytes_in.load()) +
                     " bytes_out=" + std::to_string(bytes_out.load());
   for (size_t i = 1; i < pg_.size(); ++i) {
@@ -55,6 +56,9 @@ std::string Metrics::Prometheus() const {
   sample("drawbridge_connections_active", active.load());
   metric("drawbridge_cancels_forwarded_total", "counter", "Cancel requests forwarded.");
   sample("drawbridge_cancels_forwarded_total", cancels_forwarded.load());
+  metric("drawbridge_accept_errors_total", "counter",
+         "accept() failures (out of descriptors or memory); each pauses that listener 100 ms.");
+  sample("drawbridge_accept_errors_total", accept_errors.load());
   metric("drawbridge_bytes_total", "counter", "Bytes relayed, by direction (of closed connections).");
   sample("drawbridge_bytes_total{direction=\"client_to_machine\"}", bytes_in.load());
   sample("drawbridge_bytes_total{direction=\"machine_to_client\"}", bytes_out.load());

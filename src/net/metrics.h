@@ -33,6 +33,7 @@ class Metrics {
   std::atomic<uint64_t> closed{0};
   std::atomic<uint64_t> active{0};
   std::atomic<uint64_t> cancels_forwarded{0};
+  std::atomic<uint64_t> accept_errors{0};  // accept() failed: out of descriptors or memory
   std::atomic<uint64_t> bytes_in{0};
   std::atomic<uint64_t> bytes_out{0};
 

@@ -23,17 +23,32 @@ namespace {
 using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
 
 awaitable<void> AcceptLoop(std::shared_ptr<Acceptor> acceptor, const ConnectionContext* ctx) {
+  constexpr auto kPause = std::chrono::milliseconds(100);
+  constexpr uint64_t kReportEvery = 600;  // failures: about a minute of pauses
+  uint64_t failures = 0;                  // in a row
   while (acceptor->is_open()) {
     error_code ec;
     Socket socket = co_await acceptor->async_accept(asio::redirect_error(kAwait, ec));
     if (!ec) {
+      if (failures > 0) {
+        spdlog::info("accept on port {} works again, after {} failures",
+                     acceptor->local_endpoint(ec).port(), failures);
+        failures = 0;
+      }
       StartConnection(std::move(socket), *ctx);
       continue;
     }
     if (ec == asio::error::operation_aborted || !acceptor->is_open()) co_return;
-    // Out of descriptors or memory: back off instead of spinning.
-    spdlog::warn("accept failed: {}", ec.message());
-    Timer pause(acceptor->get_executor(), std::chrono::milliseconds(100));
+    // Out of descriptors or memory: back off instead of spinning, and say so once per streak
+    // (and once a minute while it lasts), not ten times a second.
+    Metrics::Get().accept_errors++;
+    if (failures++ % kReportEvery == 0) {
+      error_code ignored;
+      spdlog::warn("accept failed on port {}: {} ({} in a row; retrying every {} ms)",
+                   acceptor->local_endpoint(ignored).port(), ec.message(), failures,
+                   kPause.count());
+    }
+    Timer pause(acceptor->get_executor(), kPause);
     co_await pause.async_wait(asio::redirect_error(kAwait, ec));
   }
 }
