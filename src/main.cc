@@ -33,14 +33,20 @@ int ServeMain(int argc, char** argv) {
   app.add_option("--machine", f.machines, "static mode: a machine address (repeatable)");
   app.add_option("--cert", f.certs, "PEM certificate chain (repeatable); default: built-in CA");
   app.add_option("--key", f.keys, "PEM private key, one per --cert");
-  app.add_option("--threads", f.threads, "event loops (default: one per core)");
+  app.add_option("--threads", f.threads, "event loops (default: one per core)")
+      ->check(CLI::Range(1, 1024));
   app.add_option("--log-level", f.log_level, "debug, info, warn, error")->capture_default_str();
+  // Up to a day: a timeout is a bound, and 0 or less would close everything at once.
+  constexpr int kDayMs = 24 * 3600 * 1000;
   app.add_option("--handshake-timeout-ms", f.handshake_timeout_ms, "accept to routed startup")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(1, kDayMs));
   app.add_option("--connect-timeout-ms", f.connect_timeout_ms, "per machine connect attempt")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(1, kDayMs));
   app.add_option("--drain-timeout-ms", f.drain_timeout_ms, "SIGTERM to forced close")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(0, kDayMs));
   CLI11_PARSE(app, argc, argv);
   return drawbridge::daemon::Serve(f);
 }

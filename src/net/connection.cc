@@ -162,13 +162,14 @@ awaitable<bool> WriteAll(Socket& s, ByteSpan data, base::Bytes& spill) {
 
 class Connection : public std::enable_shared_from_this<Connection>, public RelayHandler {
  public:
-  Connection(Socket socket, const ConnectionContext& ctx)
+  Connection(Socket socket, const tcp::endpoint& peer, const ConnectionContext& ctx)
       : ctx_(ctx),
         client_(std::move(socket)),
         server_(client_.get_executor()),
         resolver_(client_.get_executor()),
         deadline_(client_.get_executor()),
-        started_(Clock::now()) {}
+        started_(Clock::now()),
+        client_ep_(peer) {}
 
   // Reads the route and starts Run(); a connection without a route is finished here.
   void Start();
@@ -615,8 +616,13 @@ awaitable<bool> Connection::ConnectMachine() {
       reason_.clear();
       co_return true;
     }
+    // Only the connect deadline aborts a dial (it closes the socket under it).
+    std::string why =
+        ec == asio::error::operation_aborted
+            ? "no answer within " + std::to_string(ctx_.limits.connect_timeout.count()) + " ms"
+            : ec.message();
     spdlog::warn("app {}: machine {} port {} unreachable: {}", route_->app, m.address,
-                 route_->internal_port, ec.message());
+                 route_->internal_port, why);
   }
   Metrics::Get().Failed(NetReason::kMachineUnreachable);
   if (route_->pg_tls) {
@@ -634,7 +640,6 @@ awaitable<bool> Connection::ConnectMachine() {
 
 void Connection::Start() {
   error_code ec;
-  client_ep_ = client_.remote_endpoint(ec);
   local_ep_ = client_.local_endpoint(ec);
   client_.set_option(tcp::no_delay(true), ec);
   client_.non_blocking(true, ec);  // ReadNow and WriteAll try the socket first
@@ -965,8 +970,8 @@ void Connection::Log() {
 
 }  // namespace
 
-void StartConnection(Socket socket, const ConnectionContext& ctx) {
-  std::make_shared<Connection>(std::move(socket), ctx)->Start();
+void StartConnection(Socket socket, const tcp::endpoint& peer, const ConnectionContext& ctx) {
+  std::make_shared<Connection>(std::move(socket), peer, ctx)->Start();
 }
 
 }  // namespace drawbridge::net

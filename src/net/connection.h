@@ -19,7 +19,8 @@ struct ConnectionContext {
   ServerVersionObserver on_server_version;  // may be empty
 };
 
-// Spawns the connection's coroutine on the socket's executor. Never throws.
-void StartConnection(Socket socket, const ConnectionContext& ctx);
+// Spawns the connection's coroutine on the socket's executor. `peer` is the client's address as
+// accept() gave it (the socket may be reset before it could be asked again). Never throws.
+void StartConnection(Socket socket, const tcp::endpoint& peer, const ConnectionContext& ctx);
 
 }  // namespace drawbridge::net

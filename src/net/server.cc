@@ -28,14 +28,16 @@ awaitable<void> AcceptLoop(std::shared_ptr<Acceptor> acceptor, const ConnectionC
   uint64_t failures = 0;                  // in a row
   while (acceptor->is_open()) {
     error_code ec;
-    Socket socket = co_await acceptor->async_accept(asio::redirect_error(kAwait, ec));
+    Socket socket(acceptor->get_executor());
+    tcp::endpoint peer;
+    co_await acceptor->async_accept(socket, peer, asio::redirect_error(kAwait, ec));
     if (!ec) {
       if (failures > 0) {
         spdlog::info("accept on port {} works again, after {} failures",
                      acceptor->local_endpoint(ec).port(), failures);
         failures = 0;
       }
-      StartConnection(std::move(socket), *ctx);
+      StartConnection(std::move(socket), peer, *ctx);
       continue;
     }
     if (ec == asio::error::operation_aborted || !acceptor->is_open()) co_return;

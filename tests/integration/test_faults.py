@@ -15,6 +15,7 @@ Run from tests/integration:
 from __future__ import annotations
 
 import os
+import random
 import re
 import resource
 import shutil
@@ -32,7 +33,7 @@ from pathlib import Path
 import pytest
 
 import pgwire as w
-from harness import EdgeProcess, free_port, fly_toml, wait_until
+from harness import BlackholeMachine, EdgeProcess, free_port, fly_toml, wait_until
 
 H4 = "127.0.0.1"
 PAYLOAD = 1024 * 1024  # what a resetting machine sends before its RST
@@ -565,3 +566,103 @@ def test_fd_exhaustion_does_not_busy_loop_and_recovers(pg, certs):
     counters = [ln for ln in tail.splitlines() if "counters accepted=" in ln]
     m = re.search(r" accept_errors=(\d+) ", counters[-1]) if counters else None
     assert m and int(m.group(1)) >= 10, counters  # a pause of 100 ms each, over 5 s
+
+
+# ------------------------------------------------------------------------------ T26
+
+
+def test_timers_racing_teardown(pg, certs):
+    """reliability.md T26: with a 3 ms pre-auth deadline and a 3 ms connect timeout towards a
+    blackholed machine, clients close (FIN or reset) at random moments around those deadlines,
+    so that a deadline, the client's close and a failed connect land in the same loop turns.
+    The edge stays up, logs every connection exactly once, none is left active, and its
+    descriptors return to baseline. (CI runs this under ASan too: no double close or use after
+    free.)"""
+    hole = BlackholeMachine()
+    ports = {"pg": free_port(), "hole": free_port()}
+    services = [dict(internal_port=pg.port, port=ports["pg"], handlers=["pg_tls"]),
+                dict(internal_port=hole.port, port=ports["hole"], handlers=["pg_tls"]),
+                dict(internal_port=hole.port, port=free_port(), handlers=[])]
+    ports["raw"] = services[2]["port"]
+    e = start_edge("race", services, certs, ports,
+                   extra_args=("--handshake-timeout-ms", "3", "--connect-timeout-ms", "3"))
+    rng = random.Random(26)
+    plans = [(rng.choice(["pg", "hole", "raw"]), rng.choice(["nothing", "ssl", "tls"]),
+              rng.random() * 0.006, rng.random() < 0.5) for _ in range(1200)]
+    made: list[int] = []  # the clients' source ports
+    lock = threading.Lock()
+    deadline = time.monotonic() + 40
+
+    def client(plan) -> None:
+        port_name, how, delay, reset = plan
+        s = socket.create_connection((H4, ports[port_name]), timeout=2)
+        with lock:
+            made.append(s.getsockname()[1])
+        try:
+            s.settimeout(0.05)
+            if how != "nothing":
+                s.sendall(w.SSL_REQUEST)
+            if how == "tls" and port_name != "raw":
+                try:
+                    if s.recv(1) == b"S":
+                        tls = w.client_context().wrap_socket(s, do_handshake_on_connect=False)
+                        tls.settimeout(0.05)
+                        try:
+                            tls.do_handshake()
+                            tls.sendall(w.startup_message({"user": "probe", "database": "app"}))
+                        except (OSError, ssl.SSLError):
+                            pass
+                        s = tls
+                except OSError:
+                    pass
+            time.sleep(delay)
+            if reset:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        finally:
+            s.close()
+
+    def worker(part) -> None:
+        for plan in part:
+            if time.monotonic() > deadline:
+                return
+            client(plan)
+
+    try:
+        login_works_quietly(ports["pg"])  # warm-up; within 3 ms it may or may not succeed
+        baseline = fd_count(e.pid)
+        logged_before = len(e.conn_lines())
+        threads = [threading.Thread(target=worker, args=(plans[i::4],)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not any(t.is_alive() for t in threads), "client threads did not finish"
+        assert len(made) >= 200, f"only {len(made)} connections in 40 s"
+        assert_alive(e)
+        ours = set(made)
+
+        def logged() -> list[str]:
+            return [ln for ln in e.conn_lines()[logged_before:]
+                    if int(field(ln, "client").rsplit(":", 1)[1]) in ours]
+
+        wait_until(lambda: len(logged()) >= len(made), 20, what=f"{len(made)} connections logged")
+        time.sleep(0.5)  # a second line for any of them would show now
+        lines = logged()
+        ports_logged = sorted(int(field(ln, "client").rsplit(":", 1)[1]) for ln in lines)
+        assert ports_logged == sorted(made), "a connection logged twice, or not at all"
+        reasons = {field(ln, "reason") for ln in lines}
+        # The races this test is for did happen: deadlines, clients' closes, failed connects.
+        assert {"handshake_timeout", "machine_unreachable"} <= reasons, reasons
+        assert any(r.startswith("client_closed") for r in reasons), reasons
+        wait_fds_back(e, baseline, timeout=15)
+        assert_alive(e)
+    finally:
+        rc, tail = stop_edge(e)
+        hole.stop()
+    assert rc == 0, f"exit code {rc}\n{tail}"
+    counters = [ln for ln in tail.splitlines() if "counters accepted=" in ln]
+    assert counters and " active=0 " in counters[-1], counters
+    acc = re.search(r"accepted=(\d+) closed=(\d+) ", counters[-1])
+    assert acc and acc.group(1) == acc.group(2), counters[-1]

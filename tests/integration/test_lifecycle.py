@@ -259,3 +259,16 @@ def test_blackholed_machine_gets_fatal_08006_and_leaves_nothing_behind(certs):
             assert rc == 0, f"exit code {rc}\n{e.log_text()[-3000:]}"
         hole.stop()
         shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.mark.parametrize("flag,value", [("--handshake-timeout-ms", "0"),
+                                        ("--connect-timeout-ms", "-5"),
+                                        ("--drain-timeout-ms", "99999999999"),
+                                        ("--threads", "0"), ("--threads", "many")])
+def test_out_of_range_flags_are_refused_by_name(flag, value):
+    """A timeout of 0 would close every connection at once: the edge refuses to start, and
+    says which flag and why, instead of serving badly."""
+    p = harness.run([str(harness.drawbridge_bin()), "serve", "-c", "/dev/null", flag, value],
+                    check=False, timeout=20)
+    assert p.returncode != 0, p
+    assert flag in p.stderr + p.stdout, p
