@@ -846,6 +846,10 @@ Connection::Flow Connection::ServerToClient() {
   if (r.server_eof) {  // what was left, and the close_notify, are out: now the FIN
     ::shutdown(r.fds[0], SHUT_WR);
     r.down_done = true;
+    // A PostgreSQL server that closes has ended the session: nothing the client sends after
+    // can matter, so the edge does not wait for the client's own close (which an idle pooled
+    // client may never send) with both sockets held. Raw TCP and `tls` keep the half-close.
+    if (route_->pg_tls) r.up_done = true;
     return Flow::kProgress;
   }
   size_t n = 0;

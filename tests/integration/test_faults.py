@@ -595,7 +595,7 @@ def test_timers_racing_teardown(pg, certs):
 
     def client(plan) -> None:
         port_name, how, delay, reset = plan
-        s = socket.create_connection((H4, ports[port_name]), timeout=2)
+        s = socket.create_connection((H4, ports[port_name]), timeout=10)
         with lock:
             made.append(s.getsockname()[1])
         try:
@@ -631,6 +631,8 @@ def test_timers_racing_teardown(pg, certs):
 
     try:
         login_works_quietly(ports["pg"])  # warm-up; within 3 ms it may or may not succeed
+        # Its line first, so that a later client on the same port is not taken for it.
+        wait_until(lambda: len(e.conn_lines()) >= 1, 10, what="the warm-up connection logged")
         baseline = fd_count(e.pid)
         logged_before = len(e.conn_lines())
         threads = [threading.Thread(target=worker, args=(plans[i::4],)) for i in range(4)]
