@@ -18,6 +18,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -691,3 +692,82 @@ def fly_toml(services: list[dict]) -> str:
             out.append('    proxy_proto_options = { version = "v2" }')
         out.append("")
     return "\n".join(out)
+
+
+# ---------------------------------------------------------------------- probes shared by tests
+
+
+def marker(prefix: str = "it") -> str:
+    """A unique name (application_name, table) for one test's session."""
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+def assert_edge_serves(edge) -> None:
+    """The edge still completes a full TLS login to Postgres through its pg_tls port."""
+    import pgwire as w
+    with w.ssl_request_tls("127.0.0.1", edge.ports["pg_tls"]) as c:
+        w.login_trust(c, "probe", "app")
+        assert w.simple_query(c, "SELECT 41 + 1") == [["42"]]
+
+
+def fatal(fields: dict[str, str], sqlstate: str) -> None:
+    assert fields.get("S") == "FATAL", fields
+    assert fields.get("C") == sqlstate, fields
+    assert fields.get("M"), fields
+
+
+def log_field(line: str, name: str) -> str:
+    """The value of `name=` in a logfmt line (unquoted values only)."""
+    m = re.search(rf"\b{name}=(\S+)", line)
+    assert m, f"no {name}= in {line!r}"
+    return m.group(1)
+
+
+def conn_line(e: "EdgeProcess", client_port: int, timeout: float = 10.0) -> str:
+    """The edge's per-connection log line for a client's source port, waiting for it."""
+    def find() -> str | None:
+        for ln in e.conn_lines():
+            if f"client=127.0.0.1:{client_port} " in ln:
+                return ln
+        return None
+    try:
+        return wait_until(find, timeout, what=f"a conn line for client port {client_port}")
+    except AssertionError:
+        raise AssertionError(f"no conn line for client port {client_port} within {timeout}s; "
+                             f"log tail:\n{e.log_text()[-3000:]}") from None
+
+
+def fd_count(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def wait_fds_back(e: "EdgeProcess", baseline: int, timeout: float = 10.0) -> None:
+    """Waits until the edge holds no more descriptors than `baseline`; says which it holds."""
+    try:
+        wait_until(lambda: fd_count(e.pid) <= baseline, timeout,
+                   what=f"the edge's descriptors back to {baseline}")
+    except AssertionError:
+        fds = sorted(os.readlink(f"/proc/{e.pid}/fd/{n}") for n in os.listdir(f"/proc/{e.pid}/fd"))
+        raise AssertionError(f"edge holds {len(fds)} descriptors, baseline {baseline}: {fds}\n"
+                             f"log tail:\n{e.log_text()[-3000:]}") from None
+
+
+def start_own_edge(prefix: str, services: list[dict], certs: "Certs", ports: dict[str, int],
+                   extra_args: tuple[str, ...] = ()) -> "EdgeProcess":
+    """An edge of a test's own (flags of its own, no other test's sockets), in a temp dir."""
+    d = Path(tempfile.mkdtemp(prefix=f"drawbridge-it-{prefix}-"))
+    e = EdgeProcess(d, fly_toml(services), certs, ports, extra_args=extra_args)
+    try:
+        e.start()
+    except AssertionError as exc:
+        shutil.rmtree(d, ignore_errors=True)
+        pytest.fail(str(exc), pytrace=False)
+    return e
+
+
+def stop_own_edge(e: "EdgeProcess") -> tuple[int | None, str]:
+    """SIGTERM (bounded), then removes its directory: (exit code, tail of its log)."""
+    rc = e.stop(timeout=45)
+    tail = e.log_text()[-4000:]
+    shutil.rmtree(e.workdir, ignore_errors=True)
+    return rc, tail

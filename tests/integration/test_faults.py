@@ -18,36 +18,26 @@ import os
 import random
 import re
 import resource
-import shutil
 import socket
 import ssl
 import struct
 import subprocess
-import tempfile
 import threading
 import time
-import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 import pgwire as w
-from harness import BlackholeMachine, EdgeProcess, free_port, fly_toml, wait_until
+from harness import (BlackholeMachine, EdgeProcess, conn_line, fd_count, free_port,
+                     log_field, marker, start_own_edge, stop_own_edge, wait_fds_back,
+                     wait_until)
 
 H4 = "127.0.0.1"
 PAYLOAD = 1024 * 1024  # what a resetting machine sends before its RST
 
 
-def marker(prefix: str = "fault") -> str:
-    return f"{prefix}_{uuid.uuid4().hex[:12]}"
-
-
 # ------------------------------------------------------------------------------ process probes
-
-
-def fd_count(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def cpu_seconds(pid: int) -> float:
@@ -56,36 +46,6 @@ def cpu_seconds(pid: int) -> float:
         fields = f.read().rsplit(")", 1)[1].split()
     # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def wait_fds_back(e: EdgeProcess, baseline: int, timeout: float = 10.0) -> None:
-    try:
-        wait_until(lambda: fd_count(e.pid) <= baseline, timeout,
-                   what=f"the edge's descriptors back to {baseline}")
-    except AssertionError:
-        fds = sorted(os.readlink(f"/proc/{e.pid}/fd/{n}") for n in os.listdir(f"/proc/{e.pid}/fd"))
-        raise AssertionError(f"edge holds {len(fds)} descriptors, baseline {baseline}: {fds}\n"
-                             f"log tail:\n{e.log_text()[-3000:]}") from None
-
-
-def conn_line(e: EdgeProcess, client_port: int, timeout: float = 10.0) -> str:
-    """The edge's per-connection log line for the client's source port, waiting for it."""
-    def find() -> str | None:
-        for ln in e.conn_lines():
-            if f"client=127.0.0.1:{client_port} " in ln:
-                return ln
-        return None
-    try:
-        return wait_until(find, timeout, what=f"a conn line for client port {client_port}")
-    except AssertionError:
-        raise AssertionError(f"no conn line for client port {client_port} within {timeout}s; "
-                             f"log tail:\n{e.log_text()[-3000:]}") from None
-
-
-def field(line: str, name: str) -> str:
-    m = re.search(rf"\b{name}=(\S+)", line)
-    assert m, f"no {name}= in {line!r}"
-    return m.group(1)
 
 
 def log_levels_since(e: EdgeProcess, offset: int) -> list[str]:
@@ -119,25 +79,6 @@ def half_client_hello() -> bytes:
     hello = outgoing.read()
     assert hello[:1] == b"\x16" and len(hello) > 100, hello[:16]
     return hello[:len(hello) // 2]
-
-
-def start_edge(prefix: str, services: list[dict], certs, ports: dict[str, int],
-               extra_args: tuple[str, ...] = ()) -> EdgeProcess:
-    d = Path(tempfile.mkdtemp(prefix=f"drawbridge-it-{prefix}-"))
-    e = EdgeProcess(d, fly_toml(services), certs, ports, extra_args=extra_args)
-    try:
-        e.start()
-    except AssertionError as exc:
-        shutil.rmtree(d, ignore_errors=True)
-        pytest.fail(str(exc), pytrace=False)
-    return e
-
-
-def stop_edge(e: EdgeProcess) -> tuple[int | None, str]:
-    rc = e.stop(timeout=45)
-    tail = e.log_text()[-4000:]
-    shutil.rmtree(e.workdir, ignore_errors=True)
-    return rc, tail
 
 
 # ------------------------------------------------------------------------------ resetting machine
@@ -254,12 +195,12 @@ def fault_edge(pg, certs):
         dict(internal_port=pg_machine.port, port=ports["pg_reset"], handlers=["pg_tls"]),
     ]
     try:
-        e = start_edge("faults", services, certs, ports)
+        e = start_own_edge("faults", services, certs, ports)
         try:
             assert login_works(ports["pg_tls"])  # warm-up: lazily made descriptors exist now
             yield FaultEdge(e, raw_machine, pg_machine)
         finally:
-            rc, tail = stop_edge(e)
+            rc, tail = stop_own_edge(e)
     finally:
         raw_machine.stop()
         pg_machine.stop()
@@ -300,7 +241,7 @@ def test_machine_reset_mid_stream_raw_tcp(fault_edge, pg):
         wait_until(lambda: fault_edge.raw_machine.results, 10, what="the machine to reset")
         assert fault_edge.raw_machine.results[-1] == "reset", fault_edge.raw_machine.results
         line = conn_line(e, port)
-        assert field(line, "reason") in MACHINE_REASONS, line
+        assert log_field(line, "reason") in MACHINE_REASONS, line
         wait_fds_back(e, baseline)
         assert w.simple_query(bystander, "SELECT 'bystander'") == [["bystander"]]
     assert login_works(e.ports["pg_tls"])
@@ -335,8 +276,8 @@ def test_machine_reset_mid_copy_pg_tls(fault_edge, pg):
                    what="the machine to reset")
         assert fault_edge.pg_machine.results[-1] == "reset", fault_edge.pg_machine.results
         line = conn_line(e, port)
-        assert field(line, "reason") in MACHINE_REASONS, line
-        assert field(line, "handler") == "pg_tls", line
+        assert log_field(line, "reason") in MACHINE_REASONS, line
+        assert log_field(line, "handler") == "pg_tls", line
         wait_fds_back(e, baseline)
         assert w.simple_query(bystander, "SELECT 'bystander'") == [["bystander"]]
     assert login_works(e.ports["pg_tls"])
@@ -362,7 +303,7 @@ def test_fin_without_close_notify_during_handshake(fault_edge):
         data, how = c.read_to_eof(10)  # the edge must close too, not wait for more
     assert data == b"", data
     line = conn_line(e, port)
-    assert field(line, "reason") == "client_closed_during_tls_handshake", line
+    assert log_field(line, "reason") == "client_closed_during_tls_handshake", line
     wait_fds_back(e, baseline)
     assert log_levels_since(e, log_at) == []
     assert_alive(e)
@@ -395,7 +336,7 @@ def test_fin_without_close_notify_after_login(fault_edge, pg):
     finally:
         t.close()
     line = conn_line(e, port)
-    assert field(line, "reason") == "client_closed", line
+    assert log_field(line, "reason") == "client_closed", line
     wait_fds_back(e, baseline)
     assert log_levels_since(e, log_at) == []
     assert_alive(e)
@@ -428,7 +369,7 @@ def test_fin_without_close_notify_mid_copy(fault_edge, pg):
         t.close()
     wait_until(lambda: not pg.activity(app), 10, what=f"the backend of {app} to end")
     line = conn_line(e, port)
-    assert field(line, "reason").startswith("client_"), line
+    assert log_field(line, "reason").startswith("client_"), line
     wait_fds_back(e, baseline)
     assert log_levels_since(e, log_at) == []
     assert login_works(e.ports["pg_tls"])
@@ -444,7 +385,7 @@ def test_handshake_timeout_closes_stalled_clients(pg, certs):
     about 1 s after they connected, logged with reason=handshake_timeout and counted; no
     descriptor is left behind and a normal login still works."""
     port = free_port()
-    e = start_edge("hstimeout", [dict(internal_port=pg.port, port=port, handlers=["pg_tls"])],
+    e = start_own_edge("hstimeout", [dict(internal_port=pg.port, port=port, handlers=["pg_tls"])],
                    certs, {"pg_tls": port}, extra_args=("--handshake-timeout-ms", "1000"))
     conns: list[tuple[str, w.WireConn, float]] = []
     try:
@@ -466,14 +407,14 @@ def test_handshake_timeout_closes_stalled_clients(pg, certs):
             assert 0.8 <= elapsed < 4.0, f"{kind}: closed after {elapsed:.2f}s ({how})"
             assert data == b"", (kind, data)
             line = conn_line(e, c.sock.getsockname()[1])
-            assert field(line, "reason") == "handshake_timeout", (kind, line)
+            assert log_field(line, "reason") == "handshake_timeout", (kind, line)
         wait_fds_back(e, baseline)
         assert login_works(port)
         assert_alive(e)
     finally:
         for _, c, _ in conns:
             c.close()
-        rc, tail = stop_edge(e)
+        rc, tail = stop_own_edge(e)
     assert rc == 0, f"exit code {rc}\n{tail}"
     counters = [ln for ln in tail.splitlines() if "counters accepted=" in ln]
     assert counters and " failed_handshake_timeout=3" in counters[-1], counters
@@ -484,15 +425,15 @@ def test_handshake_timeout_is_not_counted_as_an_early_client_close(pg, certs):
     handshake timeout; the exit counters say failed_handshake_timeout=1 and, since the client
     never closed, failed_client_closed_early=0."""
     port = free_port()
-    e = start_edge("hscount", [dict(internal_port=pg.port, port=port, handlers=["pg_tls"])],
+    e = start_own_edge("hscount", [dict(internal_port=pg.port, port=port, handlers=["pg_tls"])],
                    certs, {"pg_tls": port}, extra_args=("--handshake-timeout-ms", "500"))
     try:
         with w.connect(H4, port) as c:
             data, how = c.read_to_eof(5)
             line = conn_line(e, c.sock.getsockname()[1])
-        assert field(line, "reason") == "handshake_timeout", line
+        assert log_field(line, "reason") == "handshake_timeout", line
     finally:
-        rc, tail = stop_edge(e)
+        rc, tail = stop_own_edge(e)
     assert rc == 0, f"exit code {rc}\n{tail}"
     counters = [ln for ln in tail.splitlines() if "counters accepted=" in ln]
     assert counters and " failed_handshake_timeout=1" in counters[-1], counters
@@ -509,7 +450,7 @@ def test_fd_exhaustion_does_not_busy_loop_and_recovers(pg, certs):
     leave, a full TLS login works again, the log says accept works again, the descriptors
     return to baseline, and the exit counters count the failures."""
     port = free_port()
-    e = start_edge("emfile", [dict(internal_port=pg.port, port=port, handlers=["pg_tls"])],
+    e = start_own_edge("emfile", [dict(internal_port=pg.port, port=port, handlers=["pg_tls"])],
                    certs, {"pg_tls": port})
     clients: list[socket.socket] = []
     original: tuple[int, int] | None = None
@@ -561,7 +502,7 @@ def test_fd_exhaustion_does_not_busy_loop_and_recovers(pg, certs):
             if e.alive() and original is not None:
                 resource.prlimit(e.pid, resource.RLIMIT_NOFILE, original)
         finally:
-            rc, tail = stop_edge(e)
+            rc, tail = stop_own_edge(e)
     assert rc == 0, f"exit code {rc}\n{tail}"
     counters = [ln for ln in tail.splitlines() if "counters accepted=" in ln]
     m = re.search(r" accept_errors=(\d+) ", counters[-1]) if counters else None
@@ -584,7 +525,7 @@ def test_timers_racing_teardown(pg, certs):
                 dict(internal_port=hole.port, port=ports["hole"], handlers=["pg_tls"]),
                 dict(internal_port=hole.port, port=free_port(), handlers=[])]
     ports["raw"] = services[2]["port"]
-    e = start_edge("race", services, certs, ports,
+    e = start_own_edge("race", services, certs, ports,
                    extra_args=("--handshake-timeout-ms", "3", "--connect-timeout-ms", "3"))
     rng = random.Random(26)
     plans = [(rng.choice(["pg", "hole", "raw"]), rng.choice(["nothing", "ssl", "tls"]),
@@ -647,21 +588,21 @@ def test_timers_racing_teardown(pg, certs):
 
         def logged() -> list[str]:
             return [ln for ln in e.conn_lines()[logged_before:]
-                    if int(field(ln, "client").rsplit(":", 1)[1]) in ours]
+                    if int(log_field(ln, "client").rsplit(":", 1)[1]) in ours]
 
         wait_until(lambda: len(logged()) >= len(made), 20, what=f"{len(made)} connections logged")
         time.sleep(0.5)  # a second line for any of them would show now
         lines = logged()
-        ports_logged = sorted(int(field(ln, "client").rsplit(":", 1)[1]) for ln in lines)
+        ports_logged = sorted(int(log_field(ln, "client").rsplit(":", 1)[1]) for ln in lines)
         assert ports_logged == sorted(made), "a connection logged twice, or not at all"
-        reasons = {field(ln, "reason") for ln in lines}
+        reasons = {log_field(ln, "reason") for ln in lines}
         # The races this test is for did happen: deadlines, clients' closes, failed connects.
         assert {"handshake_timeout", "machine_unreachable"} <= reasons, reasons
         assert any(r.startswith("client_closed") for r in reasons), reasons
         wait_fds_back(e, baseline, timeout=15)
         assert_alive(e)
     finally:
-        rc, tail = stop_edge(e)
+        rc, tail = stop_own_edge(e)
         hole.stop()
     assert rc == 0, f"exit code {rc}\n{tail}"
     counters = [ln for ln in tail.splitlines() if "counters accepted=" in ln]

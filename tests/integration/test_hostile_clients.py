@@ -22,77 +22,25 @@ from __future__ import annotations
 import os
 import re
 import select
-import shutil
 import socket
 import ssl
 import struct
 import subprocess
-import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 
 import pgwire as w
-from harness import EdgeProcess, free_port, fly_toml, wait_until
+from harness import (EdgeProcess, assert_edge_serves, conn_line, fatal, fd_count, free_port,
+                     log_field, marker, start_own_edge, stop_own_edge, wait_fds_back,
+                     wait_until)
 
 H4 = "127.0.0.1"
 MAX_TLS_PLAINTEXT = 16384  # one TLS record carries at most 2^14 bytes of plaintext
 
 
 # ------------------------------------------------------------------------------ helpers
-
-
-def marker(prefix: str = "hostile") -> str:
-    return f"{prefix}_{uuid.uuid4().hex[:12]}"
-
-
-def assert_edge_serves(edge) -> None:
-    """The edge still completes a full TLS login to Postgres through the pg_tls port."""
-    with w.ssl_request_tls(H4, edge.ports["pg_tls"]) as c:
-        w.login_trust(c, "probe", "app")
-        assert w.simple_query(c, "SELECT 41 + 1") == [["42"]]
-
-
-def fatal(fields: dict[str, str], sqlstate: str) -> None:
-    assert fields.get("S") == "FATAL", fields
-    assert fields.get("C") == sqlstate, fields
-    assert fields.get("M"), fields
-
-
-def conn_line(e: EdgeProcess, client_port: int, timeout: float = 10.0) -> str:
-    """The edge's per-connection log line for the client's source port, waiting for it."""
-    def find() -> str | None:
-        for ln in e.conn_lines():
-            if f"client=127.0.0.1:{client_port} " in ln:
-                return ln
-        return None
-    try:
-        return wait_until(find, timeout, what=f"a conn line for client port {client_port}")
-    except AssertionError:
-        raise AssertionError(f"no conn line for client port {client_port} within {timeout}s; "
-                             f"log tail:\n{e.log_text()[-3000:]}") from None
-
-
-def field(line: str, name: str) -> str:
-    m = re.search(rf"\b{name}=(\S+)", line)
-    assert m, f"no {name}= in {line!r}"
-    return m.group(1)
-
-
-def fd_count(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def wait_fds_back(e: EdgeProcess, baseline: int, timeout: float = 10.0) -> None:
-    try:
-        wait_until(lambda: fd_count(e.pid) <= baseline, timeout,
-                   what=f"the edge's descriptors back to {baseline}")
-    except AssertionError:
-        fds = sorted(os.readlink(f"/proc/{e.pid}/fd/{n}") for n in os.listdir(f"/proc/{e.pid}/fd"))
-        raise AssertionError(f"edge holds {len(fds)} descriptors, baseline {baseline}: "
-                             f"{fds}") from None
 
 
 def pg_tcp_connections(pg) -> int:
@@ -285,8 +233,8 @@ def test_plaintext_50ms_after_ssl_request_goes_to_tls_and_is_refused(edge, pg):
         "plaintext was parsed as PostgreSQL protocol)"
     assert elapsed < 1.0, f"closed {elapsed:.2f}s after the plaintext arrived"
     line = conn_line(edge, port)
-    assert field(line, "reason") == "tls_handshake_failed", line
-    assert field(line, "bytes_in") == "0", line
+    assert log_field(line, "reason") == "tls_handshake_failed", line
+    assert log_field(line, "bytes_in") == "0", line
     assert_no_backend_contact(pg, before)
     assert mark not in pg.log_text(), "the plaintext StartupMessage reached Postgres"
     assert_edge_serves(edge)
@@ -310,8 +258,8 @@ def test_client_hello_pipelined_with_ssl_request_is_refused(edge, pg):
     assert f["M"] == "received unencrypted data after SSL request", f
     line = conn_line(edge, port)
     # reliability.md names the reason unencrypted_data_after_sslrequest; the edge's name:
-    assert field(line, "reason") == "unencrypted_after_ssl_request", line
-    assert field(line, "tls") == "-", line
+    assert log_field(line, "reason") == "unencrypted_after_ssl_request", line
+    assert log_field(line, "tls") == "-", line
     assert_no_backend_contact(pg, before)
     assert_edge_serves(edge)
 
@@ -370,22 +318,8 @@ def test_startup_message_during_scram_authentication_is_refused(edge, pg):
 def start_slow_edge(pg, certs) -> EdgeProcess:
     """An edge of the test's own, with a 1 s pre-auth deadline, in front of real Postgres."""
     port = free_port()
-    d = Path(tempfile.mkdtemp(prefix="drawbridge-it-hostile-"))
-    e = EdgeProcess(d, fly_toml([dict(internal_port=pg.port, port=port, handlers=["pg_tls"])]),
-                    certs, {"pg_tls": port}, extra_args=("--handshake-timeout-ms", "1000"))
-    try:
-        e.start()
-    except AssertionError as exc:
-        shutil.rmtree(d, ignore_errors=True)
-        pytest.fail(str(exc), pytrace=False)
-    return e
-
-
-def stop_edge(e: EdgeProcess) -> tuple[int | None, str]:
-    rc = e.stop(timeout=45)
-    tail = e.log_text()[-4000:]
-    shutil.rmtree(e.workdir, ignore_errors=True)
-    return rc, tail
+    return start_own_edge("hostile", [dict(internal_port=pg.port, port=port, handlers=["pg_tls"])],
+                          certs, {"pg_tls": port}, extra_args=("--handshake-timeout-ms", "1000"))
 
 
 def drip(raw: socket.socket, data: bytes, wrap, gap: float, limit: float
@@ -451,11 +385,11 @@ def test_drip_fed_negotiation_is_cut_by_the_total_deadline(pg, certs, phase):
         assert sent < len(data), f"{phase}: the whole packet went out before the close"
         assert got == b"", f"{phase}: the edge answered {got!r}"
         line = conn_line(e, port)
-        assert field(line, "reason") == "handshake_timeout", line
+        assert log_field(line, "reason") == "handshake_timeout", line
         wait_fds_back(e, baseline)
         assert e.alive(), f"drawbridge died (exit code {e.proc.returncode})"
     finally:
-        rc, tail = stop_edge(e)
+        rc, tail = stop_own_edge(e)
     assert rc == 0, f"exit code {rc}\n{tail}"
     counters = [ln for ln in tail.splitlines() if "counters accepted=" in ln]
     assert counters and " failed_handshake_timeout=1" in counters[-1], counters
@@ -498,11 +432,11 @@ def test_non_postgres_first_bytes_are_closed_without_backend_contact(edge, pg, k
     line = conn_line(edge, port)
     if kind == "random_64k_after_0x16":
         assert data == b"" or tls_records(data)[0][0] == 0x15, f"answered {data!r}"
-        assert field(line, "reason") == "tls_handshake_failed", line
+        assert log_field(line, "reason") == "tls_handshake_failed", line
     else:
         assert data == b"", f"expected a silent close, got {data!r}"
-        assert field(line, "reason") == "bad_startup_length", line
-    assert field(line, "bytes_in") == "0" and field(line, "bytes_out") == "0", line
+        assert log_field(line, "reason") == "bad_startup_length", line
+    assert log_field(line, "bytes_in") == "0" and log_field(line, "bytes_out") == "0", line
     assert_no_backend_contact(pg, before)
     assert_edge_serves(edge)
     # The count does see the edge's connections: the check above could fail.
@@ -536,7 +470,7 @@ def test_a_flood_of_non_postgres_bytes_is_read_only_up_to_a_cap(edge, pg):
         f"sent {sent} bytes without the edge closing ({error})"
     assert sent < total // 4, f"the edge took {sent} bytes before closing"
     line = conn_line(edge, port)
-    assert field(line, "reason") == "bad_startup_length", line
+    assert log_field(line, "reason") == "bad_startup_length", line
     assert_no_backend_contact(pg, before)
     assert_edge_serves(edge)
 
@@ -632,7 +566,7 @@ def test_malformed_sni_in_hand_made_client_hello(edge, pg, kind):
         assert recs and recs[0] == (0x15, 2), f"expected one alert record, got {data!r} ({how})"
         level, desc = data[5], data[6]
         assert (level, desc) == (2, 112), f"alert {level}/{desc}, want fatal unrecognized_name"
-        assert field(conn_line(edge, port), "reason") == "tls_handshake_failed"
+        assert log_field(conn_line(edge, port), "reason") == "tls_handshake_failed"
     assert_no_backend_contact(pg, before)
     assert_edge_serves(edge)
 
@@ -718,16 +652,10 @@ def t31_edge(pg, certs):
     on purpose (a refusal lingers 2 s reading what the client still sends), which the
     socket-state checks below would take for this test's."""
     port = free_port()
-    d = Path(tempfile.mkdtemp(prefix="drawbridge-it-t31-"))
-    e = EdgeProcess(d, fly_toml([dict(internal_port=pg.port, port=port, handlers=["pg_tls"])]),
-                    certs, {"pg_tls": port})
-    try:
-        e.start()
-    except AssertionError as exc:
-        shutil.rmtree(d, ignore_errors=True)
-        pytest.fail(str(exc), pytrace=False)
+    e = start_own_edge("t31", [dict(internal_port=pg.port, port=port, handlers=["pg_tls"])],
+                       certs, {"pg_tls": port})
     yield e
-    rc, tail = stop_edge(e)
+    rc, tail = stop_own_edge(e)
     assert rc == 0, f"exit code {rc}\n{tail}"
 
 
@@ -788,8 +716,8 @@ def test_terminate_and_half_close_while_the_server_sends(t31_edge, pg, close):
     assert how == "eof", f"the edge closed with {how}, not close_notify and FIN"
     wait_until(lambda: not pg.activity(app), 5, what=f"the backend of {app} to end")
     line = conn_line(t31_edge, port)
-    assert field(line, "reason") == "client_closed", line
-    assert int(field(line, "bytes_out")) > 1000000 + NOTICES * 500, line
+    assert log_field(line, "reason") == "client_closed", line
+    assert int(log_field(line, "bytes_out")) > 1000000 + NOTICES * 500, line
     time.sleep(2.0)
     stuck = edge_sockets_in(t31_edge.pid, ("CLOSE-WAIT", "FIN-WAIT-2"))
     assert stuck == [], "edge sockets left half-closed:\n" + "\n".join(stuck)
@@ -846,7 +774,7 @@ def test_backend_fin_while_the_client_is_still_sending(t31_edge, pg):
         fatal(w.parse_error_fields(msgs[0][1]), "57P01")
     wait_until(lambda: not pg.activity(app), 5, what=f"the backend of {app} to end")
     line = conn_line(t31_edge, port)
-    assert field(line, "reason").startswith("machine_"), line
+    assert log_field(line, "reason").startswith("machine_"), line
     time.sleep(2.0)
     stuck = edge_sockets_in(t31_edge.pid, ("CLOSE-WAIT", "FIN-WAIT-2"))
     assert stuck == [], "edge sockets left half-closed:\n" + "\n".join(stuck)

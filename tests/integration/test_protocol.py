@@ -11,26 +11,14 @@ import socket
 import ssl
 import struct
 import time
-import uuid
 
 import pytest
 
 import pgwire as w
-from harness import wait_until
+from harness import assert_edge_serves, fatal, marker, wait_until
 
 H4 = "127.0.0.1"
 H6 = "::1"
-
-
-def marker(prefix: str = "it") -> str:
-    return f"{prefix}_{uuid.uuid4().hex[:12]}"
-
-
-def assert_edge_serves(edge) -> None:
-    """The edge still completes a full TLS login to Postgres through the pg_tls port."""
-    with w.ssl_request_tls(H4, edge.ports["pg_tls"]) as c:
-        w.login_trust(c, "probe", "app")
-        assert w.simple_query(c, "SELECT 41 + 1") == [["42"]]
 
 
 def assert_no_more_bytes(conn: w.WireConn, wait: float = 0.5) -> None:
@@ -40,12 +28,6 @@ def assert_no_more_bytes(conn: w.WireConn, wait: float = 0.5) -> None:
     except (socket.timeout, TimeoutError):
         return
     raise AssertionError(f"unexpected bytes/close after the answer: {extra!r}")
-
-
-def fatal(fields: dict[str, str], sqlstate: str) -> None:
-    assert fields.get("S") == "FATAL", fields
-    assert fields.get("C") == sqlstate, fields
-    assert fields.get("M"), fields
 
 
 # ------------------------------------------------------------------------- SSLRequest
