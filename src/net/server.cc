@@ -228,7 +228,6 @@ void Server::Run(const std::function<void()>& on_reload, const std::function<voi
   while (!stopping) signals_io.run_one();
   tick.cancel();
 
-  spdlog::info("stopping: no new connections; draining {} open", Metrics::Get().active.load());
   for (auto& w : impl_->workers) {
     std::promise<void> done;
     Impl::Worker* worker = w.get();
@@ -238,6 +237,8 @@ void Server::Run(const std::function<void()>& on_reload, const std::function<voi
     });
     done.get_future().wait();
   }
+  // Logged once the listeners are closed, so that whoever reads it can rely on it.
+  spdlog::info("stopping: no new connections; draining {} open", Metrics::Get().active.load());
   // A second SIGTERM or SIGINT ends the drain at once (SIGHUP is ignored from here on).
   bool hurry = false;
   on_signal = [&](error_code ec, int sig) {
