@@ -364,7 +364,7 @@ def test_drip_fed_negotiation_is_cut_by_the_total_deadline(pg, certs, phase):
             t0 = time.monotonic()
             port = raw.getsockname()[1]
             if phase == "ssl_request":
-                data, wrap, gap = w.SSL_REQUEST, bytes, 0.3
+                data, wrap, gap = w.SSL_REQUEST, bytes, 0.5
             else:
                 raw.sendall(w.SSL_REQUEST)
                 assert raw.recv(1) == b"S"
@@ -381,7 +381,9 @@ def test_drip_fed_negotiation_is_cut_by_the_total_deadline(pg, certs, phase):
         assert closed_at is not None, \
             f"{phase}: still open after dripping {sent} of {len(data)} bytes ({got!r})"
         elapsed = closed_at - t0
-        assert 0.8 <= elapsed < 2.0, f"{phase}: closed {elapsed:.2f}s after connecting"
+        # Not a speed test: the bound only has to tell "about 1 s" from "never" on a loaded
+        # (or ASan) machine; that the packet was cut short is the real check, below.
+        assert 0.8 <= elapsed < 3.5, f"{phase}: closed {elapsed:.2f}s after connecting"
         assert sent < len(data), f"{phase}: the whole packet went out before the close"
         assert got == b"", f"{phase}: the edge answered {got!r}"
         line = conn_line(e, port)
