@@ -231,7 +231,9 @@ def test_plaintext_50ms_after_ssl_request_goes_to_tls_and_is_refused(edge, pg):
     assert rest == b"" or rest[:1] == b"\x15", \
         f"after 'S' only a TLS alert may come, not {rest!r} (an ErrorResponse would mean the " \
         "plaintext was parsed as PostgreSQL protocol)"
-    assert elapsed < 1.0, f"closed {elapsed:.2f}s after the plaintext arrived"
+    # Well under the 10 s pre-auth deadline: the edge closed on its own account (not a speed
+    # test; generous for a loaded or ASan machine).
+    assert elapsed < 5.0, f"closed {elapsed:.2f}s after the plaintext arrived"
     line = conn_line(edge, port)
     assert log_field(line, "reason") == "tls_handshake_failed", line
     assert log_field(line, "bytes_in") == "0", line
@@ -430,7 +432,7 @@ def test_non_postgres_first_bytes_are_closed_without_backend_contact(edge, pg, k
             pass  # closed before it took everything: fine
         data, how = c.read_to_eof(10)
         elapsed = time.monotonic() - t0
-    assert elapsed < 1.0, f"closed {elapsed:.2f}s after the bytes ({how})"
+    assert elapsed < 5.0, f"closed {elapsed:.2f}s after the bytes ({how})"  # deadline: 10 s
     line = conn_line(edge, port)
     if kind == "random_64k_after_0x16":
         assert data == b"" or tls_records(data)[0][0] == 0x15, f"answered {data!r}"
@@ -602,13 +604,13 @@ def test_client_hello_one_byte_per_segment_then_login(edge):
         segs = segments_sent(raw) - segs_before
         assert segs >= len(hello), f"{len(hello)} bytes went out in {segs} segments"
         t_last = time.monotonic()
-        raw.settimeout(2)
+        raw.settimeout(5)
         first = raw.recv(65536)  # the server's flight, after the last byte
         stall = time.monotonic() - t_last
         assert first[:1] == b"\x16", first[:16]
         b.incoming.write(first)
         b.finish_handshake()
-        assert stall < 1.0, f"the edge answered the last ClientHello byte after {stall:.2f}s"
+        assert stall < 5.0, f"the edge answered the last ClientHello byte after {stall:.2f}s"
         conn = w.WireConn(b)
         w.login_trust(conn, "probe", "app")
         assert w.simple_query(conn, "SELECT 1") == [["1"]]
