@@ -182,11 +182,16 @@ void MessageCursor::Advance(ByteSpan bytes) {
       i += skip;
       continue;
     }
-    header_[have_++] = bytes[i++];
-    if (have_ < sizeof header_) continue;
     uint32_t len = 0;
-    ByteReader(ByteSpan(header_).subspan(1)).ReadU32(&len);
-    have_ = 0;
+    if (have_ == 0 && bytes.size() - i >= sizeof header_) {  // a whole header: the usual case
+      ByteReader(bytes.subspan(i + 1, 4)).ReadU32(&len);
+      i += sizeof header_;
+    } else {  // a header cut between two reads: gathered a byte at a time
+      header_[have_++] = bytes[i++];
+      if (have_ < sizeof header_) continue;
+      ByteReader(ByteSpan(header_).subspan(1)).ReadU32(&len);
+      have_ = 0;
+    }
     if (len < 4) {
       broken_ = true;
     } else {

@@ -34,12 +34,12 @@ TEST(LogfmtValue, ControlCharactersCannotStartALine) {
 
 TEST(LogfmtValue, MalformedUtf8IsEscapedByteByByte) {
   EXPECT_EQ(LogfmtValue("\xff"), "\"\\xff\"");
-  EXPECT_EQ(LogfmtValue("a\x80z"), "\"a\\x80z\"");           // stray continuation byte
-  EXPECT_EQ(LogfmtValue("\xc3"), "\"\\xc3\"");               // truncated
-  EXPECT_EQ(LogfmtValue("\xc0\xaf"), "\"\\xc0\\xaf\"");      // overlong '/'
+  EXPECT_EQ(LogfmtValue("a\x80z"), "\"a\\x80z\"");                // stray continuation byte
+  EXPECT_EQ(LogfmtValue("\xc3"), "\"\\xc3\"");                    // truncated
+  EXPECT_EQ(LogfmtValue("\xc0\xaf"), "\"\\xc0\\xaf\"");           // overlong '/'
   EXPECT_EQ(LogfmtValue("\xed\xa0\x80"), "\"\\xed\\xa0\\x80\"");  // a UTF-16 surrogate
   EXPECT_EQ(LogfmtValue("\xf4\x90\x80\x80"), "\"\\xf4\\x90\\x80\\x80\"");  // above U+10FFFF
-  EXPECT_EQ(LogfmtValue("ok \xe2\x82\xac"), "\"ok \xe2\x82\xac\"");  // the euro sign is kept
+  EXPECT_EQ(LogfmtValue("ok \xe2\x82\xac"), "\"ok \xe2\x82\xac\"");        // the euro sign is kept
 }
 
 }  // namespace
