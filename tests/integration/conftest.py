@@ -139,3 +139,11 @@ def _edge_still_alive(request):
     if not e.alive():
         pytest.fail(f"drawbridge died (exit code {e.proc.returncode}) during this test\n"
                     f"stderr tail:\n{e.log_text()[-4000:]}", pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _daemon_still_alive(request):
+    """The same for a module's `daemon` fixture (a DrawbridgeDaemon), where it has one."""
+    yield
+    if "daemon" in request.fixturenames:
+        harness.fail_if_dead(request.getfixturevalue("daemon"))

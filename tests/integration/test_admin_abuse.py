@@ -221,13 +221,6 @@ def daemon():
         yield d
 
 
-@pytest.fixture(autouse=True)
-def _daemon_still_alive(request):
-    yield
-    if "daemon" in request.fixturenames:
-        harness.fail_if_dead(request.getfixturevalue("daemon"))
-
-
 # ------------------------------------------------------------------------------ T44: auth
 
 

@@ -16,7 +16,8 @@ import pytest
 
 import harness
 import pgwire as w
-from harness import EdgeProcess, free_port, fly_toml, wait_until
+from harness import (EdgeProcess, fatal, fd_count, free_port, fly_toml, start_own_edge, stop_own_edge,
+                     wait_fds_back, wait_until)
 
 
 @pytest.fixture
@@ -49,9 +50,12 @@ def private_edge(pg, certs):
     assert not bad, bad
 
 
+def pg_tls_services(pg, ports: dict[str, int]) -> list[dict]:
+    return [dict(internal_port=pg.port, port=p, handlers=["pg_tls"]) for p in ports.values()]
+
+
 def toml_for(pg, ports: dict[str, int]) -> str:
-    return fly_toml([dict(internal_port=pg.port, port=p, handlers=["pg_tls"])
-                     for p in ports.values()])
+    return fly_toml(pg_tls_services(pg, ports))
 
 
 def answers_S(port: int) -> bool:
@@ -173,25 +177,21 @@ def test_sessions_open_past_the_drain_timeout_are_closed_and_logged(pg, certs):
     shutdown) and its connection ends, the edge exits 0 and logs the session with
     reason=relay_stopped (counted as closed, not left active)."""
     port = free_port()
-    d = Path(tempfile.mkdtemp(prefix="drawbridge-it-drain-"))
-    e = EdgeProcess(d, toml_for(pg, {"a": port}), certs, {"a": port},
-                    extra_args=("--drain-timeout-ms", "500"))
+    e = start_own_edge("drain", pg_tls_services(pg, {"a": port}), certs, {"a": port},
+                       extra_args=("--drain-timeout-ms", "500"))
     try:
-        e.start()
         with w.ssl_request_tls("127.0.0.1", port) as t:
             w.login_trust(t, "probe", "app")
             rc = e.stop(timeout=20)
             assert rc == 0, f"exit code {rc} after SIGTERM\n{e.log_text()[-3000:]}"
             fields = t.read_error_then_eof(10)
-            assert fields.get("S") == "FATAL" and fields.get("C") == "57P01", fields
+            fatal(fields, "57P01")
         stopped = [ln for ln in e.conn_lines() if "reason=relay_stopped" in ln]
         assert len(stopped) == 1, e.log_text()[-3000:]
         counters = [ln for ln in e.log_text().splitlines() if "counters accepted=" in ln]
         assert counters and " active=0 " in counters[-1], counters
     finally:
-        if e.alive():
-            e.stop(timeout=20)
-        shutil.rmtree(d, ignore_errors=True)
+        stop_own_edge(e)
 
 
 def test_second_sigterm_ends_the_drain_at_once(pg, certs):
@@ -199,11 +199,9 @@ def test_second_sigterm_ends_the_drain_at_once(pg, certs):
     working; a second SIGTERM closes them (FATAL 57P01) without waiting out the drain
     timeout, and the edge exits 0."""
     port = free_port()
-    d = Path(tempfile.mkdtemp(prefix="drawbridge-it-sigterm2-"))
-    e = EdgeProcess(d, toml_for(pg, {"a": port}), certs, {"a": port},
-                    extra_args=("--drain-timeout-ms", "60000"))
+    e = start_own_edge("sigterm2", pg_tls_services(pg, {"a": port}), certs, {"a": port},
+                       extra_args=("--drain-timeout-ms", "60000"))
     try:
-        e.start()
         with w.ssl_request_tls("127.0.0.1", port) as t:
             w.login_trust(t, "probe", "app")
             e.proc.send_signal(signal.SIGTERM)
@@ -214,15 +212,13 @@ def test_second_sigterm_ends_the_drain_at_once(pg, certs):
             assert e.alive()
             e.proc.send_signal(signal.SIGTERM)
             fields = t.read_error_then_eof(10)
-            assert fields.get("S") == "FATAL" and fields.get("C") == "57P01", fields
+            fatal(fields, "57P01")
             rc = e.proc.wait(10)  # well before the 60 s drain timeout
             assert rc == 0, f"exit code {rc}\n{e.log_text()[-3000:]}"
         assert "second SIGTERM: closing 1 open connections now" in e.log_text(), e.log_text()
         assert [ln for ln in e.conn_lines() if "reason=relay_stopped" in ln], e.log_text()
     finally:
-        if e.alive():
-            e.stop(timeout=20)
-        shutil.rmtree(d, ignore_errors=True)
+        stop_own_edge(e)
 
 
 def test_blackholed_machine_gets_fatal_08006_and_leaves_nothing_behind(certs):
@@ -231,34 +227,32 @@ def test_blackholed_machine_gets_fatal_08006_and_leaves_nothing_behind(certs):
     edge is still connecting leave no descriptor behind; the edge keeps running."""
     hole = harness.BlackholeMachine()
     port = free_port()
-    d = Path(tempfile.mkdtemp(prefix="drawbridge-it-blackhole-"))
-    toml = harness.fly_toml([dict(internal_port=hole.port, port=port, handlers=["pg_tls"])])
-    e = EdgeProcess(d, toml, certs, {"a": port}, extra_args=("--connect-timeout-ms", "1000"))
     startup = w.startup_message({"user": "probe", "database": "app"})
+    e = None
     try:
-        e.start()
-        fd_dir = Path(f"/proc/{e.pid}/fd")
-        fds_before = len(list(fd_dir.iterdir()))
+        e = start_own_edge("blackhole",
+                           [dict(internal_port=hole.port, port=port, handlers=["pg_tls"])],
+                           certs, {"a": port}, extra_args=("--connect-timeout-ms", "1000"))
+        fds_before = fd_count(e.pid)
         # Bounded well below the kernel's own SYN retries (over a minute) by the read timeout.
         with w.ssl_request_tls("127.0.0.1", port) as t:
             t.send(startup)
             fields = t.read_error_then_eof(15)
-        assert fields.get("S") == "FATAL" and fields.get("C") == "08006", fields
+        fatal(fields, "08006")
         assert "127.0.0.1" not in str(fields) and str(hole.port) not in str(fields), fields
         for _ in range(20):
             t = w.ssl_request_tls("127.0.0.1", port)
             t.send(startup)
             t.close()
         wait_until(lambda: len(e.conn_lines()) >= 21, 15, what="21 connections logged")
-        wait_until(lambda: len(list(fd_dir.iterdir())) <= fds_before, 10,
-                   what=f"the edge's descriptors back to {fds_before}")
+        wait_fds_back(e, fds_before)
         assert e.alive()
     finally:
-        if e.alive():
-            rc = e.stop(timeout=20)
-            assert rc == 0, f"exit code {rc}\n{e.log_text()[-3000:]}"
         hole.stop()
-        shutil.rmtree(d, ignore_errors=True)
+        if e is not None:
+            was_alive = e.alive()
+            rc, tail = stop_own_edge(e)
+            assert not was_alive or rc == 0, f"exit code {rc}\n{tail}"
 
 
 @pytest.mark.parametrize("flag,value", [("--handshake-timeout-ms", "0"),

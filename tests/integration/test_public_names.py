@@ -260,13 +260,6 @@ def daemon():
         yield d
 
 
-@pytest.fixture(autouse=True)
-def _daemon_still_alive(request):
-    yield
-    if "daemon" in request.fixturenames:
-        harness.fail_if_dead(request.getfixturevalue("daemon"))
-
-
 @pytest.fixture(scope="module")
 def pg2():
     server = harness.start_postgres(PG2_PASSWORD)
