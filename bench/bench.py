@@ -13,6 +13,13 @@ Environment:
   BUDGET_S=S     hard time budget in seconds; runs that would start after it are skipped
   NOTE=TEXT      a line to add to the results (e.g. what else ran on the machine)
   IDLE_NS=A,B    idle-connection counts (default 1000,10000; QUICK: 200,1000)
+  BASELINE=P     a second drawbridge binary (e.g. a build of an older commit): adds the target
+                 "Drawbridge (baseline)", run exactly as "Drawbridge" (same flags, same fly.toml
+                 but for its port, same certificate), right beside it in every round and in the
+                 idle test, and a section "Drawbridge against the baseline" with the ratios
+                 current / baseline. Default BUDGET_S becomes 1260; the report is
+                 <date>[-quick|-partial]-vs-baseline.md. Unset: none of this.
+  BASELINE_REV=T what the baseline is (e.g. a commit), printed in the report
 Writes bench/results/<date>.md (QUICK: <date>-quick.md) and prints it. Exits 0 whatever the
 numbers are: this is a benchmark, not a test.
 """
@@ -40,7 +47,10 @@ DRAWBRIDGE = os.environ.get("DRAWBRIDGE", os.path.join(ROOT, "build/src/drawbrid
 KEEP = os.environ.get("KEEP") == "1"
 ONLY_IDLE = os.environ.get("ONLY_IDLE") == "1"
 SKIP_IDLE = os.environ.get("SKIP_IDLE") == "1"
-BUDGET_S = float(os.environ.get("BUDGET_S", "420" if QUICK else "1080"))
+BASELINE = os.environ.get("BASELINE", "")
+BASELINE_REV = os.environ.get("BASELINE_REV", "")
+BASELINE_BIN = BASELINE  # the frozen copy in the work directory, once Setup.freeze_binary ran
+BUDGET_S = float(os.environ.get("BUDGET_S", "420" if QUICK else ("1260" if BASELINE else "1080")))
 NOTE = os.environ.get("NOTE", "")
 
 TPS_T = 3 if QUICK else 15
@@ -68,6 +78,25 @@ LABEL = {
     "drawbridge": "Drawbridge",
     "drawbridge-1": "Drawbridge, 1 loop",
 }
+
+# BASELINE: "drawbridge-base" is the other binary, started exactly as "drawbridge" is, placed
+# right after it in every list so that the two always run back to back (in even rounds and at
+# every second idle count the baseline goes first: see pair_order).
+CUR, BASE = "drawbridge", "drawbridge-base"
+if BASELINE:
+    for _l in (TARGETS, PROXIES, IDLE_PROXIES):
+        _l.insert(_l.index(CUR) + 1, BASE)
+    LABEL[BASE] = "Drawbridge (baseline)"
+
+
+def pair_order(targets, k):
+    """targets with the current/baseline pair swapped when k is even (round 2, idle count #2...),
+    so that neither binary always runs right after the other."""
+    out = list(targets)
+    if BASELINE and k % 2 == 0 and CUR in out and BASE in out:
+        i, j = out.index(CUR), out.index(BASE)
+        out[i], out[j] = out[j], out[i]
+    return out
 
 T0 = time.monotonic()
 
@@ -228,13 +257,19 @@ class Setup:
 
     def freeze_binary(self):
         """Benchmarks a copy, so that a rebuild in build/ during the run changes nothing."""
-        global DRAWBRIDGE
+        global DRAWBRIDGE, BASELINE_BIN
         self.binary_source = DRAWBRIDGE
         self.binary_mtime = os.path.getmtime(DRAWBRIDGE)
         self.binary_sha = run(["sha256sum", DRAWBRIDGE]).stdout.split()[0][:12]
         dst = self.path("drawbridge")
         shutil.copy2(DRAWBRIDGE, dst)
         DRAWBRIDGE = dst
+        if BASELINE:
+            self.base_source = BASELINE
+            self.base_mtime = os.path.getmtime(BASELINE)
+            self.base_sha = run(["sha256sum", BASELINE]).stdout.split()[0][:12]
+            BASELINE_BIN = self.path("drawbridge-baseline")
+            shutil.copy2(BASELINE, BASELINE_BIN)
 
     def path(self, *p):
         return os.path.join(self.work, *p)
@@ -378,8 +413,9 @@ socket = r:TCP_NODELAY=1
         self.commands[name] = "stunnel4 %s" % conf
         return p, port, conf
 
-    # -- Drawbridge: static mode, one pg_tls service
-    def start_drawbridge(self, name="drawbridge", extra=()):
+    # -- Drawbridge: static mode, one pg_tls service. baseline=True: the same with the BASELINE
+    # binary (the same fly.toml text but for the port, the same certificate, the same flags).
+    def start_drawbridge(self, name="drawbridge", extra=(), baseline=False):
         port = free_port()
         toml = self.path(name + ".fly.toml")
         with open(toml, "w") as f:
@@ -393,13 +429,15 @@ socket = r:TCP_NODELAY=1
     handlers = ["pg_tls"]
     port = %d
 """ % (self.pg_port, port))
-        argv = [DRAWBRIDGE, "serve", "-c", toml, "--machine", "127.0.0.1", "--cert", self.cert,
-                "--key", self.key, "--log-level", "warn", "--drain-timeout-ms", "1000", *extra]
+        argv = [BASELINE_BIN if baseline else DRAWBRIDGE, "serve", "-c", toml, "--machine",
+                "127.0.0.1", "--cert", self.cert, "--key", self.key, "--log-level", "warn",
+                "--drain-timeout-ms", "1000", *extra]
         logp = self.path(name + ".log")
         p = PROCS.start(name, argv, logp)
         if not wait_log(logp, "drawbridge: ready"):
             raise RuntimeError("drawbridge not ready: " + open(logp).read()[-2000:])
-        self.commands[name] = " ".join([os.path.relpath(self.binary_source, ROOT)] + argv[1:])
+        shown = self.base_source if baseline else os.path.relpath(self.binary_source, ROOT)
+        self.commands[name] = " ".join([shown] + argv[1:])
         return p, port, toml
 
     def start_all(self):
@@ -419,6 +457,9 @@ socket = r:TCP_NODELAY=1
         self.procs["stunnel"], self.ports["stunnel"] = p, port
         p, port, self.fly_toml = self.start_drawbridge()
         self.procs["drawbridge"], self.ports["drawbridge"] = p, port
+        if BASELINE:
+            p, port, self.base_fly_toml = self.start_drawbridge(BASE, baseline=True)
+            self.procs[BASE], self.ports[BASE] = p, port
         p, port, _ = self.start_drawbridge("drawbridge-1", extra=["--threads", "1"])
         self.procs["drawbridge-1"], self.ports["drawbridge-1"] = p, port
         log("proxies: " + ", ".join("%s :%d (pid %d)" % (k, self.ports[k], self.procs[k].pid)
@@ -610,7 +651,7 @@ class Bench:
     def rounds(self):
         for rnd in range(1, ROUNDS + 1):
             for wname, meth in self.WORKLOADS:
-                for target in TARGETS:
+                for target in pair_order(TARGETS, rnd):
                     if over_budget():
                         self.skipped.append("round %d %s %s" % (rnd, wname, target))
                         continue
@@ -650,8 +691,9 @@ def idle_test(s, proxy, n):
     """Fresh proxy; N TLS connections that stop before the StartupMessage; RSS before/after."""
     sink = None
     extra_note = ""
-    if proxy == "drawbridge":
-        p, port, _ = s.start_drawbridge("idle-drawbridge", extra=["--handshake-timeout-ms", "600000"])
+    if proxy in (CUR, BASE):
+        p, port, _ = s.start_drawbridge("idle-" + proxy, extra=["--handshake-timeout-ms", "600000"],
+                                        baseline=proxy == BASE)
     elif proxy == "pgbouncer":
         p, port, _ = s.start_pgbouncer("idle-pgbouncer", login_timeout=600)
     else:
@@ -748,6 +790,8 @@ class Report:
             L.append("Note: " + NOTE)
         L.append("")
         L.extend(self.targets_table())
+        if BASELINE:
+            L.extend(self.baseline_table())
         L.extend(self.results_table())
         L.extend(self.idle_table())
         L.extend(self.machine())
@@ -841,12 +885,103 @@ class Report:
         L.append("")
         return L
 
+    def baseline_table(self):
+        """BASELINE: the current binary against the baseline, metric by metric, same run."""
+        s, rv = self.s, self.rv
+        L = ["## Drawbridge against the baseline%s, same run" % (
+            " (%s)" % BASELINE_REV if BASELINE_REV else ""), ""]
+        cur_path = os.path.relpath(s.binary_source, ROOT)
+        if cur_path.startswith(".."):
+            cur_path = s.binary_source
+        same = (" (the same file content as the current binary: a check of the harness, not a "
+                "comparison)") if s.base_sha == s.binary_sha else ""
+        L.append("Current: `%s` (sha256 %s…); baseline: `%s` (sha256 %s…)%s%s. Both run "
+                 "`drawbridge serve` with the same flags, the same certificate and the same fly.toml "
+                 "but for the listening port, one right after the other in every workload of every "
+                 "round (the current binary first in odd rounds, the baseline first in even ones) "
+                 "and in the idle test (the same alternation over the connection counts)." % (
+                     cur_path, s.binary_sha, s.base_source,
+                     s.base_sha, ", " + BASELINE_REV if BASELINE_REV else "", same))
+        L.append("")
+        L.append("| metric | better | Drawbridge | Drawbridge (baseline) | current / baseline | "
+                 "change | current / baseline, each round |")
+        L.append("|---|---|---|---|---|---|---|")
+
+        def change(r, higher_better):
+            if r is None:
+                return "—"
+            pct = (r - 1) * 100
+            good = pct >= 0 if higher_better else pct <= 0
+            return "%+.1f%% (%s)" % (pct, "same" if abs(pct) < 0.05 else "better" if good else "worse")
+
+        def row(label, w, key, higher_better, nd):
+            c, b = self.m(w, CUR, key), self.m(w, BASE, key)
+            r = ratio(c, b)
+            each = self.per_round(lambda n: rv(w, CUR, key, n) / rv(w, BASE, key, n))
+            L.append("| %s | %s | %s | %s | %s | %s | %s |" % (
+                label, "higher" if higher_better else "lower", fmt(c, nd), fmt(b, nd),
+                fmt(r, 3) + "x" if r is not None else "—", change(r, higher_better),
+                " / ".join(fmt(x, 3) for x in each)))
+
+        row("select-only TPS (`-S -M prepared -c 8`)", "tps", "tps", True, 0)
+        row("proxy CPU µs / transaction (user + kernel)", "tps", "cpu_us_per_tx", False, 2)
+        row("… user µs / transaction", "tps", "user_us_per_tx", False, 2)
+        row("… kernel µs / transaction", "tps", "sys_us_per_tx", False, 2)
+        # Added latency: a difference over direct TLS; its ratio is shown, and the change is the
+        # difference in µs, per round the current's median minus the baseline's in that round.
+        ac, _ = self.paired("lat", "lat_med_us", CUR, "direct-tls")
+        ab, _ = self.paired("lat", "lat_med_us", BASE, "direct-tls")
+        _, per = self.paired("lat", "lat_med_us", CUR, BASE)
+        r = ratio(ac, ab) if ab is not None and ab > 0 and ac is not None and ac >= 0 else None
+        dd = ac - ab if ac is not None and ab is not None else None
+        L.append("| added latency over direct TLS (µs, `-S -c 1`, median of per-round differences) "
+                 "| lower | %s | %s | %s | %s | current − baseline (µs): %s |" % (
+                     fmt(ac, 1), fmt(ab, 1), fmt(r, 3) + "x" if r is not None else "—",
+                     "—" if dd is None else "%+.1f µs (%s)" % (
+                         dd, "same" if abs(dd) < 0.05 else "better" if dd < 0 else "worse"),
+                     " / ".join(fmt(x, 1) for x in per)))
+        row("latency median (µs, `-S -c 1`)", "lat", "lat_med_us", False, 0)
+        row("latency p99 (µs, `-S -c 1`)", "lat", "lat_p99_us", False, 0)
+        row("COPY %.2f GB MB/s" % (COPY_BYTES / 1e9), "copy", "mb_s", True, 0)
+        row("… proxy CPU s per GB", "copy", "cpu_s_per_gb", False, 2)
+        row("new TLS connections/s (`-S -C -c 4`)", "conn", "tps", True, 0)
+        row("… proxy CPU µs / connection", "conn", "cpu_us_per_conn", False, 0)
+        for n in IDLE_NS:
+            ic = next((i for i in self.idle if i["proxy"] == CUR and i["n"] == n), None)
+            ib = next((i for i in self.idle if i["proxy"] == BASE and i["n"] == n), None)
+            c = ic.get("kib_per_conn") if ic else None
+            b = ib.get("kib_per_conn") if ib else None
+            r = ratio(c, b)
+            held = lambda i: "%d held, %d refused" % (i["alive"], i["refused"]) if i else "not run"
+            L.append("| idle: KiB RSS per TLS connection, N = %d (%s / %s) | lower | %s | %s | %s | "
+                     "%s | one run |" % (n, held(ic), held(ib), fmt(c, 1), fmt(b, 1),
+                                         fmt(r, 3) + "x" if r is not None else "—", change(r, False)))
+        st = self.meta.get("proxy_status") or {}
+        if CUR in st and BASE in st:
+            c, b = st[CUR]["VmHWM"] / 1024, st[BASE]["VmHWM"] / 1024
+            r = ratio(c, b)
+            L.append("| peak RSS over the rounds (VmHWM, MiB) | lower | %.1f | %.1f | %s | %s | "
+                     "one instance each |" % (c, b, fmt(r, 3) + "x", change(r, False)))
+        L.append("")
+        L.append("Ratios are of the medians over rounds; \"each round\" gives the ratio within each "
+                 "round, where the two ran back to back: their spread is this machine's noise, and a "
+                 "median change smaller than that spread is not a difference. CPU is `utime + stime` "
+                 "of the proxy process over the run. The idle rows are one fresh instance of each "
+                 "binary per connection count.")
+        L.append("")
+        return L
+
     def results_table(self):
         L = ["## Results (median of %d round%s)" % (ROUNDS, "" if ROUNDS == 1 else "s"), ""]
         hdr = "| workload | metric | " + " | ".join(LABEL[t] for t in TARGETS) + \
               " | Drawbridge / direct TLS | Drawbridge / PgBouncer | Drawbridge / stunnel |"
+        nr = 3  # ratio columns
+        if BASELINE:
+            hdr += " Drawbridge / baseline |"
+            nr = 4
+        blank = "|" + " |" * nr  # the ratio cells of a row without ratios
         L.append(hdr)
-        L.append("|---|---|" + "---|" * (len(TARGETS) + 3))
+        L.append("|---|---|" + "---|" * (len(TARGETS) + nr))
         rows = [
             ("`-S -M prepared -c 8 -j 2 -T %d`" % TPS_T, "TPS", "tps", "tps", 0),
             ("", "latency avg (ms)", "tps", "lat_ms", 3),
@@ -868,20 +1003,22 @@ class Report:
                 for t in TARGETS:
                     u, k = self.m(w, t, key[0]), self.m(w, t, key[1])
                     cells.append("%s / %s" % (fmt(u, nd), fmt(k, nd)) if u is not None else "—")
-                L.append("| %s | %s | %s | | | |" % (wl, metric, " | ".join(cells)))
+                L.append("| %s | %s | %s %s" % (wl, metric, " | ".join(cells), blank))
                 continue
             vals = {t: self.m(w, t, key) for t in TARGETS}
             cells = [fmt(vals[t], nd) for t in TARGETS]
             if key == "machine_busy_pct":
-                L.append("| %s | %s | %s | | | |" % (wl, metric, " | ".join(cells)))
+                L.append("| %s | %s | %s %s" % (wl, metric, " | ".join(cells), blank))
                 continue
             d = vals["drawbridge"]
             rr = [ratio(d, vals["direct-tls"]), ratio(d, vals["pgbouncer"]), ratio(d, vals["stunnel"])]
+            if BASELINE:
+                rr.append(ratio(d, vals[BASE]))
             L.append("| %s | %s | %s | %s |" % (wl, metric, " | ".join(cells),
                                                " | ".join(fmt(x, 2) + "x" if x is not None else "—" for x in rr)))
         added = {t: self.paired("lat", "lat_med_us", t, "direct-tls")[0] for t in TARGETS}
-        L.append("| | added latency over direct TLS (µs, median of per-round differences) | %s | | | |" %
-                 " | ".join(fmt(added[t], 1) for t in TARGETS))
+        L.append("| | added latency over direct TLS (µs, median of per-round differences) | %s %s" %
+                 (" | ".join(fmt(added[t], 1) for t in TARGETS), blank))
         L.append("")
         # Peak memory of the proxies over the rounds.
         if self.meta.get("proxy_status"):
@@ -905,13 +1042,14 @@ class Report:
                  "StartupMessage), so the proxy holds one TLS session and no PostgreSQL backend. "
                  "A fresh proxy instance per row; RSS from /proc/PID/status before opening and "
                  "after all are open and have been held %d s. Opened 64 at a time by "
-                 "`bench/idle_conns.py` (Python ssl). Drawbridge ran with `--handshake-timeout-ms "
+                 "`bench/idle_conns.py` (Python ssl). Drawbridge%s ran with `--handshake-timeout-ms "
                  "600000` for this test only (its default 10 s handshake deadline would close "
                  "them); PgBouncer with `client_login_timeout = 600`. stunnel connects upstream "
                  "as soon as its TLS handshake is done, so its instance points at a TCP sink "
                  "(`idle_conns.py --sink`) instead of PostgreSQL, and each of its connections "
                  "costs two descriptors and one thread. Direct TLS is not measured: PostgreSQL "
-                 "forks a process per connection." % IDLE_HOLD_S)
+                 "forks a process per connection." % (
+                     IDLE_HOLD_S, " (and its baseline binary)" if BASELINE else ""))
         L.append("")
         L.append("| proxy | N | held | refused | open time (s) | RSS before (MiB) | RSS held (MiB) | "
                  "KiB RSS per connection | VmHWM (MiB) | threads | fds | CPU s | refusal reasons |")
@@ -950,7 +1088,10 @@ class Report:
             L.append("  - %s: %s" % (LABEL[t], ", ".join("%s %s" % kv for kv in info.items())))
         L.append("- Threads: Drawbridge uses its default (one event loop per core, %d here), and "
                  "\"Drawbridge, 1 loop\" `--threads 1`; PgBouncer is single-threaded; stunnel runs "
-                 "a thread per connection." % len(os.sched_getaffinity(0)))
+                 "a thread per connection.%s" % (
+                     len(os.sched_getaffinity(0)),
+                     " \"Drawbridge (baseline)\" runs with exactly the flags of \"Drawbridge\"."
+                     if BASELINE else ""))
         L.append("- Logging: Drawbridge `--log-level warn`, PgBouncer `log_connections = 0`, "
                  "`log_disconnections = 0`, stunnel `debug = warning`.")
         if self.b.skipped:
@@ -993,14 +1134,15 @@ class Report:
         L.append("# idle connections")
         for n in IDLE_NS:
             L.append("python3 bench/idle_conns.py --port <port> --n %d --hold %d" % (n, IDLE_HOLD_S))
-        for k in ("idle-drawbridge", "idle-pgbouncer", "idle-stunnel"):
+        for k in ("idle-drawbridge", "idle-" + BASE, "idle-pgbouncer", "idle-stunnel"):
             if k in s.commands:
                 L.append(s.commands[k])
         L.append("```")
         L.append("")
         for title, path in (("PgBouncer configuration", getattr(s, "pgbouncer_ini", None)),
                             ("stunnel configuration", getattr(s, "stunnel_conf_path", None)),
-                            ("Drawbridge fly.toml", getattr(s, "fly_toml", None))):
+                            ("Drawbridge fly.toml", getattr(s, "fly_toml", None)),
+                            ("Drawbridge (baseline) fly.toml", getattr(s, "base_fly_toml", None))):
             if path and os.path.exists(path):
                 L.append("%s:" % title)
                 L.append("")
@@ -1023,6 +1165,22 @@ def build_type():
     return "build type unknown"
 
 
+def build_info(binary):
+    """Build type and source directory from the CMakeCache.txt of the build tree holding binary
+    (<build>/src/drawbridge), when there is one."""
+    found = {}
+    try:
+        for line in open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(binary))),
+                                      "CMakeCache.txt")):
+            for key in ("CMAKE_BUILD_TYPE:", "CMAKE_HOME_DIRECTORY:"):
+                if line.startswith(key):
+                    found[key] = line.split("=", 1)[1].strip()
+    except OSError:
+        return "build type unknown"
+    return "%s, sources %s" % (found.get("CMAKE_BUILD_TYPE:") or "no build type",
+                               found.get("CMAKE_HOME_DIRECTORY:", "?"))
+
+
 def versions(s):
     v = {}
     git = run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], check=False).stdout.strip()
@@ -1034,6 +1192,13 @@ def versions(s):
         os.path.relpath(s.binary_source, ROOT), build_type(),
         datetime.datetime.fromtimestamp(s.binary_mtime, datetime.timezone.utc)
         .strftime("%Y-%m-%d %H:%M UTC"), s.binary_sha)
+    if BASELINE:
+        v["Drawbridge (baseline)"] = "%s%s; binary %s (%s) built %s, sha256 %s…%s" % (
+            first_line([BASELINE_BIN, "version"]), ", " + BASELINE_REV if BASELINE_REV else "",
+            s.base_source, build_info(s.base_source),
+            datetime.datetime.fromtimestamp(s.base_mtime, datetime.timezone.utc)
+            .strftime("%Y-%m-%d %H:%M UTC"), s.base_sha,
+            " (identical to the current binary)" if s.base_sha == s.binary_sha else "")
     v["PostgreSQL"] = run(["psql", "-X", "-At", "-h", s.pg_socket, "-p", str(s.pg_port), "-U",
                            "postgres", "-c", "SHOW server_version"], check=False).stdout.strip()
     v["pgbench"] = first_line(["pgbench", "--version"])
@@ -1050,6 +1215,8 @@ def main():
     nofile = raise_nofile()
     if not os.access(DRAWBRIDGE, os.X_OK):
         sys.exit("bench: no drawbridge binary at %s (bench/run.sh builds it)" % DRAWBRIDGE)
+    if BASELINE and not os.access(BASELINE, os.X_OK):
+        sys.exit("bench: BASELINE=%s is not an executable file" % BASELINE)
     date = datetime.datetime.now(datetime.timezone.utc)
     meta = {"date": date.strftime("%Y-%m-%d %H:%M UTC"), "load_start": loadavg()}
     with open("/proc/meminfo") as f:
@@ -1058,8 +1225,9 @@ def main():
                         if l.startswith("model name")), platform.processor())
     cpu_start = machine_cpu()
     self_start = resource.getrusage(resource.RUSAGE_SELF)
-    log("%s mode, %d round(s), RLIMIT_NOFILE %d, budget %.0f s" % (
-        "QUICK" if QUICK else "full", ROUNDS, nofile, BUDGET_S))
+    log("%s mode, %d round(s), RLIMIT_NOFILE %d, budget %.0f s%s" % (
+        "QUICK" if QUICK else "full", ROUNDS, nofile, BUDGET_S,
+        "; baseline " + BASELINE if BASELINE else ""))
 
     s = Setup()
     b = Bench(s)
@@ -1073,6 +1241,9 @@ def main():
     try:
         s.start_all()
         meta["versions"] = versions(s)
+        if BASELINE:
+            meta["baseline"] = {"source": s.base_source, "sha256_12": s.base_sha, "rev": BASELINE_REV,
+                                "current_source": s.binary_source, "current_sha256_12": s.binary_sha}
         if not ONLY_IDLE:
             b.rounds()
         meta["proxy_status"] = {}
@@ -1082,8 +1253,8 @@ def main():
             meta["proxy_status"][k] = st
         s.stop_proxies()
         if not SKIP_IDLE:
-            for n in IDLE_NS:
-                for proxy in IDLE_PROXIES:
+            for k, n in enumerate(IDLE_NS, 1):
+                for proxy in pair_order(IDLE_PROXIES, k):
                     if over_budget():
                         b.skipped.append("idle %s N=%d" % (proxy, n))
                         continue
@@ -1114,6 +1285,8 @@ def main():
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     partial = ONLY_IDLE or SKIP_IDLE or "IDLE_NS" in os.environ or "ROUNDS" in os.environ
     suffix = "-quick" if QUICK else ("-partial" if partial else "")
+    if BASELINE:
+        suffix += "-vs-baseline"
     out = os.path.join(HERE, "results", date.strftime("%Y-%m-%d") + suffix + ".md")
     with open(out, "w") as f:
         f.write(text)

@@ -8,15 +8,32 @@
 # Installs the Debian packages it needs when missing, builds build/src/drawbridge when it is
 # missing (BUILD=1: rebuild even if it exists), writes bench/results/<date>.md and prints it.
 # Other knobs (ROUNDS, KEEP, NOTE, BUDGET_S, ONLY_IDLE, SKIP_IDLE): see bench/bench.py.
+#
+#   BASELINE=/path/to/drawbridge [BASELINE_REV=7eb5b93] bench/run.sh
+#       before/after in one run: adds the target "Drawbridge (baseline)", that binary run exactly
+#       as "Drawbridge" runs the current one (same flags, same fly.toml but its port, same
+#       certificate), back to back with it in every workload of every round and in the idle test,
+#       and a section with the ratios current / baseline (TPS, CPU per transaction, added latency,
+#       COPY MB/s, connections/s, idle RSS per connection). Full run about 15 minutes (budget
+#       1260 s); writes bench/results/<date>-vs-baseline.md. Unset: the run is as without it.
 # Must run as root (installs packages, runs PostgreSQL and PgBouncer as user postgres).
 # A benchmark, not a test: it exits 0 whatever the numbers are.
 set -euo pipefail
+START_DIR=$(pwd)
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
 if [[ $(id -u) -ne 0 ]]; then
   echo "bench: run as root (it installs packages and runs PostgreSQL as user postgres)" >&2
   exit 2
+fi
+
+if [[ -n ${BASELINE:-} ]]; then
+  # Relative to where run.sh was started from, not to the repository root it moved to.
+  BASELINE=$(cd "$START_DIR" && realpath -e -- "$BASELINE") || { echo "bench: BASELINE: no such file" >&2; exit 2; }
+  [[ -f $BASELINE && -x $BASELINE ]] || { echo "bench: BASELINE=$BASELINE is not an executable file" >&2; exit 2; }
+  echo "bench: baseline $BASELINE" >&2
+  export BASELINE
 fi
 
 PACKAGES=(postgresql-15 postgresql-client-15 pgbouncer stunnel4 openssl python3)

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes the seed corpora of the fuzz targets (fuzz/corpus/<target>/seed_*): real protocol bytes
-and real fly.toml files. Run it again after changing a seed; crash-* files found by fuzzing sit
-beside the seeds and are kept as they are."""
+and real fly.toml files (every file of tests/data/fly_toml, the set the tests load). Run it again
+after changing a seed; crash-* files found by fuzzing sit beside the seeds and are kept as they
+are."""
 import os
 import ssl
 import struct
@@ -145,111 +146,17 @@ write("messages", "terminator_only", b"\0")
 write("messages", "startup_body_app_option", b"".join(cstr(s) for s in ["user", "alice", "options", "-c x=1 app=my-pg"]) + b"\0")
 write("messages", "startup_body_app_escaped", b"".join(cstr(s) for s in ["user", "alice", "options", "app=a\\ b -c search_path=a\\ b", "database", "app"]) + b"\0")
 
-# --- fly_toml ---
-write("fly_toml", "docs_page", """app = "my-pg"
-
-[[services]]
-  internal_port = 5432 # Postgres instance
-  protocol = "tcp"
-
-[[services.ports]]
-  handlers = ["pg_tls"]
-  port = 5432
-""")
-write("fly_toml", "fly_postgres_flex", """app = "my-pg"
-primary_region = "ord"
-kill_signal = "SIGTERM"
-
-[env]
-  PRIMARY_REGION = "ord"
-
-[[mounts]]
-  source = "pg_data"
-  destination = "/data"
-
-[checks.pg]
-  port = 5500
-  type = "http"
-  interval = "15s"
-  timeout = "10s"
-  path = "/flycheck/pg"
-
-[[services]]
-  internal_port = 5432
-  protocol = "tcp"
-  auto_start_machines = false
-  [services.concurrency]
-    type = "connections"
-    hard_limit = 1000
-    soft_limit = 1000
-  [[services.ports]]
-    handlers = ["pg_tls"]
-    port = 5432
-
-[[services]]
-  internal_port = 5433
-  protocol = "tcp"
-  [services.concurrency]
-    type = "connections"
-    hard_limit = 1000
-    soft_limit = 1000
-  [[services.ports]]
-    handlers = ["pg_tls"]
-    port = 5433
-""")
-write("fly_toml", "web_tls_http", """app = "web"
-[[services]]
-  internal_port = 8080
-  protocol = "tcp"
-  [[services.ports]]
-    port = 80
-    handlers = ["http"]
-    force_https = true
-  [[services.ports]]
-    port = 443
-    handlers = ["tls", "http"]
-    tls_options = { alpn = ["h2", "http/1.1"], versions = ["TLSv1.2", "TLSv1.3"], default_self_signed = false }
-    http_options = { compress = true, response = { pristine = true } }
-  [[services.tcp_checks]]
-    interval = "15s"
-    timeout = "2s"
-""")
-write("fly_toml", "ranges_proxy_proto", """app = "game"
-[[services]]
-  internal_port = 7000
-  [[services.ports]]
-    start_port = 10000
-    end_port = 10100
-    handlers = ["proxy_proto"]
-    proxy_proto_options = { version = "v2" }
-[[services]]
-  internal_port = 53
-  protocol = "udp"
-  [[services.ports]]
-    port = 53
-""")
-write("fly_toml", "inline_arrays", """app = "x"
-services = [ { internal_port = 5432, ports = [ { port = 5432, handlers = ["pg_tls"] }, { port = 5433, handlers = ["pg_tls"], unknown = 1 } ] } ]
-""")
-write("fly_toml", "error_duplicate_port", """app = "a"
-[[services]]
-  internal_port = 5432
-  [[services.ports]]
-    port = 5432
-[[services]]
-  internal_port = 5433
-  [[services.ports]]
-    port = 5432
-""")
-write("fly_toml", "error_types", """app = 1
-[[services]]
-  internal_port = "5432"
-  [[services.ports]]
-    port = 70000
-    handlers = ["pgtls", "tls", "pg_tls"]
-    force_https = true
-  [services.concurrency]
-    hard_limit = 4294967297
-    soft_limit = -1
-""")
-write("fly_toml", "syntax_error", "app = \"a\"\n[[services]\n  internal_port = = 1\n")
+# --- fly_toml: every file of tests/data/fly_toml, the fly.toml set the tests load ---
+FLY_TOML_DATA = os.path.join(HERE, "..", "tests", "data", "fly_toml")
+fly_toml_seeds = set()
+for name in sorted(os.listdir(FLY_TOML_DATA)):
+    stem, ext = os.path.splitext(name)
+    if ext == ".toml":
+        with open(os.path.join(FLY_TOML_DATA, name), "rb") as f:
+            write("fly_toml", stem, f.read())
+        fly_toml_seeds.add("seed_" + stem)
+# A seed whose file left the set goes too (crash-* files stay).
+fly_toml_dir = os.path.join(HERE, "corpus", "fly_toml")
+for name in os.listdir(fly_toml_dir):
+    if name.startswith("seed_") and name not in fly_toml_seeds:
+        os.remove(os.path.join(fly_toml_dir, name))

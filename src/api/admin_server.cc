@@ -3,20 +3,23 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <future>
 #include <thread>
 #include <utility>
 
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <spdlog/spdlog.h>
+
+#include "io/accept_loop.h"
 
 namespace drawbridge::api {
 
@@ -37,10 +40,14 @@ template <typename Socket>
 asio::awaitable<void> Session(Socket socket, const ApiContext* ctx, bool unix) {
   boost::beast::flat_buffer buffer;
   asio::steady_timer deadline(socket.get_executor());
+  // The deadline's handler may run after this frame is gone (one that had expired when
+  // cancel() ran still runs, with success): it touches the socket only while `generation`,
+  // which it shares, still says its arming is the current one, and never after the end.
+  auto generation = std::make_shared<uint64_t>(0);
   for (int i = 0; i < kMaxRequestsPerConnection; ++i) {
     deadline.expires_after(kRequestTimeout);
-    deadline.async_wait([&socket](error_code ec) {
-      if (!ec) socket.close(ec);
+    deadline.async_wait([&socket, generation, armed = ++*generation](error_code ec) {
+      if (!ec && *generation == armed) socket.close(ec);
     });
     http::request_parser<http::string_body> parser;
     parser.body_limit(kMaxBody);
@@ -70,6 +77,11 @@ asio::awaitable<void> Session(Socket socket, const ApiContext* ctx, bool unix) {
       req.authorization = std::string(msg[http::field::authorization]);
       req.unix_socket = unix;
       res = Handle(*ctx, req);
+      // Blocks this thread for the few milliseconds publishing takes: the client that changed
+      // state hears back only once the edge and DNS serve it.
+      if (ctx->wait_published && req.method != "GET" && req.method != "HEAD") {
+        ctx->wait_published();
+      }
       keep_alive = msg.keep_alive();
     }
     http::response<http::string_body> out{static_cast<http::status>(res.status), 11};
@@ -81,6 +93,7 @@ asio::awaitable<void> Session(Socket socket, const ApiContext* ctx, bool unix) {
     co_await http::async_write(socket, out, asio::redirect_error(kAwait, ec));
     if (ec || !keep_alive) break;
   }
+  ++*generation;
   deadline.cancel();
   error_code ignored;
   socket.shutdown(Socket::shutdown_both, ignored);
@@ -88,21 +101,21 @@ asio::awaitable<void> Session(Socket socket, const ApiContext* ctx, bool unix) {
 }
 
 template <typename Acceptor>
-asio::awaitable<void> Accept(Acceptor& acceptor, const ApiContext* ctx, bool unix) {
-  while (acceptor.is_open()) {
-    error_code ec;
-    auto socket = co_await acceptor.async_accept(asio::redirect_error(kAwait, ec));
-    if (ec) {
-      if (!acceptor.is_open()) co_return;
-      asio::steady_timer pause(acceptor.get_executor(), std::chrono::milliseconds(100));
-      co_await pause.async_wait(asio::redirect_error(kAwait, ec));
-      continue;
-    }
-    asio::co_spawn(acceptor.get_executor(), Session(std::move(socket), ctx, unix),
-                   [](std::exception_ptr e) {
-                     if (e) spdlog::error("admin API session ended with an exception");
-                   });
-  }
+asio::awaitable<void> Accept(Acceptor& acceptor, std::string what, const ApiContext* ctx,
+                             bool unix) {
+  co_await io::AcceptLoop(
+      acceptor, std::move(what),
+      [ctx, unix](auto socket, const auto&) {
+        asio::co_spawn(socket.get_executor(), Session(std::move(socket), ctx, unix),
+                       [](std::exception_ptr e) {
+                         if (e) spdlog::error("admin API session ended with an exception");
+                       });
+      },
+      [] {});
+}
+
+void LogIfThrew(std::exception_ptr e) {
+  if (e) spdlog::error("admin API accept loop ended with an exception");
 }
 
 }  // namespace
@@ -132,10 +145,12 @@ base::Status AdminServer::Start(int tcp_port, const std::string& unix_path) {
     if (!ec) a.bind(ep, ec);
     if (!ec) a.listen(64, ec);
     if (ec) {
-      return base::Status::Error("admin API: cannot listen on 127.0.0.1:" +
-                                 std::to_string(tcp_port) + ": " + ec.message());
+      return base::Status::Unavailable("admin API: cannot listen on 127.0.0.1:" +
+                                       std::to_string(tcp_port) + ": " + ec.message());
     }
-    asio::co_spawn(impl_->io, Accept(a, &impl_->ctx, false), asio::detached);
+    asio::co_spawn(impl_->io,
+                   Accept(a, "admin API port " + std::to_string(tcp_port), &impl_->ctx, false),
+                   LogIfThrew);
   }
   if (!unix_path.empty()) {
     ::unlink(unix_path.c_str());
@@ -145,9 +160,13 @@ base::Status AdminServer::Start(int tcp_port, const std::string& unix_path) {
     if (!ec) a.bind(unix_socket::endpoint(unix_path), ec);
     ::umask(old);
     if (!ec) a.listen(64, ec);
-    if (ec) return base::Status::Error("admin API: cannot listen on " + unix_path + ": " + ec.message());
+    if (ec) {
+      return base::Status::Unavailable("admin API: cannot listen on " + unix_path + ": " +
+                                       ec.message());
+    }
     impl_->unix_path = unix_path;
-    asio::co_spawn(impl_->io, Accept(a, &impl_->ctx, true), asio::detached);
+    asio::co_spawn(impl_->io, Accept(a, "admin API socket " + unix_path, &impl_->ctx, true),
+                   LogIfThrew);
   }
   impl_->thread = std::thread([this] { impl_->io.run(); });
   return {};
@@ -155,6 +174,16 @@ base::Status AdminServer::Start(int tcp_port, const std::string& unix_path) {
 
 void AdminServer::Stop() {
   if (!impl_->thread.joinable()) return;
+  // Closing the acceptors on their own thread ends the accept loops; requests still in flight
+  // end with the io_context.
+  std::promise<void> closed;
+  asio::post(impl_->io, [&] {
+    error_code ignored;
+    impl_->tcp_acceptor.close(ignored);
+    impl_->unix_acceptor.close(ignored);
+    closed.set_value();
+  });
+  closed.get_future().wait();
   impl_->io.stop();
   impl_->thread.join();
   if (!impl_->unix_path.empty()) ::unlink(impl_->unix_path.c_str());

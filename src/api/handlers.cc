@@ -3,55 +3,56 @@
 #include <openssl/crypto.h>
 
 #include <algorithm>
+#include <initializer_list>
+#include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "api/http_status.h"
+#include "base/parse_int.h"
 
 namespace drawbridge::api {
 
 namespace {
 
+using base::Status;
 using json = nlohmann::json;
-using control::ErrorCode;
 
 Response Json(int status, const json& body) { return {status, body.dump()}; }
-Response Fail(int status, const std::string& message) {
+// Every failure the control plane or the request itself carries: its code picks the status.
+Response Fail(const Status& s) { return Json(HttpStatusFor(s.code()), {{"error", s.message()}}); }
+// HTTP's own refusals (401, 403, 405), which no operation returns.
+Response Refuse(int status, const std::string& message) {
   return Json(status, {{"error", message}});
 }
-
-int StatusOf(ErrorCode code) {
-  switch (code) {
-    case ErrorCode::kInvalid: return 400;
-    case ErrorCode::kNotFound: return 404;
-    case ErrorCode::kConflict: return 409;
-    default: return 500;
-  }
+Response BadRequest(std::string message) {
+  return Fail(Status::InvalidArgument(std::move(message)));
+}
+Response NoEndpoint(const std::string& what) {
+  return Fail(Status::NotFound("no such endpoint: " + what));
 }
 
-template <typename T>
-Response FromError(const control::Outcome<T>& o) {
-  return Fail(StatusOf(o.error.code), o.error.message);
-}
-
-json ToJson(const control::AppInfo& a) {
+json ToJson(const plane::AppInfo& a) {
   return {{"name", a.name}, {"created_at", a.created_at}, {"machines", a.machines},
           {"ips", a.ips}, {"release", a.release}};
 }
-json ToJson(const control::MachineInfo& m) {
+json ToJson(const plane::MachineInfo& m) {
   return {{"id", m.id}, {"address", m.address}, {"region", m.region}, {"role", m.role},
           {"created_at", m.created_at}};
 }
-json ToJson(const control::IpInfo& ip) {
+json ToJson(const plane::IpInfo& ip) {
   return {{"address", ip.address}, {"version", ip.version}, {"type", ip.type},
           {"region", ip.region}, {"created_at", ip.created_at}};
 }
-json ToJson(const control::ReleaseInfo& r) {
+json ToJson(const plane::ReleaseInfo& r) {
   return {{"version", r.version}, {"image", r.image}, {"file", r.file},
           {"created_at", r.created_at}};
 }
 
-json ToJson(const control::CertInfo& c) {
+json ToJson(const plane::CertInfo& c) {
   return {{"host", c.host}, {"app", c.app}, {"source", c.source}, {"issuer", c.issuer},
           {"names", c.names}, {"not_after", c.not_after}, {"created_at", c.created_at}};
 }
@@ -88,22 +89,30 @@ std::vector<std::string> Split(const std::string& path) {
   return parts;
 }
 
-// Reads a JSON object body; `error` set on failure.
-json Body(const Request& req, Response* error) {
+// A JSON object body and its string `fields`, in order: an absent or null field leaves its
+// string empty; the first that is not a string is the error.
+base::Result<json> Body(const Request& req,
+                        std::initializer_list<std::pair<const char*, std::string*>> fields) {
   json j = json::parse(req.body.empty() ? "{}" : req.body, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) *error = Fail(400, "the body must be a JSON object");
+  if (j.is_discarded() || !j.is_object()) {
+    return Status::InvalidArgument("the body must be a JSON object");
+  }
+  for (const auto& [name, out] : fields) {
+    auto it = j.find(name);
+    if (it == j.end() || it->is_null()) continue;
+    if (!it->is_string()) {
+      return Status::InvalidArgument(std::string("\"") + name + "\" must be a string");
+    }
+    *out = it->get<std::string>();
+  }
   return j;
 }
 
-// A string field, or "" when absent; a non-string is an error.
-bool Field(const json& j, const char* name, std::string* out, Response* error) {
-  if (!j.contains(name) || j[name].is_null()) return true;
-  if (!j[name].is_string()) {
-    *error = Fail(400, std::string("\"") + name + "\" must be a string");
-    return false;
-  }
-  *out = j[name].get<std::string>();
-  return true;
+// A percent-decoded path segment; `what` names it in the error.
+base::Result<std::string> Segment(const std::string& raw, const std::string& what) {
+  auto decoded = UrlDecode(raw);
+  if (!decoded.ok()) return Status::InvalidArgument("bad escape in " + what);
+  return decoded;
 }
 
 Response AppRoutes(const ApiContext& ctx, const Request& req, const std::string& app,
@@ -111,90 +120,79 @@ Response AppRoutes(const ApiContext& ctx, const Request& req, const std::string&
   auto& plane = *ctx.plane;
   const std::string& m = req.method;
   std::string sub = rest.empty() ? "" : rest[0];
-  Response err{0, ""};
 
   if (sub.empty()) {
-    if (m != "DELETE") return Fail(405, "use DELETE to destroy an app");
-    auto r = plane.DestroyApp(app);
-    if (!r.ok()) return FromError(r);
+    if (m != "DELETE") return Refuse(405, "use DELETE to destroy an app");
+    if (auto s = plane.apps().Destroy(app); !s.ok()) return Fail(s);
     return Json(200, {{"name", app}, {"destroyed", true}});
   }
   if (sub == "machines" && rest.size() == 1) {
     if (m == "GET") {
-      auto r = plane.ListMachines(app);
-      return r.ok() ? Json(200, ToJsonList(*r.value)) : FromError(r);
+      auto r = plane.machines().List(app);
+      return r.ok() ? Json(200, ToJsonList(*r)) : Fail(r.status());
     }
     if (m == "POST") {
-      json b = Body(req, &err);
       std::string address, region, role;
-      if (err.status || !Field(b, "address", &address, &err) || !Field(b, "region", &region, &err) ||
-          !Field(b, "role", &role, &err)) {
-        return err.status ? err : Fail(400, "bad body");
-      }
-      if (address.empty()) return Fail(400, "\"address\" is required");
-      auto r = plane.AddMachine(app, address, region, role);
-      return r.ok() ? Json(201, ToJson(*r.value)) : FromError(r);
+      auto b = Body(req, {{"address", &address}, {"region", &region}, {"role", &role}});
+      if (!b.ok()) return Fail(b.status());
+      if (address.empty()) return BadRequest("\"address\" is required");
+      auto r = plane.machines().Add(app, address, region, role);
+      return r.ok() ? Json(201, ToJson(*r)) : Fail(r.status());
     }
   }
   if (sub == "machines" && rest.size() == 2 && m == "DELETE") {
-    auto r = plane.RemoveMachine(app, rest[1]);
-    return r.ok() ? Json(200, {{"id", rest[1]}, {"removed", true}}) : FromError(r);
+    auto s = plane.machines().Remove(app, rest[1]);
+    return s.ok() ? Json(200, {{"id", rest[1]}, {"removed", true}}) : Fail(s);
   }
   if (sub == "ips" && rest.size() == 1) {
     if (m == "GET") {
-      auto r = plane.ListIps(app);
-      return r.ok() ? Json(200, ToJsonList(*r.value)) : FromError(r);
+      auto r = plane.ips().List(app);
+      return r.ok() ? Json(200, ToJsonList(*r)) : Fail(r.status());
     }
     if (m == "POST") {
-      json b = Body(req, &err);
       std::string type;
-      if (err.status || !Field(b, "type", &type, &err)) return err;
-      auto r = plane.AllocateIp(app, type);
-      return r.ok() ? Json(201, ToJson(*r.value)) : FromError(r);
+      if (auto b = Body(req, {{"type", &type}}); !b.ok()) return Fail(b.status());
+      auto r = plane.ips().Allocate(app, type);
+      return r.ok() ? Json(201, ToJson(*r)) : Fail(r.status());
     }
   }
   if (sub == "ips" && rest.size() == 2 && m == "DELETE") {
-    std::string address;
-    if (!UrlDecode(rest[1], &address)) return Fail(400, "bad escape in the address");
-    auto r = plane.ReleaseIp(app, address);
-    return r.ok() ? Json(200, {{"address", r.value->address}, {"app", app}, {"released", true}})
-                  : FromError(r);
+    auto address = Segment(rest[1], "the address");
+    if (!address.ok()) return Fail(address.status());
+    auto r = plane.ips().Release(app, *address);
+    return r.ok() ? Json(200, {{"address", r->address}, {"app", app}, {"released", true}})
+                  : Fail(r.status());
   }
   if (sub == "config" && rest.size() == 1 && m == "GET") {
-    auto r = plane.CurrentConfig(app);
-    return r.ok() ? Json(200, {{"release", r.value->version}, {"toml", r.value->toml}})
-                  : FromError(r);
+    auto r = plane.releases().CurrentConfig(app);
+    return r.ok() ? Json(200, {{"release", r->version}, {"toml", r->toml}}) : Fail(r.status());
   }
   if ((sub == "config" && rest.size() == 2 && rest[1] == "validate" && m == "POST") ||
       (sub == "deploy" && rest.size() == 1 && m == "POST")) {
-    json b = Body(req, &err);
     std::string toml, file, image;
-    if (err.status || !Field(b, "toml", &toml, &err) || !Field(b, "file", &file, &err) ||
-        !Field(b, "image", &image, &err)) {
-      return err;
-    }
-    if (!b.contains("toml")) return Fail(400, "\"toml\" is required");
+    auto b = Body(req, {{"toml", &toml}, {"file", &file}, {"image", &image}});
+    if (!b.ok()) return Fail(b.status());
+    if (!b->contains("toml")) return BadRequest("\"toml\" is required");
     if (file.empty()) file = "fly.toml";
     if (sub == "config") {
-      auto r = plane.Validate(app, toml, file);
-      return r.ok() ? Json(200, {{"valid", true}, {"warnings", *r.value}}) : FromError(r);
+      auto r = plane.releases().Validate(app, toml, file);
+      return r.ok() ? Json(200, {{"valid", true}, {"warnings", *r}}) : Fail(r.status());
     }
-    auto r = plane.Deploy(app, toml, file, image);
-    return r.ok() ? Json(201, {{"release", r.value->release},
-                               {"warnings", r.value->warnings},
-                               {"image", image}})
-                  : FromError(r);
+    auto r = plane.releases().Deploy(app, toml, file, image);
+    return r.ok()
+               ? Json(201, {{"release", r->release}, {"warnings", r->warnings}, {"image", image}})
+               : Fail(r.status());
   }
   if (sub == "releases" && rest.size() == 1 && m == "GET") {
-    auto r = plane.ListReleases(app);
-    return r.ok() ? Json(200, ToJsonList(*r.value)) : FromError(r);
+    auto r = plane.releases().List(app);
+    return r.ok() ? Json(200, ToJsonList(*r)) : Fail(r.status());
   }
   if (sub == "services" && rest.size() == 1 && m == "GET") {
-    auto r = plane.CurrentServices(app);
-    if (!r.ok()) return FromError(r);
+    auto r = plane.releases().CurrentServices(app);
+    if (!r.ok()) return Fail(r.status());
     json out = json::array();
-    for (size_t i = 0; i < r.value->services.size(); ++i) {
-      const auto& s = r.value->services[i];
+    for (size_t i = 0; i < r->services.size(); ++i) {
+      const auto& s = r->services[i];
       for (const auto& p : s.ports) {
         for (int port : p.PublicPorts()) {
           out.push_back({{"service", i},
@@ -209,61 +207,64 @@ Response AppRoutes(const ApiContext& ctx, const Request& req, const std::string&
     return Json(200, out);
   }
   if (sub == "image" && rest.size() == 1 && m == "GET") {
-    auto r = plane.Image(app);
-    if (!r.ok()) return FromError(r);
+    auto r = plane.releases().Image(app);
+    if (!r.ok()) return Fail(r.status());
     json machines = json::array();
-    for (const auto& m : r.value->machines) {
+    for (const auto& m : r->machines) {
       machines.push_back({{"id", m.id}, {"address", m.address}, {"server_version", m.server_version}});
     }
-    return Json(200, {{"registry", r.value->registry},
-                      {"repository", r.value->repository},
-                      {"tag", r.value->tag},
-                      {"version", r.value->version},
+    return Json(200, {{"registry", r->registry},
+                      {"repository", r->repository},
+                      {"tag", r->tag},
+                      {"version", r->version},
                       {"machines", machines}});
   }
   if (sub == "connection-string" && rest.size() == 1 && m == "GET") {
     std::string internal;
-    if (query.rfind("internal=", 0) == 0 && !UrlDecode(query.substr(9), &internal)) {
-      return Fail(400, "bad escape in \"internal\"");
+    if (query.rfind("internal=", 0) == 0) {
+      auto decoded = Segment(query.substr(9), "\"internal\"");
+      if (!decoded.ok()) return Fail(decoded.status());
+      internal = std::move(*decoded);
     }
-    auto r = plane.ConnectionString(app, internal);
-    return r.ok() ? Json(200, {{"url", *r.value}, {"host", app + "." + plane.options().domain}})
-                  : FromError(r);
+    auto r = plane.releases().ConnectionString(app, internal);
+    return r.ok() ? Json(200, {{"url", *r}, {"host", app + "." + plane.options().domain}})
+                  : Fail(r.status());
   }
-  return Fail(404, "no such endpoint: " + m + " " + req.target);
+  return NoEndpoint(m + " " + req.target);
 }
 
 }  // namespace
 
-bool UrlDecode(const std::string& in, std::string* out) {
-  out->clear();
+base::Result<std::string> UrlDecode(std::string_view in) {
+  std::string out;
   for (size_t i = 0; i < in.size(); ++i) {
     if (in[i] == '+') {
-      *out += ' ';
+      out += ' ';
     } else if (in[i] == '%') {
-      if (i + 2 >= in.size() || !isxdigit(static_cast<unsigned char>(in[i + 1])) ||
-          !isxdigit(static_cast<unsigned char>(in[i + 2]))) {
-        return false;
+      auto byte = base::ParseInt(in.substr(i + 1, 2), 0, 255, 16);
+      // Exactly two hex digits: ParseInt alone would take "%f" at the end or a '-' sign.
+      if (i + 2 >= in.size() || !byte.ok() || in[i + 1] == '-') {
+        return Status::InvalidArgument("bad percent escape");
       }
-      *out += static_cast<char>(std::stoi(in.substr(i + 1, 2), nullptr, 16));
+      out += static_cast<char>(*byte);
       i += 2;
     } else {
-      *out += in[i];
+      out += in[i];
     }
   }
-  return true;
+  return out;
 }
 
 Response Handle(const ApiContext& ctx, const Request& req) {
   // DNS rebinding and cross-site requests: only local host names, never from a browser page.
-  if (req.has_origin) return Fail(403, "requests with an Origin header are refused");
+  if (req.has_origin) return Refuse(403, "requests with an Origin header are refused");
   if (!req.unix_socket && !HostAllowed(req.host)) {
-    return Fail(403, "Host \"" + req.host + "\" is not allowed; use localhost");
+    return Refuse(403, "Host \"" + req.host + "\" is not allowed; use localhost");
   }
   const std::string expected = "Bearer " + ctx.token;
   if (req.authorization.size() != expected.size() ||
       CRYPTO_memcmp(req.authorization.data(), expected.data(), expected.size()) != 0) {
-    return Fail(401, "missing or wrong bearer token (see admin.token in the data directory)");
+    return Refuse(401, "missing or wrong bearer token (see admin.token in the data directory)");
   }
   std::string path = req.target, query;
   if (auto q = path.find('?'); q != std::string::npos) {
@@ -275,66 +276,60 @@ Response Handle(const ApiContext& ctx, const Request& req) {
     return r;
   }
   auto parts = Split(path);
-  if (parts.size() < 2 || parts[0] != "v1") return Fail(404, "no such endpoint: " + path);
+  if (parts.size() < 2 || parts[0] != "v1") return NoEndpoint(path);
   if (parts[1] == "status" && parts.size() == 2 && req.method == "GET") {
     json status = json::parse(ctx.status_json ? ctx.status_json() : "{}", nullptr, false);
     if (status.is_discarded()) status = json::object();
     return Json(200, status);
   }
   if (parts[1] == "ca" && parts.size() == 2 && req.method == "GET") {
-    auto r = ctx.plane->CaPem();
-    return r.ok() ? Json(200, {{"pem", *r.value}}) : FromError(r);
+    auto r = ctx.plane->certificates().CaPem();
+    return r.ok() ? Json(200, {{"pem", *r}}) : Fail(r.status());
   }
   if (parts[1] == "certs") {
     if (parts.size() == 2 && req.method == "GET") {
-      auto r = ctx.plane->ListCerts();
-      return r.ok() ? Json(200, ToJsonList(*r.value)) : FromError(r);
+      auto r = ctx.plane->certificates().List();
+      return r.ok() ? Json(200, ToJsonList(*r)) : Fail(r.status());
     }
     if (parts.size() == 2 && req.method == "POST") {
-      Response err{0, ""};
-      json b = Body(req, &err);
       std::string host, cert, key;
-      if (err.status || !Field(b, "host", &host, &err) || !Field(b, "cert_pem", &cert, &err) ||
-          !Field(b, "key_pem", &key, &err)) {
-        return err;
-      }
+      auto b = Body(req, {{"host", &host}, {"cert_pem", &cert}, {"key_pem", &key}});
+      if (!b.ok()) return Fail(b.status());
       if (host.empty() || cert.empty() || key.empty()) {
-        return Fail(400, "\"host\", \"cert_pem\" and \"key_pem\" are required");
+        return BadRequest("\"host\", \"cert_pem\" and \"key_pem\" are required");
       }
-      auto r = ctx.plane->AddCert(host, cert, key);
-      return r.ok() ? Json(201, ToJson(*r.value)) : FromError(r);
+      auto r = ctx.plane->certificates().Add(host, cert, key);
+      return r.ok() ? Json(201, ToJson(*r)) : Fail(r.status());
     }
     if (parts.size() == 3 && req.method == "GET") {
-      std::string host;
-      if (!UrlDecode(parts[2], &host)) return Fail(400, "bad escape in the host name");
-      auto r = ctx.plane->ShowCert(host);
-      if (!r.ok()) return FromError(r);
-      json j = ToJson(*r.value);
-      j["cert_pem"] = r.value->cert_pem;
+      auto host = Segment(parts[2], "the host name");
+      if (!host.ok()) return Fail(host.status());
+      auto r = ctx.plane->certificates().Show(*host);
+      if (!r.ok()) return Fail(r.status());
+      json j = ToJson(*r);
+      j["cert_pem"] = r->cert_pem;
       return Json(200, j);
     }
-    return Fail(405, "use GET or POST on /v1/certs");
+    return Refuse(405, "use GET or POST on /v1/certs");
   }
-  if (parts[1] != "apps") return Fail(404, "no such endpoint: " + path);
+  if (parts[1] != "apps") return NoEndpoint(path);
   if (parts.size() == 2) {
     if (req.method == "GET") {
-      auto r = ctx.plane->ListApps();
-      return r.ok() ? Json(200, ToJsonList(*r.value)) : FromError(r);
+      auto r = ctx.plane->apps().List();
+      return r.ok() ? Json(200, ToJsonList(*r)) : Fail(r.status());
     }
     if (req.method == "POST") {
-      Response err{0, ""};
-      json b = Body(req, &err);
       std::string name;
-      if (err.status || !Field(b, "name", &name, &err)) return err;
-      if (name.empty()) return Fail(400, "\"name\" is required");
-      auto r = ctx.plane->CreateApp(name);
-      return r.ok() ? Json(201, ToJson(*r.value)) : FromError(r);
+      if (auto b = Body(req, {{"name", &name}}); !b.ok()) return Fail(b.status());
+      if (name.empty()) return BadRequest("\"name\" is required");
+      auto r = ctx.plane->apps().Create(name);
+      return r.ok() ? Json(201, ToJson(*r)) : Fail(r.status());
     }
-    return Fail(405, "use GET or POST on /v1/apps");
+    return Refuse(405, "use GET or POST on /v1/apps");
   }
-  std::string app;
-  if (!UrlDecode(parts[2], &app)) return Fail(400, "bad escape in the app name");
-  return AppRoutes(ctx, req, app, std::vector<std::string>(parts.begin() + 3, parts.end()), query);
+  auto app = Segment(parts[2], "the app name");
+  if (!app.ok()) return Fail(app.status());
+  return AppRoutes(ctx, req, *app, std::vector<std::string>(parts.begin() + 3, parts.end()), query);
 }
 
 }  // namespace drawbridge::api

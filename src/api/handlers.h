@@ -4,8 +4,10 @@
 
 #include <functional>
 #include <string>
+#include <string_view>
 
-#include "control/plane.h"
+#include "base/status.h"
+#include "plane/plane.h"
 
 namespace drawbridge::api {
 
@@ -26,17 +28,21 @@ struct Response {
 };
 
 struct ApiContext {
-  control::ControlPlane* plane = nullptr;
+  drawbridge::plane::ControlPlane* plane = nullptr;
   std::string token;
   // Extra fields for GET /v1/status (connections, routes version, ...).
   std::function<std::string()> status_json;
   // GET /metrics: Prometheus text.
   std::function<std::string()> metrics_text;
+  // Called by the server after each request that may have changed state (any method but GET
+  // and HEAD), before answering: returns once the change is served (bounded by the callee).
+  std::function<void()> wait_published;
 };
 
 Response Handle(const ApiContext& ctx, const Request& req);
 
-// Percent-decoding of one path segment or query value; false on bad escapes.
-bool UrlDecode(const std::string& in, std::string* out);
+// Percent-decoding of one path segment or query value ('+' is a space); kInvalidArgument on an
+// escape that is not '%' and two hex digits.
+base::Result<std::string> UrlDecode(std::string_view in);
 
 }  // namespace drawbridge::api

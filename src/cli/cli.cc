@@ -43,6 +43,11 @@ struct Flags {
   std::string host;
   std::string cert_path;
   std::string key_path;
+
+  // The fly.toml the command reads: -c, else deploy's DIR/fly.toml, else ./fly.toml.
+  std::string ConfigFile() const {
+    return ResolveConfigPath(config_path.empty() ? dir : config_path);
+  }
 };
 
 const char* Env(const char* name) {
@@ -61,10 +66,10 @@ bool AskOnTerminal(std::string_view question) {
 }
 
 // The app to act on: -a (or $DRAWBRIDGE_APP, which CLI11 already folded in), then the `app`
-// key of the fly.toml the command reads (config_file), like flyctl.
-std::string ResolveApp(const Flags& f, const std::string& config_file) {
+// key of the fly.toml the command reads, like flyctl.
+std::string ResolveApp(const Flags& f) {
   if (!f.app.empty()) return f.app;
-  auto text = ReadFile(config_file);
+  auto text = ReadFile(f.ConfigFile());
   if (!text) return "";
   return AppFromFlyToml(*text).value_or("");
 }
@@ -77,6 +82,8 @@ CLI::App* Sub(CLI::App* parent, const std::string& name, const std::string& desc
 
 // Builds the client and runs one command with it.
 using Command = std::function<Status(Context&)>;
+// A command on one app: gets the app ResolveApp found ("" when none; the command says so).
+using AppCommand = std::function<Status(Context&, const std::string& app)>;
 
 Status RunWithClient(const Flags& f, const Command& command) {
   std::string data_dir = FirstNonEmpty(
@@ -106,6 +113,14 @@ int Run(int argc, char** argv) {
   bool needs_client = true;
   Status direct;  // result of commands that run without the daemon
 
+  // What runs when `sub` is the subcommand given; on_app: a command on the app ResolveApp finds.
+  auto on = [&command](CLI::App* sub, Command run) {
+    sub->callback([&command, run = std::move(run)] { command = run; });
+  };
+  auto on_app = [&](CLI::App* sub, AppCommand run) {
+    on(sub, [&f, run = std::move(run)](Context& c) { return run(c, ResolveApp(f)); });
+  };
+
   CLI::App app{"drawbridge: expose Postgres on a private network, the Fly.io way", "drawbridge"};
   app.require_subcommand(1);
   app.add_option("-a,--app", f.app, "Application name ($DRAWBRIDGE_APP, else `app` in fly.toml)")
@@ -123,15 +138,14 @@ int Run(int argc, char** argv) {
   apps->require_subcommand(1);
   auto* apps_create = Sub(apps, "create", "Create a new app");
   apps_create->add_option("name", f.name, "app name")->required();
-  apps_create->callback([&] { command = [&](Context& c) { return AppsCreate(c, f.name); }; });
+  on(apps_create, [&](Context& c) { return AppsCreate(c, f.name); });
   auto* apps_list = Sub(apps, "list", "List apps");
   apps_list->alias("ls");
-  apps_list->callback([&] { command = [&](Context& c) { return AppsList(c); }; });
+  on(apps_list, AppsList);
   auto* apps_destroy = Sub(apps, "destroy", "Permanently destroy an app");
   apps_destroy->add_option("name", f.name, "app name")->required();
   apps_destroy->add_flag("-y,--yes", f.yes, "Accept all confirmations");
-  apps_destroy->callback(
-      [&] { command = [&](Context& c) { return AppsDestroy(c, f.name, f.yes); }; });
+  on(apps_destroy, [&](Context& c) { return AppsDestroy(c, f.name, f.yes); });
 
   // machines
   auto* machines = Sub(&app, "machines", "Manage the machines (backends) of an app");
@@ -141,43 +155,34 @@ int Run(int argc, char** argv) {
   machines_add->add_option("address", f.machine.address, "private address")->required();
   machines_add->add_option("--region", f.machine.region, "region label");
   machines_add->add_option("--role", f.machine.role, "role label, e.g. primary");
-  machines_add->callback([&] {
-    command = [&](Context& c) { return MachinesAdd(c, ResolveApp(f, "fly.toml"), f.machine); };
-  });
+  on_app(machines_add,
+         [&](Context& c, const std::string& a) { return MachinesAdd(c, a, f.machine); });
   auto* machines_list = Sub(machines, "list", "List machines");
   machines_list->alias("ls");
-  machines_list->callback(
-      [&] { command = [&](Context& c) { return MachinesList(c, ResolveApp(f, "fly.toml")); }; });
+  on_app(machines_list, MachinesList);
   auto* machines_remove = Sub(machines, "remove", "Remove a machine");
   machines_remove->alias("rm");
   machines_remove->add_option("id", f.name, "machine id")->required();
-  machines_remove->callback([&] {
-    command = [&](Context& c) { return MachinesRemove(c, ResolveApp(f, "fly.toml"), f.name); };
-  });
+  on_app(machines_remove,
+         [&](Context& c, const std::string& a) { return MachinesRemove(c, a, f.name); });
 
   // ips
   auto* ips = Sub(&app, "ips", "Manage IP addresses for apps");
   ips->require_subcommand(1);
   auto* ips_list = Sub(ips, "list", "List public IP addresses");
   ips_list->alias("ls");
-  ips_list->callback(
-      [&] { command = [&](Context& c) { return IpsList(c, ResolveApp(f, "fly.toml")); }; });
+  on_app(ips_list, IpsList);
   auto* ips_v4 = Sub(ips, "allocate-v4", "Allocate an IPv4 address");
   ips_v4->add_flag("--shared", f.shared, "Allocates a shared IPv4");
   ips_v4->add_flag("-y,--yes", f.yes, "Accept all confirmations");
-  ips_v4->callback([&] {
-    command = [&](Context& c) {
-      return IpsAllocateV4(c, ResolveApp(f, "fly.toml"), f.shared, f.yes);
-    };
-  });
+  on_app(ips_v4,
+         [&](Context& c, const std::string& a) { return IpsAllocateV4(c, a, f.shared, f.yes); });
   auto* ips_v6 = Sub(ips, "allocate-v6", "Allocate an IPv6 address");
-  ips_v6->callback(
-      [&] { command = [&](Context& c) { return IpsAllocateV6(c, ResolveApp(f, "fly.toml")); }; });
+  on_app(ips_v6, IpsAllocateV6);
   auto* ips_release = Sub(ips, "release", "Release one or more IP addresses");
   ips_release->add_option("addresses", f.addresses, "addresses to release")->required();
-  ips_release->callback([&] {
-    command = [&](Context& c) { return IpsRelease(c, ResolveApp(f, "fly.toml"), f.addresses); };
-  });
+  on_app(ips_release,
+         [&](Context& c, const std::string& a) { return IpsRelease(c, a, f.addresses); });
 
   // config
   auto* config = Sub(&app, "config", "Manage an app's configuration");
@@ -185,81 +190,62 @@ int Run(int argc, char** argv) {
   auto* config_save = Sub(config, "save", "Save an app's config file");
   config_save->add_option("-c,--config", f.config_path, "Path to the app's fly.toml");
   config_save->add_flag("-y,--yes", f.yes, "Overwrite an existing file");
-  config_save->callback([&] {
-    command = [&](Context& c) {
-      return ConfigSave(c, ResolveApp(f, ResolveConfigPath(f.config_path)), f.config_path, f.yes);
-    };
-  });
+  on_app(config_save,
+         [&](Context& c, const std::string& a) { return ConfigSave(c, a, f.config_path, f.yes); });
   auto* config_show = Sub(config, "show", "Show an app's configuration");
-  config_show->callback(
-      [&] { command = [&](Context& c) { return ConfigShow(c, ResolveApp(f, "fly.toml")); }; });
+  on_app(config_show, ConfigShow);
   auto* config_validate = Sub(config, "validate", "Validate an app's config file");
   config_validate->add_option("-c,--config", f.config_path, "Path to the app's fly.toml");
-  config_validate->callback([&] {
-    command = [&](Context& c) {
-      return ConfigValidate(c, ResolveApp(f, ResolveConfigPath(f.config_path)), f.config_path);
-    };
-  });
+  on_app(config_validate,
+         [&](Context& c, const std::string& a) { return ConfigValidate(c, a, f.config_path); });
 
   // deploy
   auto* deploy = Sub(&app, "deploy", "Deploy the config in DIR/fly.toml as a new release");
   deploy->add_option("dir", f.dir, "directory holding fly.toml (default: .)");
   deploy->add_option("-c,--config", f.config_path, "Path to the app's fly.toml");
   deploy->add_option("--image", f.image, "image to record, e.g. flyio/postgres:15");
-  deploy->callback([&] {
-    command = [&](Context& c) {
-      std::string file = ResolveConfigPath(f.config_path.empty() ? f.dir : f.config_path);
-      return Deploy(c, ResolveApp(f, file), file, f.image);
-    };
-  });
+  on_app(deploy,
+         [&](Context& c, const std::string& a) { return Deploy(c, a, f.ConfigFile(), f.image); });
 
   // services, image, pg, status
   auto* services = Sub(&app, "services", "Show the app's public services");
   services->require_subcommand(1);
   auto* services_list = Sub(services, "list", "List the services of the current release");
   services_list->alias("ls");
-  services_list->callback(
-      [&] { command = [&](Context& c) { return ServicesList(c, ResolveApp(f, "fly.toml")); }; });
+  on_app(services_list, ServicesList);
   auto* image = Sub(&app, "image", "Show the image recorded by deploy");
   image->require_subcommand(1);
   auto* image_show = Sub(image, "show", "Show image details and observed server versions");
-  image_show->callback(
-      [&] { command = [&](Context& c) { return ImageShow(c, ResolveApp(f, "fly.toml")); }; });
+  on_app(image_show, ImageShow);
   auto* pg = Sub(&app, "pg", "Postgres helpers");
   pg->alias("postgres");
   pg->require_subcommand(1);
   auto* pg_conn = Sub(pg, "connection-string", "Print the external connection string");
   pg_conn->add_option("--internal", f.internal_url,
                       "internal connection string to turn into the external one");
-  pg_conn->callback([&] {
-    command = [&](Context& c) {
-      return PgConnectionString(c, ResolveApp(f, "fly.toml"), f.internal_url);
-    };
+  on_app(pg_conn, [&](Context& c, const std::string& a) {
+    return PgConnectionString(c, a, f.internal_url);
   });
   auto* status = Sub(&app, "status", "Show the daemon's status (and the app's, with -a)");
-  status->callback([&] {
-    // Only an app named on purpose (-a or $DRAWBRIDGE_APP), not one found in ./fly.toml.
-    command = [&](Context& c) { return ShowStatus(c, f.app); };
-  });
+  // Only an app named on purpose (-a or $DRAWBRIDGE_APP), not one found in ./fly.toml.
+  on(status, [&](Context& c) { return ShowStatus(c, f.app); });
 
   // certs
   auto* certs = Sub(&app, "certs", "Manage certificates");
   certs->require_subcommand(1);
   auto* certs_list = Sub(certs, "list", "List the certificates the edge serves");
   certs_list->alias("ls");
-  certs_list->callback([&] { command = [&](Context& c) { return CertsList(c); }; });
+  on(certs_list, CertsList);
   auto* certs_show = Sub(certs, "show", "Show one certificate");
   certs_show->add_option("host", f.host, "host name")->required();
-  certs_show->callback([&] { command = [&](Context& c) { return CertsShow(c, f.host); }; });
+  on(certs_show, [&](Context& c) { return CertsShow(c, f.host); });
   auto* certs_add = Sub(certs, "add", "Install your own certificate for a host name");
   certs_add->add_option("host", f.host, "host name")->required();
   certs_add->add_option("--cert", f.cert_path, "PEM certificate chain (leaf first)")->required();
   certs_add->add_option("--key", f.key_path, "PEM private key")->required();
-  certs_add->callback([&] {
-    command = [&](Context& c) { return CertsAdd(c, f.host, f.cert_path, f.key_path); };
-  });
+  on(certs_add, [&](Context& c) { return CertsAdd(c, f.host, f.cert_path, f.key_path); });
   auto* certs_ca = Sub(certs, "ca", "Print the built-in CA certificate (for sslrootcert)");
-  certs_ca->callback([&] { command = [&](Context& c) { return CertsCa(c); }; });
+  on(certs_ca, CertsCa);
 
   auto* version = Sub(&app, "version", "Print the version");
   version->callback([&] {

@@ -12,6 +12,16 @@ std::string OneLine(std::string_view s) {
   return out;
 }
 
+// The code of an API error answer, by HTTP's own classes: the CLI prints only the message and
+// exits 1 whatever the code, so it does not restate the API's table (api/http_status.cc).
+base::Status ErrorFor(int http_status, std::string message) {
+  if (http_status == 503) return base::Status::Unavailable(std::move(message));
+  if (http_status >= 400 && http_status < 500) {
+    return base::Status::InvalidArgument(std::move(message));  // refused as sent
+  }
+  return base::Status::Internal(std::move(message));
+}
+
 }  // namespace
 
 base::Result<Json> Client::Interpret(const HttpResponse& response, std::string_view auth_hint) {
@@ -20,8 +30,8 @@ base::Result<Json> Client::Interpret(const HttpResponse& response, std::string_v
   if (ok) {
     if (response.body.find_first_not_of(" \t\r\n") == std::string::npos) return Json();
     if (parsed.is_discarded()) {
-      return base::Status::Error("the daemon sent a reply that is not JSON (HTTP " +
-                                 std::to_string(response.status) + ")");
+      return base::Status::InvalidArgument("the daemon sent a reply that is not JSON (HTTP " +
+                                           std::to_string(response.status) + ")");
     }
     return parsed;
   }
@@ -37,7 +47,7 @@ base::Result<Json> Client::Interpret(const HttpResponse& response, std::string_v
   if (response.status == 401 && !auth_hint.empty()) {
     message += "; " + std::string(auth_hint);
   }
-  return base::Status::Error(std::move(message));
+  return ErrorFor(response.status, std::move(message));
 }
 
 base::Result<Json> Client::Call(std::string_view method, std::string_view target,

@@ -38,14 +38,16 @@ class Client {
     return Call("POST", target, &body);
   }
   base::Result<Json> Delete(std::string_view target) { return Call("DELETE", target, nullptr); }
+  // Any of the three: method "GET", "POST" or "DELETE"; body null for none.
+  base::Result<Json> Call(std::string_view method, std::string_view target, const Json* body);
 
   // Maps one answer to a value or an error: 2xx with a JSON body (or none) is a value;
   // otherwise the API's {"error": "..."} message, or "HTTP <status>: <body>" when there is none.
+  // Codes: a 2xx body that is not JSON and a 4xx are kInvalidArgument, a 503 kUnavailable, any
+  // other status kInternal (by HTTP's classes: the CLI does not act on the code).
   static base::Result<Json> Interpret(const HttpResponse& response, std::string_view auth_hint);
 
  private:
-  base::Result<Json> Call(std::string_view method, std::string_view target, const Json* body);
-
   Transport* transport_;
   std::string auth_hint_;
 };

@@ -9,7 +9,9 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
+#include <optional>
 
 #include "cli/settings.h"
 
@@ -41,7 +43,7 @@ std::string Upper(std::string s) {
 
 Status RequireApp(const std::string& app) {
   if (!app.empty()) return Status();
-  return Status::Error(
+  return Status::InvalidArgument(
       "the config for your app is missing an app name, add an app field to the fly.toml file "
       "or specify with the -a flag");
 }
@@ -50,10 +52,18 @@ std::string AppPath(const std::string& app) { return "/v1/apps/" + UrlEncode(app
 
 Status ExpectArray(const Json& j, std::string_view what) {
   if (j.is_array()) return Status();
-  return Status::Error("the daemon's answer to " + std::string(what) + " is not a list");
+  return Status::InvalidArgument("the daemon's answer to " + std::string(what) + " is not a list");
 }
 
-void PrintJson(Context& ctx, const Json& j) { *ctx.ui.out << RenderJson(j); }
+Status PrintJson(Context& ctx, const Json& j) {
+  *ctx.ui.out << RenderJson(j);
+  return Status();
+}
+
+Status PrintLine(Context& ctx, const std::string& line) {
+  *ctx.ui.out << line << "\n";
+  return Status();
+}
 
 // Prints the API's warnings, one per line, on stderr.
 void PrintWarnings(Context& ctx, const Json& answer) {
@@ -75,7 +85,8 @@ base::Result<std::string> ReadConfig(const std::string& path) {
   auto text = ReadFile(path);
   if (!text) {
     int err = errno;
-    return Status::Error("cannot read " + path + ": " + std::strerror(err));
+    std::string msg = "cannot read " + path + ": " + std::strerror(err);
+    return err == ENOENT ? Status::NotFound(std::move(msg)) : Status::Internal(std::move(msg));
   }
   return *text;
 }
@@ -85,18 +96,18 @@ Status WriteFileAtomically(const std::string& path, const std::string& content) 
   std::string tmp = path + ".tmp-" + std::to_string(::getpid());
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) return Status::Error("cannot write " + tmp + ": " + std::strerror(errno));
+    if (!out) return Status::Internal("cannot write " + tmp + ": " + std::strerror(errno));
     out << content;
     out.flush();
     if (!out) {
       std::remove(tmp.c_str());
-      return Status::Error("cannot write " + tmp);
+      return Status::Internal("cannot write " + tmp);
     }
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     int err = errno;
     std::remove(tmp.c_str());
-    return Status::Error("cannot write " + path + ": " + std::strerror(err));
+    return Status::Internal("cannot write " + path + ": " + std::strerror(err));
   }
   return Status();
 }
@@ -118,9 +129,10 @@ std::string PortsText(const Json& ports) {
   return out;
 }
 
-void PrintIps(Context& ctx, const Json& ips) {
+Status PrintIps(Context& ctx, const Json& ips) {
   *ctx.ui.out << RenderTable("", {"Version", "IP", "Type", "Region", "Created At"},
                              IpRows(ips, ctx.ui.now()));
+  return Status();
 }
 
 // The major version of a Postgres version string or image tag: "15.18 (Debian ...)" -> "15",
@@ -137,12 +149,71 @@ std::string PgMajor(std::string_view v) {
   return major;
 }
 
+// ------------------------------------------------------------------------------ the common run
+//
+// A command is one run: send a request (on an app: found by the caller, required here with
+// flyctl's message), then print the answer as JSON with --json, or else as the command's printer
+// says (a flyctl table, a line), which may also refuse the answer. An error at any step comes back
+// as the command's Status; Main prints it and exits 1. Three commands use the parts themselves:
+// ips release and status send more than one request, and config save writes the answer to a file.
+
+// One admin API request.
+struct Request {
+  std::string_view method;   // "GET", "POST" or "DELETE"
+  std::string target;        // "/v1/...", or with RunOnApp the part after /v1/apps/<app>
+  std::optional<Json> body;  // POST only
+};
+
+Request Get(std::string target) { return {"GET", std::move(target), std::nullopt}; }
+Request Post(std::string target, Json body) { return {"POST", std::move(target), std::move(body)}; }
+Request Delete(std::string target) { return {"DELETE", std::move(target), std::nullopt}; }
+
+base::Result<Json> Send(Context& ctx, const Request& request) {
+  return ctx.client->Call(request.method, request.target, request.body ? &*request.body : nullptr);
+}
+
+// What a command prints of an answer without --json.
+using Printer = std::function<Status(const Json& answer)>;
+
+Status Show(Context& ctx, const Json& answer, const Printer& print) {
+  return ctx.json ? PrintJson(ctx, answer) : print(answer);
+}
+
+Status Run(Context& ctx, const Request& request, const Printer& print) {
+  auto answer = Send(ctx, request);
+  if (!answer.ok()) return answer.status();
+  return Show(ctx, *answer, print);
+}
+
+Status RunOnApp(Context& ctx, const std::string& app, Request request, const Printer& print) {
+  if (auto s = RequireApp(app); !s.ok()) return s;
+  request.target = AppPath(app) + request.target;
+  return Run(ctx, request, print);
+}
+
+using Row = std::vector<std::string>;
+
+// The printer of a listing: the answer must be a list; a table of one row per element (`row`
+// gets the element and the time the answer came).
+Printer Table(Context& ctx, std::string what, std::vector<std::string> headers,
+              std::function<Row(const Json& element, TimePoint now)> row) {
+  return [&ctx, what = std::move(what), headers = std::move(headers),
+          row = std::move(row)](const Json& list) {
+    if (auto s = ExpectArray(list, what); !s.ok()) return s;
+    TimePoint now = ctx.ui.now();
+    std::vector<Row> rows;
+    for (const auto& element : list) rows.push_back(row(element, now));
+    *ctx.ui.out << RenderTable("", headers, rows);
+    return Status();
+  };
+}
+
 }  // namespace
 
 Status NonInteractiveError(std::string_view hint) {
   std::string msg = "yes flag must be specified when not running interactively";
   if (!hint.empty()) msg += " (" + std::string(hint) + ")";
-  return Status::Error(std::move(msg));
+  return Status::InvalidArgument(std::move(msg));
 }
 
 std::string IpTypeLabel(std::string_view type) {
@@ -200,133 +271,83 @@ std::vector<std::vector<std::string>> ServiceRows(const Json& services) {
 // ------------------------------------------------------------------------------ apps
 
 Status AppsCreate(Context& ctx, const std::string& name) {
-  if (name.empty()) return Status::Error("an app name is required: apps create NAME");
-  auto r = ctx.client->Post("/v1/apps", Json{{"name", name}});
-  if (!r.ok()) return r.status();
-  if (ctx.json) {
-    PrintJson(ctx, *r);
-  } else {
-    std::string created = Str(*r, "name");
-    *ctx.ui.out << "New app created: " << (created.empty() ? name : created) << "\n";
-  }
-  return Status();
+  if (name.empty()) return Status::InvalidArgument("an app name is required: apps create NAME");
+  return Run(ctx, Post("/v1/apps", Json{{"name", name}}), [&](const Json& created) {
+    std::string shown = Str(created, "name");
+    return PrintLine(ctx, "New app created: " + (shown.empty() ? name : shown));
+  });
 }
 
 Status AppsList(Context& ctx) {
-  auto r = ctx.client->Get("/v1/apps");
-  if (!r.ok()) return r.status();
-  if (ctx.json) {
-    PrintJson(ctx, *r);
-    return Status();
-  }
-  if (auto s = ExpectArray(*r, "apps list"); !s.ok()) return s;
-  std::vector<std::vector<std::string>> rows;
-  TimePoint now = ctx.ui.now();
-  for (const auto& a : *r) {
-    int64_t release = Int(a, "release");
-    rows.push_back({Str(a, "name"), Str(a, "machines"), Str(a, "ips"),
-                    release > 0 ? "v" + std::to_string(release) : "",
-                    RelativeTimeOf(Str(a, "created_at"), now)});
-  }
-  *ctx.ui.out << RenderTable("", {"Name", "Machines", "IPs", "Release", "Created At"}, rows);
-  return Status();
+  return Run(ctx, Get("/v1/apps"),
+             Table(ctx, "apps list", {"Name", "Machines", "IPs", "Release", "Created At"},
+                   [](const Json& a, TimePoint now) -> Row {
+                     int64_t release = Int(a, "release");
+                     return {Str(a, "name"), Str(a, "machines"), Str(a, "ips"),
+                             release > 0 ? "v" + std::to_string(release) : "",
+                             RelativeTimeOf(Str(a, "created_at"), now)};
+                   }));
 }
 
 Status AppsDestroy(Context& ctx, const std::string& name, bool yes) {
-  if (name.empty()) return Status::Error("an app name is required: apps destroy NAME");
+  if (name.empty()) return Status::InvalidArgument("an app name is required: apps destroy NAME");
   if (!yes) {
     *ctx.ui.err << "Destroying an app is not reversible.\n";
     auto ok = Confirm(ctx, "Destroy app " + name + "?", "use --yes to destroy " + name);
     if (!ok.ok()) return ok.status();
     if (!*ok) return Status();
   }
-  auto r = ctx.client->Delete(AppPath(name));
-  if (!r.ok()) return r.status();
-  if (ctx.json) {
-    PrintJson(ctx, *r);
-  } else {
-    *ctx.ui.out << "Destroyed app " << name << "\n";
-  }
-  return Status();
+  return Run(ctx, Delete(AppPath(name)),
+             [&](const Json&) { return PrintLine(ctx, "Destroyed app " + name); });
 }
 
 // ------------------------------------------------------------------------------ machines
 
 Status MachinesAdd(Context& ctx, const std::string& app, const MachineSpec& machine) {
   if (auto s = RequireApp(app); !s.ok()) return s;
-  if (machine.address.empty()) return Status::Error("an address is required: machines add ADDR");
+  if (machine.address.empty()) {
+    return Status::InvalidArgument("an address is required: machines add ADDR");
+  }
   Json body{{"address", machine.address}};
   if (!machine.region.empty()) body["region"] = machine.region;
   if (!machine.role.empty()) body["role"] = machine.role;
-  auto r = ctx.client->Post(AppPath(app) + "/machines", body);
-  if (!r.ok()) return r.status();
-  if (ctx.json) {
-    PrintJson(ctx, *r);
-  } else {
-    *ctx.ui.out << "Added machine " << Str(*r, "id") << " (" << machine.address << ") to " << app
-                << "\n";
-  }
-  return Status();
+  return RunOnApp(ctx, app, Post("/machines", std::move(body)), [&](const Json& added) {
+    return PrintLine(ctx,
+                     "Added machine " + Str(added, "id") + " (" + machine.address + ") to " + app);
+  });
 }
 
 Status MachinesList(Context& ctx, const std::string& app) {
-  if (auto s = RequireApp(app); !s.ok()) return s;
-  auto r = ctx.client->Get(AppPath(app) + "/machines");
-  if (!r.ok()) return r.status();
-  if (ctx.json) {
-    PrintJson(ctx, *r);
-    return Status();
-  }
-  if (auto s = ExpectArray(*r, "machines list"); !s.ok()) return s;
-  std::vector<std::vector<std::string>> rows;
-  TimePoint now = ctx.ui.now();
-  for (const auto& m : *r) {
-    rows.push_back({Str(m, "id"), Str(m, "address"), Str(m, "region"), Str(m, "role"),
-                    RelativeTimeOf(Str(m, "created_at"), now)});
-  }
-  *ctx.ui.out << RenderTable("", {"ID", "Address", "Region", "Role", "Created At"}, rows);
-  return Status();
+  return RunOnApp(ctx, app, Get("/machines"),
+                  Table(ctx, "machines list", {"ID", "Address", "Region", "Role", "Created At"},
+                        [](const Json& m, TimePoint now) -> Row {
+                          return {Str(m, "id"), Str(m, "address"), Str(m, "region"), Str(m, "role"),
+                                  RelativeTimeOf(Str(m, "created_at"), now)};
+                        }));
 }
 
 Status MachinesRemove(Context& ctx, const std::string& app, const std::string& id) {
   if (auto s = RequireApp(app); !s.ok()) return s;
-  if (id.empty()) return Status::Error("a machine id is required: machines remove ID");
-  auto r = ctx.client->Delete(AppPath(app) + "/machines/" + UrlEncode(id));
-  if (!r.ok()) return r.status();
-  if (ctx.json) {
-    PrintJson(ctx, *r);
-  } else {
-    *ctx.ui.out << "Removed machine " << id << " from " << app << "\n";
-  }
-  return Status();
+  if (id.empty()) return Status::InvalidArgument("a machine id is required: machines remove ID");
+  return RunOnApp(ctx, app, Delete("/machines/" + UrlEncode(id)), [&](const Json&) {
+    return PrintLine(ctx, "Removed machine " + id + " from " + app);
+  });
 }
 
 // ------------------------------------------------------------------------------ ips
 
 Status IpsList(Context& ctx, const std::string& app) {
-  if (auto s = RequireApp(app); !s.ok()) return s;
-  auto r = ctx.client->Get(AppPath(app) + "/ips");
-  if (!r.ok()) return r.status();
-  if (ctx.json) {
-    PrintJson(ctx, *r);
-    return Status();
-  }
-  if (auto s = ExpectArray(*r, "ips list"); !s.ok()) return s;
-  PrintIps(ctx, *r);
-  return Status();
+  return RunOnApp(ctx, app, Get("/ips"), [&](const Json& ips) {
+    if (auto s = ExpectArray(ips, "ips list"); !s.ok()) return s;
+    return PrintIps(ctx, ips);
+  });
 }
 
 namespace {
 
 Status Allocate(Context& ctx, const std::string& app, const char* type) {
-  auto r = ctx.client->Post(AppPath(app) + "/ips", Json{{"type", type}});
-  if (!r.ok()) return r.status();
-  if (ctx.json) {
-    PrintJson(ctx, *r);
-  } else {
-    PrintIps(ctx, Json::array({*r}));
-  }
-  return Status();
+  return RunOnApp(ctx, app, Post("/ips", Json{{"type", type}}),
+                  [&](const Json& ip) { return PrintIps(ctx, Json::array({ip})); });
 }
 
 }  // namespace
@@ -342,25 +363,26 @@ Status IpsAllocateV4(Context& ctx, const std::string& app, bool shared, bool yes
     }
     auto ok = Confirm(ctx, "Are you ok with this?", "or use --shared for a shared IPv4 address");
     if (!ok.ok()) return ok.status();
-    if (!*ok) return Status::Error("user aborted");
+    if (!*ok) return Status::InvalidArgument("user aborted");
   }
   return Allocate(ctx, app, shared ? "shared_v4" : "v4");
 }
 
-Status IpsAllocateV6(Context& ctx, const std::string& app) {
-  if (auto s = RequireApp(app); !s.ok()) return s;
-  return Allocate(ctx, app, "v6");
-}
+Status IpsAllocateV6(Context& ctx, const std::string& app) { return Allocate(ctx, app, "v6"); }
 
+// One request per address; each is printed as it is released, and with --json all the answers
+// as one list at the end.
 Status IpsRelease(Context& ctx, const std::string& app, const std::vector<std::string>& addresses) {
   if (auto s = RequireApp(app); !s.ok()) return s;
-  if (addresses.empty()) return Status::Error("at least one address is required: ips release IP");
+  if (addresses.empty()) {
+    return Status::InvalidArgument("at least one address is required: ips release IP");
+  }
   for (const auto& a : addresses) {
-    if (!IsIpAddress(a)) return Status::Error("Invalid IP address: '" + a + "'");
+    if (!IsIpAddress(a)) return Status::InvalidArgument("Invalid IP address: '" + a + "'");
   }
   Json answers = Json::array();
   for (const auto& a : addresses) {
-    auto r = ctx.client->Delete(AppPath(app) + "/ips/" + UrlEncode(a, /*keep_colon=*/true));
+    auto r = Send(ctx, Delete(AppPath(app) + "/ips/" + UrlEncode(a, /*keep_colon=*/true)));
     if (!r.ok()) return r.status();
     if (ctx.json) {
       answers.push_back(*r);
@@ -371,19 +393,19 @@ Status IpsRelease(Context& ctx, const std::string& app, const std::vector<std::s
     *ctx.ui.out << "Released " << (address.empty() ? a : address) << " from "
                 << (owner.empty() ? app : owner) << "\n";
   }
-  if (ctx.json) PrintJson(ctx, answers);
-  return Status();
+  return ctx.json ? PrintJson(ctx, answers) : Status();
 }
 
 // ------------------------------------------------------------------------------ config, deploy
 
+// Writes the file with or without --json: the answer is the file, not something to show.
 Status ConfigSave(Context& ctx, const std::string& app, const std::string& path, bool yes) {
   if (auto s = RequireApp(app); !s.ok()) return s;
   std::string file = ResolveConfigPath(path);
-  auto r = ctx.client->Get(AppPath(app) + "/config");
+  auto r = Send(ctx, Get(AppPath(app) + "/config"));
   if (!r.ok()) return r.status();
   if (!r->is_object() || !(*r)["toml"].is_string()) {
-    return Status::Error("the daemon's answer to config has no toml");
+    return Status::InvalidArgument("the daemon's answer to config has no toml");
   }
   std::error_code ec;
   if (std::filesystem::exists(file, ec) && !yes) {
@@ -396,22 +418,16 @@ Status ConfigSave(Context& ctx, const std::string& app, const std::string& path,
   std::string toml = (*r)["toml"].get<std::string>();
   if (!toml.empty() && toml.back() != '\n') toml.push_back('\n');
   if (auto s = WriteFileAtomically(file, toml); !s.ok()) return s;
-  *ctx.ui.out << "Wrote config file " << file << "\n";
-  return Status();
+  return PrintLine(ctx, "Wrote config file " + file);
 }
 
 Status ConfigShow(Context& ctx, const std::string& app) {
-  if (auto s = RequireApp(app); !s.ok()) return s;
-  auto r = ctx.client->Get(AppPath(app) + "/config");
-  if (!r.ok()) return r.status();
-  if (ctx.json) {
-    PrintJson(ctx, *r);
+  return RunOnApp(ctx, app, Get("/config"), [&](const Json& config) {
+    std::string toml = Str(config, "toml");
+    *ctx.ui.out << toml;
+    if (!toml.empty() && toml.back() != '\n') *ctx.ui.out << "\n";
     return Status();
-  }
-  std::string toml = Str(*r, "toml");
-  *ctx.ui.out << toml;
-  if (!toml.empty() && toml.back() != '\n') *ctx.ui.out << "\n";
-  return Status();
+  });
 }
 
 Status ConfigValidate(Context& ctx, const std::string& app, const std::string& path) {
@@ -419,21 +435,17 @@ Status ConfigValidate(Context& ctx, const std::string& app, const std::string& p
   std::string file = ResolveConfigPath(path);
   auto text = ReadConfig(file);
   if (!text.ok()) return text.status();
-  auto r =
-      ctx.client->Post(AppPath(app) + "/config/validate", Json{{"toml", *text}, {"file", file}});
-  if (!r.ok()) return r.status();
-  if (ctx.json) {
-    PrintJson(ctx, *r);
-    return Status();
-  }
-  PrintWarnings(ctx, *r);
-  if (r->is_object() && r->contains("valid") && (*r)["valid"] == false) {
-    std::string errors = Str(*r, "error");
-    if (errors.empty()) errors = file + ": invalid configuration";
-    return Status::Error(errors);
-  }
-  *ctx.ui.out << "✓ Configuration is valid\n";
-  return Status();
+  return RunOnApp(
+      ctx, app, Post("/config/validate", Json{{"toml", *text}, {"file", file}}),
+      [&](const Json& verdict) {
+        PrintWarnings(ctx, verdict);
+        if (verdict.is_object() && verdict.contains("valid") && verdict["valid"] == false) {
+          std::string errors = Str(verdict, "error");
+          if (errors.empty()) errors = file + ": invalid configuration";
+          return Status::InvalidArgument(errors);
+        }
+        return PrintLine(ctx, "✓ Configuration is valid");
+      });
 }
 
 Status Deploy(Context& ctx, const std::string& app, const std::string& config_path,
@@ -443,43 +455,28 @@ Status Deploy(Context& ctx, const std::string& app, const std::string& config_pa
   if (!text.ok()) return text.status();
   Json body{{"toml", *text}, {"file", config_path}};
   if (!image.empty()) body["image"] = image;
-  auto r = ctx.client->Post(AppPath(app) + "/deploy", body);
-  if (!r.ok()) return r.status();
-  if (ctx.json) {
-    PrintJson(ctx, *r);
-    return Status();
-  }
-  PrintWarnings(ctx, *r);
-  *ctx.ui.out << "Release v" << Int(*r, "release") << " created\n";
-  return Status();
+  return RunOnApp(ctx, app, Post("/deploy", std::move(body)), [&](const Json& release) {
+    PrintWarnings(ctx, release);
+    return PrintLine(ctx, "Release v" + std::to_string(Int(release, "release")) + " created");
+  });
 }
 
 // ------------------------------------------------------------------------------ services, image
 
 Status ServicesList(Context& ctx, const std::string& app) {
-  if (auto s = RequireApp(app); !s.ok()) return s;
-  auto r = ctx.client->Get(AppPath(app) + "/services");
-  if (!r.ok()) return r.status();
-  if (ctx.json) {
-    PrintJson(ctx, *r);
+  return RunOnApp(ctx, app, Get("/services"), [&](const Json& services) {
+    if (auto s = ExpectArray(services, "services list"); !s.ok()) return s;
+    // No "Services" title, so the output reads exactly as the guide's.
+    *ctx.ui.out << RenderTable("", {"Protocol", "Ports", "Force HTTPS"}, ServiceRows(services));
     return Status();
-  }
-  if (auto s = ExpectArray(*r, "services list"); !s.ok()) return s;
-  // No "Services" title, so the output reads exactly as the guide's.
-  *ctx.ui.out << RenderTable("", {"Protocol", "Ports", "Force HTTPS"}, ServiceRows(*r));
-  return Status();
+  });
 }
 
-Status ImageShow(Context& ctx, const std::string& app) {
-  if (auto s = RequireApp(app); !s.ok()) return s;
-  auto r = ctx.client->Get(AppPath(app) + "/image");
-  if (!r.ok()) return r.status();
-  if (ctx.json) {
-    PrintJson(ctx, *r);
-    return Status();
-  }
+namespace {
+
+Status PrintImage(Context& ctx, const Json& image) {
   auto or_na = [&](const char* key) {
-    std::string v = Str(*r, key);
+    std::string v = Str(image, key);
     return v.empty() ? std::string("N/A") : v;
   };
   *ctx.ui.out << RenderVerticalTable("Image Details", {{"Registry", or_na("registry")},
@@ -487,8 +484,8 @@ Status ImageShow(Context& ctx, const std::string& app) {
                                                        {"Tag", or_na("tag")},
                                                        {"Version", or_na("version")}});
   std::map<std::string, std::string> majors;  // major -> one machine that runs it
-  if (r->contains("machines") && (*r)["machines"].is_array()) {
-    for (const auto& m : (*r)["machines"]) {
+  if (image.contains("machines") && image["machines"].is_array()) {
+    for (const auto& m : image["machines"]) {
       std::string version = Str(m, "server_version");
       std::string id = Str(m, "id");
       if (version.empty()) {
@@ -502,78 +499,93 @@ Status ImageShow(Context& ctx, const std::string& app) {
   if (majors.size() > 1) {
     *ctx.ui.err << "Warning: major version mismatch detected between machines\n";
   }
-  std::string tag_major = PgMajor(Str(*r, "tag"));
+  std::string tag_major = PgMajor(Str(image, "tag"));
   if (majors.size() == 1 && !tag_major.empty() && majors.begin()->first != tag_major) {
-    *ctx.ui.err << "Warning: the image tag " << Str(*r, "tag")
+    *ctx.ui.err << "Warning: the image tag " << Str(image, "tag")
                 << " is not the major version the machines run (" << majors.begin()->first << ")\n";
   }
   return Status();
 }
 
-Status PgConnectionString(Context& ctx, const std::string& app, const std::string& internal_url) {
-  if (auto s = RequireApp(app); !s.ok()) return s;
-  std::string target = AppPath(app) + "/connection-string";
-  if (!internal_url.empty()) target += "?internal=" + UrlEncode(internal_url);
-  auto r = ctx.client->Get(target);
-  if (!r.ok()) return r.status();
-  if (ctx.json) {
-    PrintJson(ctx, *r);
-    return Status();
-  }
-  std::string url = Str(*r, "url");
-  if (url.empty()) return Status::Error("the daemon's answer has no url");
-  *ctx.ui.out << url << "\n";
-  return Status();
+}  // namespace
+
+Status ImageShow(Context& ctx, const std::string& app) {
+  return RunOnApp(ctx, app, Get("/image"),
+                  [&](const Json& image) { return PrintImage(ctx, image); });
 }
 
-Status ShowStatus(Context& ctx, const std::string& app) {
-  auto r = ctx.client->Get("/v1/status");
-  if (!r.ok()) return r.status();
-  Json app_entry;
-  if (!app.empty()) {
-    auto apps = ctx.client->Get("/v1/apps");
-    if (!apps.ok()) return apps.status();
-    if (apps->is_array()) {
-      for (const auto& a : *apps) {
-        if (Str(a, "name") == app) app_entry = a;
-      }
-    }
-    if (app_entry.is_null()) return Status::Error("app not found: " + app);
-  }
-  if (ctx.json) {
-    if (app.empty()) {
-      PrintJson(ctx, *r);
-    } else {
-      PrintJson(ctx, Json{{"daemon", *r}, {"app", app_entry}});
-    }
-    return Status();
-  }
-  Json conns = r->contains("connections") ? (*r)["connections"] : Json();
+Status PgConnectionString(Context& ctx, const std::string& app, const std::string& internal_url) {
+  std::string target = "/connection-string";
+  if (!internal_url.empty()) target += "?internal=" + UrlEncode(internal_url);
+  return RunOnApp(ctx, app, Get(std::move(target)), [&](const Json& answer) {
+    std::string url = Str(answer, "url");
+    if (url.empty()) return Status::InvalidArgument("the daemon's answer has no url");
+    return PrintLine(ctx, url);
+  });
+}
+
+// ------------------------------------------------------------------------------ status
+
+namespace {
+
+void PrintDaemonStatus(Context& ctx, const Json& daemon) {
+  Json conns = daemon.contains("connections") ? daemon["connections"] : Json();
   std::string ports;
-  if (r->contains("ports") && (*r)["ports"].is_array()) {
-    for (const auto& p : (*r)["ports"]) ports += (ports.empty() ? "" : ", ") + p.dump();
+  if (daemon.contains("ports") && daemon["ports"].is_array()) {
+    for (const auto& p : daemon["ports"]) ports += (ports.empty() ? "" : ", ") + p.dump();
   }
   *ctx.ui.out << RenderVerticalTable(
       "Drawbridge",
-      {{"Version", Str(*r, "version")},
-       {"Store", Str(*r, "store")},
-       {"Node", Str(*r, "node")},
-       {"Domain", Str(*r, "domain")},
-       {"Routes", "v" + Str(*r, "routes_version")},
+      {{"Version", Str(daemon, "version")},
+       {"Store", Str(daemon, "store")},
+       {"Node", Str(daemon, "node")},
+       {"Domain", Str(daemon, "domain")},
+       {"Routes", "v" + Str(daemon, "routes_version")},
        {"Ports", ports.empty() ? "none" : ports},
        {"Connections", Str(conns, "active") + " active, " + Str(conns, "accepted") + " accepted"}});
-  if (!app.empty()) {
-    std::string domain = Str(*r, "domain");
-    int64_t release = Int(app_entry, "release");
-    *ctx.ui.out << RenderVerticalTable(
-        "App", {{"Name", app},
-                {"Hostname", domain.empty() ? "N/A" : app + "." + domain},
-                {"Machines", Str(app_entry, "machines")},
-                {"IPs", Str(app_entry, "ips")},
-                {"Release", release > 0 ? "v" + std::to_string(release) : "N/A"}});
-  }
-  return Status();
 }
+
+void PrintAppStatus(Context& ctx, const std::string& app, const std::string& domain,
+                    const Json& entry) {
+  int64_t release = Int(entry, "release");
+  *ctx.ui.out << RenderVerticalTable(
+      "App", {{"Name", app},
+              {"Hostname", domain.empty() ? "N/A" : app + "." + domain},
+              {"Machines", Str(entry, "machines")},
+              {"IPs", Str(entry, "ips")},
+              {"Release", release > 0 ? "v" + std::to_string(release) : "N/A"}});
+}
+
+}  // namespace
+
+// The daemon's status; with an app, that app's entry of the apps list beside it (with --json,
+// both as {"daemon": ..., "app": ...}).
+Status ShowStatus(Context& ctx, const std::string& app) {
+  auto daemon = Send(ctx, Get("/v1/status"));
+  if (!daemon.ok()) return daemon.status();
+  if (app.empty()) {
+    return Show(ctx, *daemon, [&](const Json& d) {
+      PrintDaemonStatus(ctx, d);
+      return Status();
+    });
+  }
+  auto apps = Send(ctx, Get("/v1/apps"));
+  if (!apps.ok()) return apps.status();
+  Json entry;
+  if (apps->is_array()) {
+    for (const auto& a : *apps) {
+      if (Str(a, "name") == app) entry = a;
+    }
+  }
+  if (entry.is_null()) return Status::NotFound("app not found: " + app);
+  return Show(ctx, Json{{"daemon", *daemon}, {"app", entry}}, [&](const Json& both) {
+    PrintDaemonStatus(ctx, both.at("daemon"));
+    PrintAppStatus(ctx, app, Str(both.at("daemon"), "domain"), both.at("app"));
+    return Status();
+  });
+}
+
+// ------------------------------------------------------------------------------ certs
 
 namespace {
 
@@ -598,38 +610,26 @@ std::string Names(const Json& j) {
 }  // namespace
 
 Status CertsList(Context& ctx) {
-  auto r = ctx.client->Get("/v1/certs");
-  if (!r.ok()) return r.status();
-  if (ctx.json) {
-    PrintJson(ctx, *r);
-    return Status();
-  }
-  if (auto s = ExpectArray(*r, "certs list"); !s.ok()) return s;
-  std::vector<std::vector<std::string>> rows;
-  for (const auto& c : *r) {
-    rows.push_back({Str(c, "host"), Str(c, "app"), Str(c, "source"), UnixDate(c, "not_after"),
-                    RelativeTimeOf(Str(c, "created_at"), ctx.ui.now())});
-  }
-  *ctx.ui.out << RenderTable("", {"Host Name", "App", "Source", "Expires", "Added"}, rows);
-  return Status();
+  return Run(ctx, Get("/v1/certs"),
+             Table(ctx, "certs list", {"Host Name", "App", "Source", "Expires", "Added"},
+                   [](const Json& c, TimePoint now) -> Row {
+                     return {Str(c, "host"), Str(c, "app"), Str(c, "source"),
+                             UnixDate(c, "not_after"), RelativeTimeOf(Str(c, "created_at"), now)};
+                   }));
 }
 
 Status CertsShow(Context& ctx, const std::string& host) {
-  auto r = ctx.client->Get("/v1/certs/" + UrlEncode(host));
-  if (!r.ok()) return r.status();
-  if (ctx.json) {
-    PrintJson(ctx, *r);
+  return Run(ctx, Get("/v1/certs/" + UrlEncode(host)), [&](const Json& cert) {
+    *ctx.ui.out << RenderVerticalTable(
+        "Certificate", {{"Hostname", Str(cert, "host")},
+                        {"App", Str(cert, "app").empty() ? "N/A" : Str(cert, "app")},
+                        {"Source", Str(cert, "source") == "ca" ? "built-in CA" : "operator"},
+                        {"Issuer", Str(cert, "issuer")},
+                        {"Names", Names(cert)},
+                        {"Expires", UnixDate(cert, "not_after")},
+                        {"Added", RelativeTimeOf(Str(cert, "created_at"), ctx.ui.now())}});
     return Status();
-  }
-  *ctx.ui.out << RenderVerticalTable(
-      "Certificate", {{"Hostname", Str(*r, "host")},
-                      {"App", Str(*r, "app").empty() ? "N/A" : Str(*r, "app")},
-                      {"Source", Str(*r, "source") == "ca" ? "built-in CA" : "operator"},
-                      {"Issuer", Str(*r, "issuer")},
-                      {"Names", Names(*r)},
-                      {"Expires", UnixDate(*r, "not_after")},
-                      {"Added", RelativeTimeOf(Str(*r, "created_at"), ctx.ui.now())}});
-  return Status();
+  });
 }
 
 Status CertsAdd(Context& ctx, const std::string& host, const std::string& cert_path,
@@ -638,26 +638,19 @@ Status CertsAdd(Context& ctx, const std::string& host, const std::string& cert_p
   if (!cert.ok()) return cert.status();
   auto key = ReadConfig(key_path);
   if (!key.ok()) return key.status();
-  auto r = ctx.client->Post("/v1/certs", Json{{"host", host}, {"cert_pem", *cert}, {"key_pem", *key}});
-  if (!r.ok()) return r.status();
-  if (ctx.json) {
-    PrintJson(ctx, *r);
-    return Status();
-  }
-  *ctx.ui.out << "Certificate for " << Str(*r, "host") << " installed (expires "
-              << UnixDate(*r, "not_after") << "); new connections use it now\n";
-  return Status();
+  return Run(ctx, Post("/v1/certs", Json{{"host", host}, {"cert_pem", *cert}, {"key_pem", *key}}),
+             [&](const Json& added) {
+               return PrintLine(ctx, "Certificate for " + Str(added, "host") +
+                                         " installed (expires " + UnixDate(added, "not_after") +
+                                         "); new connections use it now");
+             });
 }
 
 Status CertsCa(Context& ctx) {
-  auto r = ctx.client->Get("/v1/ca");
-  if (!r.ok()) return r.status();
-  if (ctx.json) {
-    PrintJson(ctx, *r);
+  return Run(ctx, Get("/v1/ca"), [&](const Json& ca) {
+    *ctx.ui.out << Str(ca, "pem");
     return Status();
-  }
-  *ctx.ui.out << Str(*r, "pem");
-  return Status();
+  });
 }
 
 }  // namespace drawbridge::cli

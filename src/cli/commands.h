@@ -1,6 +1,8 @@
 // The CLI's commands, one function each, written against Client (no sockets here) and a Ui (the
 // terminal, abstracted so tests run commands with string streams, a fake clock and scripted
 // answers). Each returns an error value; Main prints it as "Error: <message>" and exits 1.
+// Each is one admin API request and what to print of the answer (commands.cc, "the common run"):
+// the answer itself with --json, else a flyctl table or line.
 // Tables go to ui.out, warnings and prompts to ui.err.
 #pragma once
 

@@ -67,7 +67,7 @@ class HttpTransport : public Transport {
     ex.parser.body_limit(kMaxAnswer);
     http::verb verb = http::string_to_verb(beast::string_view(method.data(), method.size()));
     if (verb == http::verb::unknown) {
-      return base::Status::Error("unknown HTTP method " + std::string(method));
+      return base::Status::InvalidArgument("unknown HTTP method " + std::string(method));
     }
     ex.request.method(verb);
     ex.request.target(beast::string_view(target.data(), target.size()));
@@ -101,8 +101,9 @@ class HttpTransport : public Transport {
       error_code ec;
       auto results = resolver.resolve(endpoint_.host, std::to_string(endpoint_.port), ec);
       if (ec) {
-        return base::Status::Error("cannot resolve " + endpoint_.host + " for the admin API (" +
-                                   endpoint_.display + "): " + ec.message());
+        return base::Status::Unavailable("cannot resolve " + endpoint_.host +
+                                         " for the admin API (" + endpoint_.display +
+                                         "): " + ec.message());
       }
       beast::tcp_stream stream(ioc);
       stream.expires_after(timeout_);
@@ -123,7 +124,7 @@ class HttpTransport : public Transport {
       std::string msg = "cannot reach the drawbridge daemon at " + endpoint_.display + ": " +
                         (connecting ? "" : std::string(ex.stage) + ": ") + why;
       if (connecting) msg += " (is `drawbridge serve` running? give --data-dir or --api)";
-      return base::Status::Error(std::move(msg));
+      return base::Status::Unavailable(std::move(msg));
     }
     HttpResponse out;
     out.status = static_cast<int>(ex.parser.get().result_int());

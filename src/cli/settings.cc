@@ -37,9 +37,9 @@ base::Result<Endpoint> ParseEndpoint(std::string_view text) {
   Endpoint ep;
   ep.display = std::string(text);
   auto bad = [&](std::string_view why) {
-    return base::Status::Error("invalid --api endpoint '" + std::string(text) +
-                               "': " + std::string(why) +
-                               " (use unix:/path/admin.sock or http://127.0.0.1:4280)");
+    return base::Status::InvalidArgument("invalid --api endpoint '" + std::string(text) +
+                                         "': " + std::string(why) +
+                                         " (use unix:/path/admin.sock or http://127.0.0.1:4280)");
   };
   if (text.starts_with("unix:")) {
     std::string_view path = text.substr(5);
@@ -103,15 +103,19 @@ base::Result<std::string> ReadToken(const std::string& data_dir) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     int err = errno;
-    return base::Status::Error("cannot read the admin token " + path + ": " + std::strerror(err) +
-                               " (start `drawbridge serve` first, or give --data-dir)");
+    // No token yet: the daemon never ran with this data dir. Any other failure (permissions) is
+    // the environment's.
+    std::string msg = "cannot read the admin token " + path + ": " + std::strerror(err) +
+                      " (start `drawbridge serve` first, or give --data-dir)";
+    return err == ENOENT ? base::Status::NotFound(std::move(msg))
+                         : base::Status::Internal(std::move(msg));
   }
   std::stringstream ss;
   ss << in.rdbuf();
   std::string token(Trim(ss.str()));
-  if (token.empty()) return base::Status::Error("the admin token " + path + " is empty");
+  if (token.empty()) return base::Status::InvalidArgument("the admin token " + path + " is empty");
   if (token.find_first_of("\r\n") != std::string::npos) {
-    return base::Status::Error("the admin token " + path + " has more than one line");
+    return base::Status::InvalidArgument("the admin token " + path + " has more than one line");
   }
   return token;
 }

@@ -343,17 +343,17 @@ base::Result<ParsedConfig> ParseFlyToml(std::string_view text, std::string_view 
   for (size_t i = 0, line = 1; i < text.size(); ++i) {
     if (text[i] == '\n') ++line;
     if (static_cast<unsigned char>(text[i]) >= 0x80 || text[i] == '\0') {
-      return base::Status::Error(std::string(file_name) + ":" + std::to_string(line) +
-                                 ": only ASCII characters are accepted in fly.toml");
+      return base::Status::InvalidArgument(std::string(file_name) + ":" + std::to_string(line) +
+                                           ": only ASCII characters are accepted in fly.toml");
     }
   }
   toml::table doc;
   try {
     doc = toml::parse(text, file_name);
   } catch (const toml::parse_error& e) {
-    return base::Status::Error(std::string(file_name) + ":" +
-                               std::to_string(e.source().begin.line) + ": " +
-                               std::string(e.description()));
+    return base::Status::InvalidArgument(std::string(file_name) + ":" +
+                                         std::to_string(e.source().begin.line) + ": " +
+                                         std::string(e.description()));
   }
   Walker w(file_name);
   ParsedConfig out;
@@ -400,14 +400,14 @@ base::Result<ParsedConfig> ParseFlyToml(std::string_view text, std::string_view 
                 {"primary_region", "kill_signal", "kill_timeout", "swap_size_mb", "console_command",
                  "build", "env", "vm", "mounts", "checks", "metrics", "deploy",
                  "experimental", "processes", "statics", "restart", "files"});
-  if (w.failed()) return base::Status::Error(w.error());
+  if (w.failed()) return base::Status::InvalidArgument(w.error());
   out.warnings = std::move(w.warnings());
   return out;
 }
 
 base::Result<ParsedConfig> LoadFlyToml(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) return base::Status::Error(path + ": cannot open");
+  if (!in) return base::Status::NotFound(path + ": cannot open");
   std::stringstream ss;
   ss << in.rdbuf();
   return ParseFlyToml(ss.str(), path);

@@ -1,4 +1,4 @@
-// fly.toml -> control::AppConfig (fly-spec.md §1). Errors name the file, line and key, as in
+// fly.toml -> control::AppConfig (docs/fly-toml.md). Errors name the file, line and key, as in
 // "fly.toml:7: services[0].ports[1].handlers: unknown handler \"pgtls\"". Keys the edge does not
 // act on are reported as warnings, not errors.
 #pragma once

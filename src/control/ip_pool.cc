@@ -2,27 +2,32 @@
 
 #include <arpa/inet.h>
 
+#include "base/parse_int.h"
+
 namespace drawbridge::control {
 
 base::Result<IpPool> IpPool::Parse(const std::string& cidr) {
   auto slash = cidr.find('/');
-  if (slash == std::string::npos) return base::Status::Error("pool \"" + cidr + "\": expected ADDRESS/LENGTH");
+  if (slash == std::string::npos) {
+    return base::Status::InvalidArgument("pool \"" + cidr + "\": expected ADDRESS/LENGTH");
+  }
   std::string addr = cidr.substr(0, slash);
   IpPool pool;
   pool.v6_ = addr.find(':') != std::string::npos;
   if (inet_pton(pool.v6_ ? AF_INET6 : AF_INET, addr.c_str(), pool.net_.data()) != 1) {
-    return base::Status::Error("pool \"" + cidr + "\": bad address");
+    return base::Status::InvalidArgument("pool \"" + cidr + "\": bad address");
   }
   int max = pool.v6_ ? 128 : 32;
   std::string len = cidr.substr(slash + 1);
-  if (len.empty() || len.size() > 3 || len.find_first_not_of("0123456789") != std::string::npos) {
-    return base::Status::Error("pool \"" + cidr + "\": bad prefix length");
+  auto length = base::ParseInt(len, 0, 999);  // then the range below, with its own message
+  if (!length.ok() || len.size() > 3 || len.front() == '-') {
+    return base::Status::InvalidArgument("pool \"" + cidr + "\": bad prefix length");
   }
-  pool.length_ = std::stoi(len);
+  pool.length_ = static_cast<int>(*length);
   if (pool.length_ < (pool.v6_ ? 64 : 8) || pool.length_ > max - 2) {
-    return base::Status::Error("pool \"" + cidr + "\": prefix length must be between " +
-                               std::to_string(pool.v6_ ? 64 : 8) + " and " +
-                               std::to_string(max - 2));
+    return base::Status::InvalidArgument("pool \"" + cidr + "\": prefix length must be between " +
+                                         std::to_string(pool.v6_ ? 64 : 8) + " and " +
+                                         std::to_string(max - 2));
   }
   // Clear host bits.
   for (int bit = pool.length_; bit < max; ++bit) pool.net_[bit / 8] &= ~(0x80 >> (bit % 8));

@@ -1,5 +1,5 @@
 // Domain types of the control plane: an app's services as fly.toml describes them
-// (fly-spec.md §1), and its machines. Plain values; validation lives where they are parsed.
+// (docs/fly-toml.md), and its machines. Plain values; validation lives where they are parsed.
 #pragma once
 
 #include <cstdint>

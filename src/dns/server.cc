@@ -5,6 +5,7 @@
 #include <utility>
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ip/udp.hpp>
@@ -19,12 +20,14 @@
 
 #include <atomic>
 #include <exception>
+#include <future>
 #include <optional>
 #include <set>
 #include <thread>
 #include <vector>
 
 #include "dns/message.h"
+#include "io/accept_loop.h"
 
 namespace drawbridge::dns {
 
@@ -116,28 +119,22 @@ awaitable<void> Server::Impl::UdpLoop() {
 }
 
 awaitable<void> Server::Impl::AcceptLoop() {
-  while (acceptor->is_open()) {
-    error_code ec;
-    tcp::socket socket = co_await acceptor->async_accept(asio::redirect_error(kAwait, ec));
-    if (ec == asio::error::operation_aborted || !acceptor->is_open()) co_return;
-    if (ec) {
-      // Out of descriptors or memory: back off instead of spinning.
-      spdlog::warn("dns: accept failed: {}", ec.message());
-      asio::steady_timer pause(io, std::chrono::milliseconds(100));
-      co_await pause.async_wait(asio::redirect_error(kAwait, ec));
-      continue;
-    }
-    if (static_cast<int>(clients.size()) >= options.max_tcp_connections) {
-      socket.close(ec);
-      continue;
-    }
-    auto client = std::make_shared<TcpClient>(std::move(socket));
-    clients.insert(client);
-    asio::co_spawn(io, ServeTcp(client), [this, client](std::exception_ptr e) {
-      clients.erase(client);
-      LogFailure("tcp connection")(e);
-    });
-  }
+  co_await io::AcceptLoop(
+      *acceptor, "DNS TCP port " + std::to_string(port.load()),
+      [this](tcp::socket socket, const tcp::endpoint&) {
+        if (static_cast<int>(clients.size()) >= options.max_tcp_connections) {
+          error_code ignored;
+          socket.close(ignored);
+          return;
+        }
+        auto client = std::make_shared<TcpClient>(std::move(socket));
+        clients.insert(client);
+        asio::co_spawn(io, ServeTcp(client), [this, client](std::exception_ptr e) {
+          clients.erase(client);
+          LogFailure("tcp connection")(e);
+        });
+      },
+      [] {});
 }
 
 awaitable<void> Server::Impl::ServeTcp(std::shared_ptr<TcpClient> client) {
@@ -177,11 +174,13 @@ Server::Server(ZoneProvider provider, ServerOptions options)
 Server::~Server() { Stop(); }
 
 base::Status Server::Start(const std::string& address, int port) {
-  if (impl_->started) return base::Status::Error("the DNS server was already started");
-  if (port < 0 || port > 65535) return base::Status::Error("bad DNS port " + std::to_string(port));
+  if (impl_->started) return base::Status::Internal("the DNS server was already started");
+  if (port < 0 || port > 65535) {
+    return base::Status::InvalidArgument("bad DNS port " + std::to_string(port));
+  }
   error_code ec;
   asio::ip::address addr = asio::ip::make_address(address, ec);
-  if (ec) return base::Status::Error("bad DNS listen address \"" + address + "\"");
+  if (ec) return base::Status::InvalidArgument("bad DNS listen address \"" + address + "\"");
 
   // Port 0: the kernel picks a free UDP port, which may be taken over TCP; then try again.
   const int attempts = port == 0 ? 20 : 1;
@@ -216,7 +215,7 @@ base::Status Server::Start(const std::string& address, int port) {
   if (!error.empty()) {
     impl_->udp_socket.reset();
     impl_->acceptor.reset();
-    return base::Status::Error(error);
+    return base::Status::Unavailable(error);
   }
   impl_->started = true;
   asio::co_spawn(impl_->io, impl_->UdpLoop(), LogFailure("udp loop"));
@@ -230,6 +229,16 @@ base::Status Server::Start(const std::string& address, int port) {
 void Server::Stop() {
   if (!impl_->started || impl_->stopped) return;
   impl_->stopped = true;
+  // Closing the sockets on their own thread ends the UDP and accept loops; TCP clients still
+  // connected end with the io_context.
+  std::promise<void> closed;
+  asio::post(impl_->io, [&] {
+    error_code ignored;
+    impl_->udp_socket->close(ignored);
+    impl_->acceptor->close(ignored);
+    closed.set_value();
+  });
+  closed.get_future().wait();
   impl_->io.stop();
   if (impl_->thread.joinable()) impl_->thread.join();
   // The server's thread is gone: its sockets are ours to close. Coroutine frames left suspended

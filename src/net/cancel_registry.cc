@@ -11,11 +11,6 @@ bool SameSecret(const pg::Bytes& a, const pg::Bytes& b) {
 }
 }  // namespace
 
-CancelRegistry& CancelRegistry::Get() {
-  static CancelRegistry registry;
-  return registry;
-}
-
 pg::CancelKey CancelRegistry::Register(CancelTarget target) {
   pg::CancelKey issued;
   issued.secret.resize(target.key.secret.size());

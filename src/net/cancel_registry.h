@@ -1,8 +1,8 @@
-// Cancel routing (pg-protocol.md §4.4): the edge hands each client a BackendKeyData of its own
-// and remembers which machine and which real key it stands for, so a CancelRequest, which
-// arrives on a new connection with nothing but the key, reaches the backend that issued it
-// and only that one. Keys are random (pid with the sign bit clear, secret as long as the
-// server's); lookups compare in constant time. Thread-safe.
+// Cancel routing (docs/connection.md, "Cancel requests"): the edge hands each client a
+// BackendKeyData of its own and remembers which machine and which real key it stands for, so a
+// CancelRequest, which arrives on a new connection with nothing but the key, reaches the
+// backend that issued it and only that one. Keys are random (pid with the sign bit clear,
+// secret as long as the server's); lookups compare in constant time. Thread-safe.
 #pragma once
 
 #include <cstdint>
@@ -24,8 +24,6 @@ struct CancelTarget {
 
 class CancelRegistry {
  public:
-  static CancelRegistry& Get();
-
   // Issues a fresh client-facing key for `target`.
   pg::CancelKey Register(CancelTarget target);
   void Unregister(const pg::CancelKey& issued);

@@ -1,4 +1,4 @@
-// Deadlines and sizes of the data plane (PRODUCT.md, "Limits and defaults").
+// Deadlines and sizes of the data plane (docs/connection.md, "Deadlines").
 #pragma once
 
 #include <chrono>

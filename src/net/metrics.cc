@@ -16,11 +16,6 @@ const char* NetReasonName(NetReason r) {
   return "unknown";
 }
 
-Metrics& Metrics::Get() {
-  static Metrics metrics;
-  return metrics;
-}
-
 std::string Metrics::Summary() const {
   std::string out = "counters accepted=" + std::to_string(accepted.load()) +
                     " closed=" + std::to_string(closed.load()) +

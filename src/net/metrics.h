@@ -1,4 +1,4 @@
-// Process-wide counters of the data plane. Lock-free; safe from any thread.
+// Counters of one server's data plane (net/server_context.h). Lock-free; safe from any thread.
 #pragma once
 
 #include <array>
@@ -25,10 +25,9 @@ const char* NetReasonName(NetReason r);
 
 class Metrics {
  public:
-  static Metrics& Get();
-
   void Refused(pg::RefuseReason r) { pg_[static_cast<size_t>(r)]++; }
   void Failed(NetReason r) { net_[static_cast<size_t>(r)]++; }
+  uint64_t Failures(NetReason r) const { return net_[static_cast<size_t>(r)].load(); }
   std::atomic<uint64_t> accepted{0};
   std::atomic<uint64_t> closed{0};
   std::atomic<uint64_t> active{0};

@@ -1,5 +1,6 @@
 #include "net/relay_loop.h"
 
+#include <spdlog/spdlog.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -9,14 +10,7 @@
 #include <cstring>
 #include <string>
 
-#include <spdlog/spdlog.h>
-
 namespace drawbridge::net {
-
-RelayLoop*& RelayLoop::Current() {
-  thread_local RelayLoop* loop = nullptr;
-  return loop;
-}
 
 RelayLoop::~RelayLoop() { Stop(); }
 
@@ -24,13 +18,13 @@ base::Status RelayLoop::Start() {
   epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (epoll_fd_ < 0 || wake_fd_ < 0) {
-    return base::Status::Error(std::string("relay loop: ") + std::strerror(errno));
+    return base::Status::Internal(std::string("relay loop: ") + std::strerror(errno));
   }
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.ptr = nullptr;  // the wake-up
   if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev) != 0) {
-    return base::Status::Error(std::string("relay loop: ") + std::strerror(errno));
+    return base::Status::Internal(std::string("relay loop: ") + std::strerror(errno));
   }
   thread_ = std::thread([this] { Run(); });
   return {};
@@ -47,27 +41,41 @@ void RelayLoop::Stop() {
     thread_.join();
   }
   // The loop's thread is gone: what it still held is ours to close.
-  for (auto& [e, entry] : entries_) {
-    if (!entry->done) entry->handler->OnStop(RelayHandler::Stop::kLoopStopping);
-  }
-  entries_.clear();
-  for (auto& entry : pending_) entry->handler->OnStop(RelayHandler::Stop::kLoopStopping);
-  pending_.clear();
+  Abandon(RelayHandler::Stop::kLoopStopping);
   if (epoll_fd_ >= 0) close(epoll_fd_);
   if (wake_fd_ >= 0) close(wake_fd_);
   epoll_fd_ = wake_fd_ = -1;
 }
 
-bool RelayLoop::Adopt(std::shared_ptr<RelayHandler> handler, int client_fd, int server_fd) {
+void RelayLoop::Abandon(RelayHandler::Stop why) {
+  std::vector<std::unique_ptr<Entry>> pending;
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+    pending.swap(pending_);
+  }
+  for (auto& [e, entry] : entries_) {
+    if (!entry->done) entry->handler->OnStop(why);
+  }
+  entries_.clear();
+  again_.clear();
+  finished_.clear();
+  for (auto& entry : pending) entry->handler->OnStop(why);
+}
+
+bool RelayLoop::Adopt(std::unique_ptr<RelayHandler>* handler, int client_fd, int server_fd) {
   auto e = std::make_unique<Entry>();
-  e->handler = std::move(handler);
+  e->handler = std::move(*handler);
   e->fds[0] = client_fd;
   e->fds[1] = server_fd;
   e->tags[0] = Tag{e.get(), RelayHandler::Side::kClient};
   e->tags[1] = Tag{e.get(), RelayHandler::Side::kServer};
   {
     std::lock_guard lock(mu_);
-    if (stopping_ || !thread_.joinable()) return false;
+    if (stopping_ || !thread_.joinable()) {
+      *handler = std::move(e->handler);
+      return false;
+    }
     pending_.push_back(std::move(e));
   }
   uint64_t one = 1;
@@ -103,7 +111,8 @@ void RelayLoop::AdoptPending() {
 void RelayLoop::Call(Entry* e, RelayHandler::Side side, uint32_t events) {
   if (e->done) return;
   switch (e->handler->OnReady(side, events)) {
-    case RelayHandler::Result::kWait: break;
+    case RelayHandler::Result::kWait:
+      break;
     case RelayHandler::Result::kMore:
       if (!e->queued) {
         e->queued = true;
@@ -126,9 +135,13 @@ void RelayLoop::Run() {
     int n = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()),
                        again_.empty() ? -1 : 0);
     if (n < 0 && errno != EINTR) {
-      spdlog::error("relay loop: epoll_wait: {}", std::strerror(errno));
+      // Nothing can be watched any more: finish every connection now rather than strand them,
+      // and refuse new ones (their negotiation then closes them).
+      spdlog::error("relay loop: epoll_wait: {}; closing its connections", std::strerror(errno));
+      Abandon(RelayHandler::Stop::kCannotWatch);
       return;
     }
+    if (n < 0) n = 0;  // EINTR
     again.clear();
     again.swap(again_);
     for (int i = 0; i < n; ++i) {

@@ -2,10 +2,12 @@
 // every wait: an EPOLL_CTL_MOD to re-arm the socket, or a read that fails with EAGAIN. Here
 // both sockets of a connection are registered once, edge-triggered, for reading and writing,
 // so a relayed message costs its read, its write and a share of one epoll_wait. A connection
-// moves here once its startup is done (net/connection.cc) and stays until it closes.
+// moves here once its startup is done (net/negotiation.h) and stays until it closes
+// (docs/architecture.md, "Why the relay has its own loop").
 //
 // Thread safety: Adopt() may be called from any thread; everything else happens on the loop's
-// own thread, and after the loop has stopped, on the destructor's.
+// own thread, and after the loop has stopped, on the thread that calls Stop(). The loop owns
+// each handler it adopted until the handler says kDone or is given up (OnStop).
 #pragma once
 
 #include <cstdint>
@@ -49,13 +51,11 @@ class RelayLoop {
   // Stops the thread; connections still open get OnStop() on the calling thread.
   void Stop();
 
-  // Thread-safe. Registers `client_fd` and `server_fd` (non-blocking, owned and closed by the
-  // handler) on the loop's thread, which then calls the handler as they become ready (at once
-  // for what is already there). False if the loop is not running: the caller keeps them.
-  bool Adopt(std::shared_ptr<RelayHandler> handler, int client_fd, int server_fd);
-
-  // The relay loop of the calling thread, set by the thread that serves connections.
-  static RelayLoop*& Current();
+  // Thread-safe. Takes `handler`, and registers `client_fd` and `server_fd` (non-blocking,
+  // owned and closed by the handler) on the loop's thread, which then calls the handler as
+  // they become ready (at once for what is already there). If the loop is not running (not
+  // started, stopping, or failed), hands the handler back in `*handler` and returns false.
+  bool Adopt(std::unique_ptr<RelayHandler>* handler, int client_fd, int server_fd);
 
  private:
   struct Entry;
@@ -64,7 +64,7 @@ class RelayLoop {
     RelayHandler::Side side;
   };
   struct Entry {
-    std::shared_ptr<RelayHandler> handler;
+    std::unique_ptr<RelayHandler> handler;
     int fds[2];
     Tag tags[2];
     bool done = false;
@@ -73,6 +73,9 @@ class RelayLoop {
 
   void Run();
   void AdoptPending();
+  // Gives up every connection, adopted or pending, with `why`: at Stop(), or when the loop
+  // cannot wait any more.
+  void Abandon(RelayHandler::Stop why);
   void Call(Entry* e, RelayHandler::Side side, uint32_t events);
 
   int epoll_fd_ = -1;
@@ -81,7 +84,7 @@ class RelayLoop {
 
   std::mutex mu_;  // guards pending_ and stopping_
   std::vector<std::unique_ptr<Entry>> pending_;
-  bool stopping_ = false;
+  bool stopping_ = false;  // Stop() was called, or the loop failed: Adopt() refuses
 
   // Loop thread only.
   std::unordered_map<Entry*, std::unique_ptr<Entry>> entries_;

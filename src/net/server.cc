@@ -1,6 +1,7 @@
 #include "net/server.h"
 
 #include <sched.h>
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
 #include <future>
@@ -9,12 +10,11 @@
 #include <thread>
 #include <vector>
 
-#include <spdlog/spdlog.h>
-
+#include "io/accept_loop.h"
 #include "net/asio.h"
-#include "net/connection.h"
-#include "net/metrics.h"
+#include "net/negotiation.h"
 #include "net/relay_loop.h"
+#include "net/server_context.h"
 
 namespace drawbridge::net {
 
@@ -22,37 +22,16 @@ namespace {
 
 using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
 
-awaitable<void> AcceptLoop(std::shared_ptr<Acceptor> acceptor, const ConnectionContext* ctx) {
-  constexpr auto kPause = std::chrono::milliseconds(100);
-  constexpr uint64_t kReportEvery = 600;  // failures: about a minute of pauses
-  uint64_t failures = 0;                  // in a row
-  while (acceptor->is_open()) {
-    error_code ec;
-    Socket socket(acceptor->get_executor());
-    tcp::endpoint peer;
-    co_await acceptor->async_accept(socket, peer, asio::redirect_error(kAwait, ec));
-    if (!ec) {
-      if (failures > 0) {
-        spdlog::info("accept on port {} works again, after {} failures",
-                     acceptor->local_endpoint(ec).port(), failures);
-        failures = 0;
-      }
-      StartConnection(std::move(socket), peer, *ctx);
-      continue;
-    }
-    if (ec == asio::error::operation_aborted || !acceptor->is_open()) co_return;
-    // Out of descriptors or memory: back off instead of spinning, and say so once per streak
-    // (and once a minute while it lasts), not ten times a second.
-    Metrics::Get().accept_errors++;
-    if (failures++ % kReportEvery == 0) {
-      error_code ignored;
-      spdlog::warn("accept failed on port {}: {} ({} in a row; retrying every {} ms)",
-                   acceptor->local_endpoint(ignored).port(), ec.message(), failures,
-                   kPause.count());
-    }
-    Timer pause(acceptor->get_executor(), kPause);
-    co_await pause.async_wait(asio::redirect_error(kAwait, ec));
-  }
+// Holds the acceptor for as long as its loop runs: Sync() may drop the listener meanwhile.
+awaitable<void> Accept(std::shared_ptr<Acceptor> acceptor, WorkerContext ctx) {
+  error_code ec;
+  std::string what = "port " + std::to_string(acceptor->local_endpoint(ec).port());
+  co_await io::AcceptLoop(
+      *acceptor, std::move(what),
+      [ctx](Socket socket, const tcp::endpoint& peer) {
+        StartConnection(std::move(socket), peer, ctx);
+      },
+      [ctx] { ctx.server->metrics.accept_errors++; });
 }
 
 base::Result<std::shared_ptr<Acceptor>> Listen(asio::io_context& io, const tcp::endpoint& ep) {
@@ -65,8 +44,8 @@ base::Result<std::shared_ptr<Acceptor>> Listen(asio::io_context& io, const tcp::
   if (!ec) a->bind(ep, ec);
   if (!ec) a->listen(asio::socket_base::max_listen_connections, ec);
   if (ec) {
-    return base::Status::Error("cannot listen on " + ep.address().to_string() + " port " +
-                               std::to_string(ep.port()) + ": " + ec.message());
+    return base::Status::Unavailable("cannot listen on " + ep.address().to_string() + " port " +
+                                     std::to_string(ep.port()) + ": " + ec.message());
   }
   return a;
 }
@@ -76,8 +55,7 @@ base::Result<std::shared_ptr<Acceptor>> Listen(asio::io_context& io, const tcp::
 struct Server::Impl {
   struct Worker {
     asio::io_context io{1};
-    // Where this worker's connections go once negotiated. Declared after `io`, so destroyed
-    // before it: the connections it still holds own Asio objects of `io`.
+    // Where this worker's connections go once negotiated. Stopped before `io` is destroyed.
     RelayLoop relay;
     std::map<int, std::vector<std::shared_ptr<Acceptor>>> listeners;
     std::thread thread;
@@ -85,10 +63,11 @@ struct Server::Impl {
 
   ServerOptions options;
   const control::RouteTableHolder* routes;
-  ConnectionContext ctx;
+  ServerContext ctx;
   std::vector<std::unique_ptr<Worker>> workers;
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
-  std::mutex sync_mu;
+  std::mutex sync_mu;    // one SyncListeners() at a time; guards `closing`
+  bool closing = false;  // Run() has closed the listeners for good: SyncListeners() does nothing
 
   // Runs on the worker's thread (or before it starts).
   base::Status Sync(Worker& w, const std::set<int>& ports) {
@@ -115,7 +94,11 @@ struct Server::Impl {
       } else {
         spdlog::warn("{} (IPv6 clients cannot reach this port)", v6.message());
       }
-      for (auto& a : list) asio::co_spawn(w.io, AcceptLoop(a, &ctx), asio::detached);
+      for (auto& a : list) {
+        asio::co_spawn(w.io, Accept(a, WorkerContext{&ctx, &w.relay}), [](std::exception_ptr e) {
+          if (e) spdlog::error("accept loop ended with an exception");
+        });
+      }
     }
     return {};
   }
@@ -178,16 +161,18 @@ base::Status Server::Start() {
   for (auto& w : impl_->workers) {
     impl_->guards.push_back(asio::make_work_guard(w->io));
     Impl::Worker* worker = w.get();
-    w->thread = std::thread([worker] {
-      RelayLoop::Current() = &worker->relay;
-      worker->io.run();
-    });
+    w->thread = std::thread([worker] { worker->io.run(); });
   }
   return {};
 }
 
+const Metrics& Server::metrics() const { return impl_->ctx.metrics; }
+
 base::Status Server::SyncListeners() {
   std::lock_guard lock(impl_->sync_mu);
+  // A route change during the drain (the control plane keeps publishing) must not reopen the
+  // listeners, nor wait on io threads that are stopping.
+  if (impl_->closing) return {};
   auto ports = impl_->WantedPorts();
   base::Status result;
   for (auto& w : impl_->workers) {
@@ -228,19 +213,27 @@ void Server::Run(const std::function<void()>& on_reload, const std::function<voi
   while (!stopping) signals_io.run_one();
   tick.cancel();
 
+  {
+    // Waits for a SyncListeners() in progress; any later one does nothing.
+    std::lock_guard lock(impl_->sync_mu);
+    impl_->closing = true;
+  }
   for (auto& w : impl_->workers) {
     std::promise<void> done;
     Impl::Worker* worker = w.get();
     asio::post(w->io, [&, worker] {
-      impl_->Sync(*worker, {});
+      // Closing every listener opens none, so it cannot fail.
+      (void)impl_->Sync(*worker, {});
       done.set_value();
     });
     done.get_future().wait();
   }
   // Logged once the listeners are closed, so that whoever reads it can rely on it.
-  spdlog::info("stopping: no new connections; draining {} open", Metrics::Get().active.load());
-  // A second SIGTERM or SIGINT ends the drain at once (SIGHUP is ignored from here on).
-  bool hurry = false;
+  LiveConnections& live = impl_->ctx.live;
+  spdlog::info("stopping: no new connections; draining {} open", live.count());
+  // The drain ends when the last connection is logged, at the drain timeout, or at a second
+  // SIGTERM or SIGINT (SIGHUP is ignored from here on), whichever comes first.
+  bool drained = false;
   on_signal = [&](error_code ec, int sig) {
     if (ec) return;
     if (sig == SIGHUP) {
@@ -249,16 +242,19 @@ void Server::Run(const std::function<void()>& on_reload, const std::function<voi
       return;
     }
     spdlog::info("second {}: closing {} open connections now", sig == SIGINT ? "SIGINT" : "SIGTERM",
-                 Metrics::Get().active.load());
-    hurry = true;
+                 live.count());
+    drained = true;
   };
   signals.async_wait(on_signal);
   if (signals_io.stopped()) signals_io.restart();
-  auto deadline = std::chrono::steady_clock::now() + impl_->options.limits.drain_timeout;
-  while (!hurry && Metrics::Get().active.load() > 0 &&
-         std::chrono::steady_clock::now() < deadline) {
-    signals_io.run_for(std::chrono::milliseconds(50));
-  }
+  asio::steady_timer drain_deadline(signals_io, impl_->options.limits.drain_timeout);
+  drain_deadline.async_wait([&](error_code ec) {
+    if (!ec) drained = true;
+  });
+  live.WhenEmpty([&] { asio::post(signals_io, [&] { drained = true; }); });
+  while (!drained) signals_io.run_one();
+  live.WhenEmpty(nullptr);
+  drain_deadline.cancel();
   signals.cancel();
   impl_->guards.clear();
   for (auto& w : impl_->workers) w->io.stop();
@@ -266,6 +262,9 @@ void Server::Run(const std::function<void()>& on_reload, const std::function<voi
     if (w->thread.joinable()) w->thread.join();
   }
   for (auto& w : impl_->workers) w->relay.Stop();
+  // Destroying the io_contexts finishes what was still negotiating (each logs itself), so the
+  // counters are final when Run() returns.
+  impl_->workers.clear();
 }
 
 }  // namespace drawbridge::net

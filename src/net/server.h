@@ -1,7 +1,8 @@
 // The edge's listeners and event loops: one io_context per thread, each with its own
 // SO_REUSEPORT listeners on every public port of the route table (IPv4 and IPv6 wildcard), so
 // the kernel spreads connections across threads. A connection negotiates on the loop that
-// accepted it, then relays on that loop's relay thread (net/relay_loop.h) until it closes.
+// accepted it (net/negotiation.h), then relays on that loop's relay thread (net/session.h)
+// until it closes. What the connections share lives in one ServerContext per server.
 // Routing happens per connection by its local address, so allocating an address opens no
 // socket; only a new public port does.
 #pragma once
@@ -12,6 +13,7 @@
 #include "base/status.h"
 #include "control/route_table.h"
 #include "net/limits.h"
+#include "net/metrics.h"
 #include "tls/cert_store.h"
 
 namespace drawbridge::net {
@@ -39,6 +41,9 @@ class Server {
   // once a second. Then stops accepting, lets open connections finish up to the drain
   // timeout (or until a second SIGTERM or SIGINT), and stops the loops.
   void Run(const std::function<void()>& on_reload, const std::function<void()>& on_tick = {});
+
+  // This server's counters; thread-safe.
+  const Metrics& metrics() const;
 
  private:
   struct Impl;

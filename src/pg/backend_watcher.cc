@@ -28,7 +28,9 @@ base::Status BackendWatcher::Feed(ByteSpan in, Bytes* out) {
         in = in.subspan(n);
         if (pending_.size() < 5) break;
         uint32_t length = base::LoadU32(pending_.data() + 1);
-        if (length < 4) return base::Status::Error("server sent a message with a bad length");
+        if (length < 4) {
+          return base::Status::InvalidArgument("server sent a message with a bad length");
+        }
         uint8_t type = pending_[0];
         if (IsWatched(type) && length <= kMaxWatched) {
           state_ = State::kBody;
@@ -65,7 +67,7 @@ base::Status BackendWatcher::OnMessage(Bytes* out) {
   switch (type) {
     case 'K': {
       auto key = ParseBackendKeyDataBody(body);
-      if (!key) return base::Status::Error("server sent a malformed BackendKeyData");
+      if (!key) return base::Status::InvalidArgument("server sent a malformed BackendKeyData");
       saw_key_ = true;
       Bytes replaced = BuildBackendKeyData(rewriter_(*key));
       out->insert(out->end(), replaced.begin(), replaced.end());

@@ -1,6 +1,7 @@
 // Watches what a PostgreSQL server sends during the startup phase, up to the first
-// ReadyForQuery, so the edge can replace BackendKeyData with a key of its own (cancel routing,
-// pg-protocol.md §4.4) and learn the server's version. Pure: bytes in, bytes out.
+// ReadyForQuery, so the edge can replace BackendKeyData with a key of its own (cancel routing:
+// docs/protocol.md, "CancelRequest and BackendKeyData") and learn the server's version. Pure:
+// bytes in, bytes out.
 //
 // Feed() appends to `out` what may be forwarded to the client at once; it holds back only an
 // incomplete message header or an incomplete message of a type it reads ('K', 'S', 'E', 'Z').
@@ -27,6 +28,8 @@ class BackendWatcher {
 
   explicit BackendWatcher(KeyRewriter rewriter) : rewriter_(std::move(rewriter)) {}
 
+  // Fails with kInvalidArgument (SQLSTATE 08P01 through pg/sqlstate.h) when the server breaks
+  // the protocol: a length below 4, a malformed BackendKeyData.
   base::Status Feed(ByteSpan in, Bytes* out);
 
   bool done() const { return state_ == State::kDone; }

@@ -37,6 +37,7 @@ inline constexpr std::string_view kInvalidAuthorization = "28000";
 inline constexpr std::string_view kFeatureNotSupported = "0A000";
 inline constexpr std::string_view kTooManyConnections = "53300";
 inline constexpr std::string_view kCannotConnectNow = "57P03";
+inline constexpr std::string_view kAdminShutdown = "57P01";
 inline constexpr std::string_view kConnectionFailure = "08006";
 }  // namespace sqlstate
 

@@ -1,5 +1,5 @@
 // The client side of the startup phase on a pg_tls port, as a state machine: bytes in, actions
-// out (pg-protocol.md Appendix A). No sockets, no OpenSSL, no clocks.
+// out (docs/protocol.md, "Startup state machine"). No sockets, no OpenSSL, no clocks.
 //
 // Usage: the caller feeds every byte read from the client with Feed() (plaintext before TLS,
 // decrypted bytes after) and carries out the returned action. After kReply it calls Feed({})

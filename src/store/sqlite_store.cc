@@ -71,14 +71,14 @@ class SqliteStore : public Store {
     }
     constexpr int64_t kLatest = sizeof(kMigrations) / sizeof(kMigrations[0]);
     if (version > kLatest) {
-      Exec("ROLLBACK");
-      return base::Status::Error(path_ + ": schema version " + std::to_string(version) +
-                                 " is newer than this binary knows (" + std::to_string(kLatest) +
-                                 ")");
+      Rollback();
+      return base::Status::Internal(path_ + ": schema version " + std::to_string(version) +
+                                    " is newer than this binary knows (" + std::to_string(kLatest) +
+                                    ")");
     }
     for (int64_t v = version; v < kLatest; ++v) {
       if (auto s = Exec(kMigrations[v]); !s.ok()) {
-        Exec("ROLLBACK");
+        Rollback();
         return s;
       }
     }
@@ -122,12 +122,12 @@ class SqliteStore : public Store {
       if (auto s = Exec("BEGIN IMMEDIATE"); !s.ok()) return s;
       auto result = CommitLocked(txn);
       if (!result.ok() || !result->succeeded || txn.ops.empty()) {
-        Exec("ROLLBACK");
+        Rollback();
         if (result.ok() && txn.ops.empty()) result->succeeded = true;
         return result;
       }
       if (auto s = Exec("COMMIT"); !s.ok()) {
-        Exec("ROLLBACK");
+        Rollback();
         return s;
       }
       revision = result->revision;
@@ -221,13 +221,18 @@ class SqliteStore : public Store {
     if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
       std::string msg = path_ + ": " + (err ? err : sqlite3_errmsg(db_));
       sqlite3_free(err);
-      return base::Status::Error(msg);
+      return base::Status::Internal(msg);
     }
     return {};
   }
 
+  // Ends a transaction that is not to be committed. Its own failure is not reported: the caller
+  // is already returning the error (or the result) that led here, and SQLite has rolled back by
+  // itself after most errors, so a failed ROLLBACK often only says there was nothing to undo.
+  void Rollback() { (void)Exec("ROLLBACK"); }
+
   base::Status Error(const char* what) {
-    return base::Status::Error(path_ + ": " + what + ": " + sqlite3_errmsg(db_));
+    return base::Status::Internal(path_ + ": " + what + ": " + sqlite3_errmsg(db_));
   }
 
   std::mutex mu_;
@@ -247,7 +252,7 @@ base::Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) {
   if (rc != SQLITE_OK) {
     std::string msg = path + ": " + (db ? sqlite3_errmsg(db) : "cannot open");
     sqlite3_close(db);
-    return base::Status::Error(msg);
+    return base::Status::Internal(msg);
   }
   auto store = std::make_unique<SqliteStore>(db, path);
   if (auto s = store->Init(); !s.ok()) return s;

@@ -71,17 +71,17 @@ CertPtr NewCert(EVP_PKEY* key, const std::string& cn, int days) {
 
 base::Result<KeyPtr> ReadKey(const std::string& path) {
   FilePtr f(std::fopen(path.c_str(), "r"));
-  if (!f) return base::Status::Error(path + ": cannot open");
+  if (!f) return base::Status::Internal(path + ": cannot open");
   KeyPtr key(PEM_read_PrivateKey(f.get(), nullptr, nullptr, nullptr));
-  if (!key) return base::Status::Error(path + ": " + TakeOpenSslError());
+  if (!key) return base::Status::Internal(path + ": " + TakeOpenSslError());
   return key;
 }
 
 base::Result<CertPtr> ReadCert(const std::string& path) {
   FilePtr f(std::fopen(path.c_str(), "r"));
-  if (!f) return base::Status::Error(path + ": cannot open");
+  if (!f) return base::Status::Internal(path + ": cannot open");
   CertPtr cert(PEM_read_X509(f.get(), nullptr, nullptr, nullptr));
-  if (!cert) return base::Status::Error(path + ": " + TakeOpenSslError());
+  if (!cert) return base::Status::Internal(path + ": " + TakeOpenSslError());
   return cert;
 }
 
@@ -91,14 +91,14 @@ base::Result<CaFiles> EnsureCa(const std::string& dir, const std::string& common
   CaFiles files{dir + "/ca.crt", dir + "/ca.key"};
   if (Exists(files.cert_path) && Exists(files.key_path)) return files;
   KeyPtr key = NewKey();
-  if (!key) return base::Status::Error("CA key: " + TakeOpenSslError());
+  if (!key) return base::Status::Internal("CA key: " + TakeOpenSslError());
   CertPtr cert = NewCert(key.get(), common_name, 3650);
   X509_set_issuer_name(cert.get(), X509_get_subject_name(cert.get()));
   AddExt(cert.get(), cert.get(), NID_basic_constraints, "critical,CA:TRUE,pathlen:0");
   AddExt(cert.get(), cert.get(), NID_key_usage, "critical,keyCertSign,cRLSign");
   AddExt(cert.get(), cert.get(), NID_subject_key_identifier, "hash");
   if (X509_sign(cert.get(), key.get(), EVP_sha256()) == 0) {
-    return base::Status::Error("CA signature: " + TakeOpenSslError());
+    return base::Status::Internal("CA signature: " + TakeOpenSslError());
   }
   std::string tmp_key = files.key_path + ".tmp", tmp_cert = files.cert_path + ".tmp";
   {
@@ -106,12 +106,12 @@ base::Result<CaFiles> EnsureCa(const std::string& dir, const std::string& common
     FilePtr c = Create(tmp_cert, 0644);
     if (!k || !c || PEM_write_PrivateKey(k.get(), key.get(), nullptr, nullptr, 0, nullptr, nullptr) != 1 ||
         PEM_write_X509(c.get(), cert.get()) != 1) {
-      return base::Status::Error(dir + ": cannot write the CA files");
+      return base::Status::Internal(dir + ": cannot write the CA files");
     }
   }
   if (::rename(tmp_key.c_str(), files.key_path.c_str()) != 0 ||
       ::rename(tmp_cert.c_str(), files.cert_path.c_str()) != 0) {
-    return base::Status::Error(dir + ": cannot install the CA files");
+    return base::Status::Internal(dir + ": cannot install the CA files");
   }
   return files;
 }
@@ -138,7 +138,9 @@ std::string ToPem(EVP_PKEY* key) {
 
 base::Result<PemPair> IssueLeaf(const CaFiles& ca, const std::vector<std::string>& dns_names,
                                 int days) {
-  if (dns_names.empty()) return base::Status::Error("a certificate needs at least one name");
+  if (dns_names.empty()) {
+    return base::Status::InvalidArgument("a certificate needs at least one name");
+  }
   auto ca_key = ReadKey(ca.key_path);
   if (!ca_key.ok()) return ca_key.status();
   auto ca_cert = ReadCert(ca.cert_path);
@@ -154,7 +156,7 @@ base::Result<PemPair> IssueLeaf(const CaFiles& ca, const std::vector<std::string
   AddExt(cert.get(), ca_cert->get(), NID_ext_key_usage, "serverAuth");
   AddExt(cert.get(), ca_cert->get(), NID_authority_key_identifier, "keyid:always");
   if (X509_sign(cert.get(), ca_key->get(), EVP_sha256()) == 0) {
-    return base::Status::Error("certificate signature: " + TakeOpenSslError());
+    return base::Status::Internal("certificate signature: " + TakeOpenSslError());
   }
   return PemPair{ToPem(cert.get()) + ToPem(ca_cert->get()), ToPem(key.get())};
 }
@@ -166,35 +168,37 @@ base::Result<CertFacts> CheckCertificate(const std::string& host, const std::str
   std::vector<CertPtr> chain;
   while (X509* c = PEM_read_bio_X509(cbio.get(), nullptr, nullptr, nullptr)) chain.emplace_back(c);
   ERR_clear_error();
-  if (chain.empty()) return base::Status::Error("the certificate is not PEM (BEGIN CERTIFICATE)");
+  if (chain.empty()) {
+    return base::Status::InvalidArgument("the certificate is not PEM (BEGIN CERTIFICATE)");
+  }
   std::unique_ptr<BIO, decltype(&BIO_free)> kbio(
       BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size())), BIO_free);
   KeyPtr key(PEM_read_bio_PrivateKey(kbio.get(), nullptr, nullptr, nullptr));
   if (!key) {
     ERR_clear_error();
-    return base::Status::Error("the key is not an unencrypted PEM private key");
+    return base::Status::InvalidArgument("the key is not an unencrypted PEM private key");
   }
   X509* leaf = chain.front().get();
   if (X509_check_private_key(leaf, key.get()) != 1) {
     ERR_clear_error();
-    return base::Status::Error("the key does not match the certificate");
+    return base::Status::InvalidArgument("the key does not match the certificate");
   }
   if (X509_cmp_current_time(X509_get0_notBefore(leaf)) > 0) {
-    return base::Status::Error("the certificate is not valid yet");
+    return base::Status::InvalidArgument("the certificate is not valid yet");
   }
   if (X509_cmp_current_time(X509_get0_notAfter(leaf)) < 0) {
-    return base::Status::Error("the certificate has expired");
+    return base::Status::InvalidArgument("the certificate has expired");
   }
   if (X509_check_host(leaf, host.data(), host.size(), 0, nullptr) != 1) {
-    return base::Status::Error("the certificate does not cover " + host +
-                               " (its subjectAltName DNS names must)");
+    return base::Status::InvalidArgument("the certificate does not cover " + host +
+                                         " (its subjectAltName DNS names must)");
   }
   for (size_t i = 0; i + 1 < chain.size(); ++i) {
     EVP_PKEY* issuer_key = X509_get0_pubkey(chain[i + 1].get());
     if (issuer_key == nullptr || X509_verify(chain[i].get(), issuer_key) != 1) {
       ERR_clear_error();
-      return base::Status::Error("certificate " + std::to_string(i + 1) +
-                                 " of the chain is not signed by the next one");
+      return base::Status::InvalidArgument("certificate " + std::to_string(i + 1) +
+                                           " of the chain is not signed by the next one");
     }
   }
   CertFacts facts;
@@ -227,10 +231,12 @@ base::Status WriteFileAtomic(const std::string& path, const std::string& data, i
     FilePtr f = Create(tmp, static_cast<mode_t>(mode));
     if (!f || std::fwrite(data.data(), 1, data.size(), f.get()) != data.size() ||
         std::fflush(f.get()) != 0 || ::fsync(::fileno(f.get())) != 0) {
-      return base::Status::Error(path + ": cannot write");
+      return base::Status::Internal(path + ": cannot write");
     }
   }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return base::Status::Error(path + ": cannot install");
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    return base::Status::Internal(path + ": cannot install");
+  }
   return {};
 }
 

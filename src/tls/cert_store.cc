@@ -1,11 +1,10 @@
 #include "tls/cert_store.h"
 
-#include <algorithm>
-#include <cctype>
-
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
+
+#include "base/host_name.h"
 
 namespace drawbridge::tls {
 
@@ -22,13 +21,6 @@ constexpr const char* kTls13Suites =
     "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
 constexpr const char* kGroups = "X25519:prime256v1:secp384r1";
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
-
 std::vector<std::string> DnsNames(SSL_CTX* ctx) {
   std::vector<std::string> names;
   X509* cert = SSL_CTX_get0_certificate(ctx);
@@ -40,7 +32,8 @@ std::vector<std::string> DnsNames(SSL_CTX* ctx) {
     const GENERAL_NAME* gn = sk_GENERAL_NAME_value(sans, i);
     if (gn->type != GEN_DNS) continue;
     const ASN1_IA5STRING* s = gn->d.dNSName;
-    names.push_back(Lower(std::string_view(reinterpret_cast<const char*>(s->data), s->length)));
+    names.push_back(
+        base::NormalizeHost(std::string_view(reinterpret_cast<const char*>(s->data), s->length)));
   }
   GENERAL_NAMES_free(sans);
   return names;
@@ -64,7 +57,7 @@ namespace {
 // The edge's TLS settings on a fresh context; the certificate comes next.
 base::Result<CtxPtr> NewBaseContext() {
   CtxPtr ctx(SSL_CTX_new(TLS_server_method()));
-  if (!ctx) return base::Status::Error(TakeOpenSslError());
+  if (!ctx) return base::Status::Internal(TakeOpenSslError());
   SSL_CTX* c = ctx.get();
   SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION);
   SSL_CTX_set_options(c, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET);
@@ -75,7 +68,7 @@ base::Result<CtxPtr> NewBaseContext() {
   SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS);
   if (SSL_CTX_set_cipher_list(c, kTls12Ciphers) != 1 ||
       SSL_CTX_set_ciphersuites(c, kTls13Suites) != 1 || SSL_CTX_set1_groups_list(c, kGroups) != 1) {
-    return base::Status::Error("TLS settings: " + TakeOpenSslError());
+    return base::Status::Internal("TLS settings: " + TakeOpenSslError());
   }
   InstallServerCallbacks(c);
   return ctx;
@@ -89,13 +82,14 @@ base::Result<CtxPtr> NewServerContext(const CertFiles& files) {
   CtxPtr ctx = std::move(*base_ctx);
   SSL_CTX* c = ctx.get();
   if (SSL_CTX_use_certificate_chain_file(c, files.cert_path.c_str()) != 1) {
-    return base::Status::Error(files.cert_path + ": " + TakeOpenSslError());
+    return base::Status::InvalidArgument(files.cert_path + ": " + TakeOpenSslError());
   }
   if (SSL_CTX_use_PrivateKey_file(c, files.key_path.c_str(), SSL_FILETYPE_PEM) != 1) {
-    return base::Status::Error(files.key_path + ": " + TakeOpenSslError());
+    return base::Status::InvalidArgument(files.key_path + ": " + TakeOpenSslError());
   }
   if (SSL_CTX_check_private_key(c) != 1) {
-    return base::Status::Error(files.key_path + ": key does not match " + files.cert_path);
+    return base::Status::InvalidArgument(files.key_path + ": key does not match " +
+                                         files.cert_path);
   }
   return ctx;
 }
@@ -107,10 +101,10 @@ base::Result<CtxPtr> NewServerContextFromPem(const std::string& cert_pem,
   CtxPtr ctx = std::move(*base_ctx);
   SSL_CTX* c = ctx.get();
   if (cert_pem.find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
-    return base::Status::Error("no PEM certificate (missing or unreadable file?)");
+    return base::Status::InvalidArgument("no PEM certificate (missing or unreadable file?)");
   }
   if (key_pem.find("PRIVATE KEY-----") == std::string::npos) {
-    return base::Status::Error("no PEM private key (missing or unreadable file?)");
+    return base::Status::InvalidArgument("no PEM private key (missing or unreadable file?)");
   }
   BIO* cbio = BIO_new_mem_buf(cert_pem.data(), static_cast<int>(cert_pem.size()));
   X509* leaf = PEM_read_bio_X509(cbio, nullptr, nullptr, nullptr);
@@ -123,13 +117,13 @@ base::Result<CtxPtr> NewServerContextFromPem(const std::string& cert_pem,
   }
   BIO_free(cbio);
   ERR_clear_error();  // the end of the PEM stream is reported as an error
-  if (!ok) return base::Status::Error("certificate: " + TakeOpenSslError());
+  if (!ok) return base::Status::InvalidArgument("certificate: " + TakeOpenSslError());
   BIO* kbio = BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size()));
   EVP_PKEY* key = PEM_read_bio_PrivateKey(kbio, nullptr, nullptr, nullptr);
   BIO_free(kbio);
   ok = key != nullptr && SSL_CTX_use_PrivateKey(c, key) == 1 && SSL_CTX_check_private_key(c) == 1;
   EVP_PKEY_free(key);
-  if (!ok) return base::Status::Error("key: " + TakeOpenSslError());
+  if (!ok) return base::Status::InvalidArgument("key: " + TakeOpenSslError());
   return ctx;
 }
 
@@ -152,12 +146,25 @@ base::Result<std::shared_ptr<const CertSet>> CertSet::FromPem(const std::vector<
     }
     set->Add(std::move(*ctx));
   }
-  if (set->contexts_.empty()) return base::Status::Error("no certificate could be loaded");
+  if (set->contexts_.empty()) {
+    return base::Status::InvalidArgument("no certificate could be loaded");
+  }
+  return std::shared_ptr<const CertSet>(std::move(set));
+}
+
+base::Result<std::shared_ptr<const CertSet>> CertSet::FromContexts(
+    const std::vector<SSL_CTX*>& contexts) {
+  if (contexts.empty()) return base::Status::Internal("no certificate could be loaded");
+  auto set = std::make_shared<CertSet>();
+  for (SSL_CTX* ctx : contexts) {
+    SSL_CTX_up_ref(ctx);  // the set's own reference, released by its CtxPtr
+    set->Add(CtxPtr(ctx));
+  }
   return std::shared_ptr<const CertSet>(std::move(set));
 }
 
 base::Result<std::shared_ptr<const CertSet>> CertSet::Load(const std::vector<CertFiles>& files) {
-  if (files.empty()) return base::Status::Error("no certificate configured");
+  if (files.empty()) return base::Status::InvalidArgument("no certificate configured");
   auto set = std::make_shared<CertSet>();
   for (const auto& f : files) {
     auto ctx = NewServerContext(f);
@@ -168,8 +175,7 @@ base::Result<std::shared_ptr<const CertSet>> CertSet::Load(const std::vector<Cer
 }
 
 SSL_CTX* CertSet::Find(std::string_view server_name) const {
-  std::string name = Lower(server_name);
-  if (!name.empty() && name.back() == '.') name.pop_back();
+  std::string name = base::NormalizeHost(server_name);
   if (auto it = by_name_.find(name); it != by_name_.end()) return it->second;
   if (auto dot = name.find('.'); dot != std::string::npos) {
     if (auto it = by_name_.find("*" + name.substr(dot)); it != by_name_.end()) return it->second;

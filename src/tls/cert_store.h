@@ -40,6 +40,11 @@ class CertSet {
   };
   static base::Result<std::shared_ptr<const CertSet>> FromPem(const std::vector<Pem>& pems,
                                                               std::vector<std::string>* errors);
+  // A set of contexts built earlier (NewServerContextFromPem), in order, the first being the
+  // default. Each is shared, not copied (a reference is taken), so a caller that keeps parsed
+  // contexts re-parses only the certificates that changed. Fails if `contexts` is empty.
+  static base::Result<std::shared_ptr<const CertSet>> FromContexts(
+      const std::vector<SSL_CTX*>& contexts);
 
   // The context for `server_name` (case-insensitive, trailing dot ignored, "*.zone" SANs match
   // one label); nullptr if no certificate covers it.

@@ -118,9 +118,9 @@ base::Result<std::unique_ptr<TlsEngine>> TlsEngine::NewServer(std::shared_ptr<co
   SSL_CTX* initial = e->policy_.default_host.empty() ? nullptr
                                                      : e->certs_->Find(e->policy_.default_host);
   e->ssl_ = SSL_new(initial != nullptr ? initial : e->certs_->default_ctx());
-  if (e->ssl_ == nullptr) return base::Status::Error(TakeOpenSslError());
+  if (e->ssl_ == nullptr) return base::Status::Internal(TakeOpenSslError());
   BIO* bio = SessionBio::New(e.get());
-  if (bio == nullptr) return base::Status::Error(TakeOpenSslError());
+  if (bio == nullptr) return base::Status::Internal(TakeOpenSslError());
   SSL_set_bio(e->ssl_, bio, bio);  // one reference per direction
   SSL_set_app_data(e->ssl_, e.get());
   SSL_set_accept_state(e->ssl_);

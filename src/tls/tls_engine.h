@@ -67,6 +67,11 @@ class TlsEngine {
   Io Write(base::ByteSpan data, base::Bytes* out);
   // Queues close_notify (see HasOutput).
   void Shutdown();
+  // Shutdown(), then TakeOutput(out): the last bytes of the session, ready to send.
+  void Close(base::Bytes* out) {
+    Shutdown();
+    TakeOutput(out);
+  }
 
   std::string version() const;
   std::string cipher() const;

@@ -694,6 +694,32 @@ def fly_toml(services: list[dict]) -> str:
     return "\n".join(out)
 
 
+FLY_TOML_DATA = REPO_ROOT / "tests" / "data" / "fly_toml"
+
+
+def fly_toml_fixture(name: str) -> str:
+    """The text of tests/data/fly_toml/<name>.toml (the set the fuzz seeds are made from)."""
+    return (FLY_TOML_DATA / f"{name}.toml").read_text()
+
+
+def _set_key(toml: str, key: str, value: str) -> str:
+    """`toml` with the one line `<key> = ...` set to `value` (a trailing comment kept)."""
+    out, n = re.subn(rf"^([ \t]*{key}[ \t]*=[ \t]*)[^\s#]+", lambda m: m.group(1) + value, toml,
+                     flags=re.M)
+    assert n == 1, f"{n} lines set {key} in the fixture:\n{toml}"
+    return out
+
+
+def pg_tls_fly_toml(internal_port: int, port: int, app: str | None = None) -> str:
+    """The guide's pg_tls service (docs_page_pg_tls.toml): public `port` to `internal_port`.
+    With `app`, the whole fly.toml of that app; without, the [[services]] section alone."""
+    toml = _set_key(fly_toml_fixture("docs_page_pg_tls"), "internal_port", str(internal_port))
+    toml = _set_key(toml, "port", str(port))
+    if app is not None:
+        return _set_key(toml, "app", f'"{app}"')
+    return toml[toml.index("[[services]]"):]
+
+
 # ---------------------------------------------------------------------- probes shared by tests
 
 

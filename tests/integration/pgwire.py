@@ -1,6 +1,6 @@
 """Small PostgreSQL wire-protocol helpers for the integration tests.
 
-Byte constants follow shared/reference/pg-protocol.md Appendix B. Everything here is
+Byte constants follow docs/protocol.md, "Byte constants". Everything here is
 blocking, with socket timeouts, so a misbehaving edge makes a test fail instead of hang.
 """
 

@@ -1,6 +1,7 @@
-"""The admin API's defences (docs/admin-api.md; reliability.md T44, T45, T46) against a real
-`drawbridge serve`: bearer-token checks, Host/Origin checks against browser-borne requests,
-body and header size limits, slow clients, bytes that are not HTTP, and many parallel requests.
+"""The admin API's defences (docs/admin-api.md; docs/reliability-coverage.md, T44, T45, T46)
+against a real `drawbridge serve`: bearer-token checks, Host/Origin checks against browser-borne
+requests, body and header size limits, slow clients, bytes that are not HTTP, and many parallel
+requests.
 
 After every abusive request the daemon must still be alive and answer `GET /v1/status` (with
 the token) with 200, and a refused mutating request must leave `GET /v1/apps` unchanged. Every

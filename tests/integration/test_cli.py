@@ -1,5 +1,6 @@
-"""The guide's whole flow (shared/seed/000_*.txt) through the CLI only, against the real daemon
-(`drawbridge serve`) and a real PostgreSQL 15, then psql over the allocated addresses.
+"""The guide's whole flow (docs/cli.md, "The guide's flow") through the CLI only, against the
+real daemon (`drawbridge serve`) and a real PostgreSQL 15, then psql over the allocated
+addresses.
 
 The tests run in file order and share one daemon: each step needs the ones before it, and says
 so when they did not happen. Nothing here skips: a missing binary, Postgres or client fails.
@@ -90,16 +91,6 @@ def replace_services(toml: str, section: str) -> str:
         if not skipping:
             out.append(line)
     return "\n".join(out).rstrip() + "\n\n" + section
-
-
-SEED_SECTION = """[[services]]
-  internal_port = {internal} # Postgres instance
-  protocol = "tcp"
-
-[[services.ports]]
-  handlers = ["pg_tls"]
-  port = {public}
-"""
 
 
 def Daemon(workdir: Path) -> harness.DrawbridgeDaemon:
@@ -288,8 +279,7 @@ def test_replace_services_and_validate(st):
     d = st.daemon
     fly = d.workdir / "fly.toml"
     assert fly.exists(), "needs test_config_save_then_refuses_to_overwrite"
-    text = replace_services(fly.read_text(), SEED_SECTION.format(internal=st.pg.port,
-                                                                 public=st.public_port))
+    text = replace_services(fly.read_text(), harness.pg_tls_fly_toml(st.pg.port, st.public_port))
     assert "pg_tls" in text and "internal_port = 8080" not in text, text
     fly.write_text(text)
     p = d.cli("config", "validate")  # the app comes from fly.toml, like flyctl
@@ -448,6 +438,29 @@ def test_invalid_deploy_is_refused_and_the_previous_release_serves(st):
     assert_tls13(v4, st.public_port)
 
 
+def test_deploy_with_an_image_tag_beyond_int_is_a_clean_400(st):
+    # The daemon read the tag's major version with std::stoi, whose out_of_range escaped the
+    # admin API and ended the process.
+    d = st.daemon
+    assert st.deployed, "needs test_deploy_with_image"
+    bad_image = "flyio/postgres:99999999999"
+    releases = d.api("GET", f"/v1/apps/{APP}/releases")
+
+    line = one_error_line(d.cli("deploy", ".", "--app", APP, "--image", bad_image, check=False))
+    assert bad_image in line and "out of range" in line, line
+    harness.fail_if_dead(d)
+
+    status, body = d.api("POST", f"/v1/apps/{APP}/deploy",
+                         {"toml": (d.workdir / "fly.toml").read_text(), "image": bad_image})
+    assert status == 400, (status, body)
+    error = json.loads(body)["error"]
+    assert isinstance(error, str) and bad_image in error, body
+    harness.fail_if_dead(d)
+    status, body = d.api("GET", "/v1/status")
+    assert status == 200, (status, body)
+    assert d.api("GET", f"/v1/apps/{APP}/releases") == releases, "a refused deploy made a release"
+
+
 def test_deploy_keeps_established_sessions_and_applies_at_once(st):
     import psycopg
     d = st.daemon
@@ -459,15 +472,7 @@ def test_deploy_keeps_established_sessions_and_applies_at_once(st):
         pid = session.execute("SELECT pg_backend_pid()").fetchone()[0]
         good = (d.workdir / "fly.toml").read_text()
         extra = free_port()
-        with_extra = good + f"""
-[[services]]
-  internal_port = {st.pg.port}
-  protocol = "tcp"
-
-  [[services.ports]]
-    handlers = ["pg_tls"]
-    port = {extra}
-"""
+        with_extra = good + "\n" + harness.pg_tls_fly_toml(st.pg.port, extra)
         (d.workdir / "extra.toml").write_text(with_extra)
         d.cli("deploy", "-c", "extra.toml", "-a", APP)
         # A new port serves as soon as deploy returns; the open session is untouched.

@@ -329,8 +329,8 @@ def test_closed_connection_is_logged(edge):
 
 
 def test_client_chosen_names_cannot_forge_log_lines(edge):
-    """reliability.md T9: a user name, database or server name is the client's to choose;
-    control characters in it are escaped, so it cannot start a log line of its own."""
+    """T9 (docs/reliability-coverage.md): a user name, database or server name is the client's
+    to choose; control characters in it are escaped, so it cannot start a log line of its own."""
     forged = "x\nconn client=6.6.6.6:1 local=- reason=forged"
     with w.ssl_request_tls("127.0.0.1", edge.ports["pg_tls"]) as t:
         sport = t.sock.getsockname()[1]

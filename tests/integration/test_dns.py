@@ -1,4 +1,5 @@
-"""The authoritative DNS server against real `dig` (PRODUCT.md "DNS"), over UDP and TCP.
+"""The authoritative DNS server against real `dig` (docs/architecture.md, "DNS"), over UDP
+and TCP.
 
 Most tests run dns_test_server (tests/unit/dns/dns_server_main.cc), which serves a fixed zone
 from a JSON file on 127.0.0.1 and a free port and prints `ready <port>`; SIGHUP re-reads the file

@@ -1,4 +1,4 @@
-"""Fault injection on the data plane (reliability.md T13, T20, T25, T35).
+"""Fault injection on the data plane (docs/reliability-coverage.md, T13, T20, T25, T35).
 
 Covers a machine that resets its connection in the middle of a stream (raw TCP and pg_tls), a
 client that sends FIN without TLS close_notify (during the handshake, after login, mid-COPY),
@@ -220,7 +220,7 @@ MACHINE_REASONS = {"machine_read_failed", "machine_closed"}
 
 
 def test_machine_reset_mid_stream_raw_tcp(fault_edge, pg):
-    """reliability.md T25: the machine sends ~1 MB on a raw TCP port and then resets the
+    """T25: the machine sends ~1 MB on a raw TCP port and then resets the
     connection. The client's connection ends promptly with an intact prefix of the stream, the
     edge logs it with a machine-side reason, its descriptors return to baseline, and a session
     to real Postgres open meanwhile, and a new one, still work."""
@@ -249,7 +249,7 @@ def test_machine_reset_mid_stream_raw_tcp(fault_edge, pg):
 
 
 def test_machine_reset_mid_copy_pg_tls(fault_edge, pg):
-    """reliability.md T25 through pg_tls: after AuthenticationOk and ReadyForQuery the machine
+    """T25 through pg_tls: after AuthenticationOk and ReadyForQuery the machine
     streams CopyData for the client's query and resets the connection halfway. The client's
     TLS connection ends promptly (EOF, reset or TLS error, never a hang), with an intact prefix
     of the stream; the edge logs it with a machine-side reason; descriptors return to
@@ -288,7 +288,7 @@ def test_machine_reset_mid_copy_pg_tls(fault_edge, pg):
 
 
 def test_fin_without_close_notify_during_handshake(fault_edge):
-    """reliability.md T20: SSLRequest, 'S', half a ClientHello, then FIN. The edge closes its
+    """T20: SSLRequest, 'S', half a ClientHello, then FIN. The edge closes its
     side, logs reason=client_closed_during_tls_handshake without warnings, and keeps no
     descriptor."""
     e = fault_edge.edge
@@ -310,7 +310,7 @@ def test_fin_without_close_notify_during_handshake(fault_edge):
 
 
 def test_fin_without_close_notify_after_login(fault_edge, pg):
-    """reliability.md T20 after login: an idle session whose client sends a TCP FIN without
+    """T20 after login: an idle session whose client sends a TCP FIN without
     close_notify. The edge passes the EOF on, the backend ends, the edge closes the client's
     connection, logs reason=client_closed without warnings, and keeps no descriptor."""
     e = fault_edge.edge
@@ -343,7 +343,7 @@ def test_fin_without_close_notify_after_login(fault_edge, pg):
 
 
 def test_fin_without_close_notify_mid_copy(fault_edge, pg):
-    """reliability.md T20 mid-COPY: a 200 MB COPY TO STDOUT, a little read, then the client's
+    """T20 mid-COPY: a 200 MB COPY TO STDOUT, a little read, then the client's
     TCP socket is shut down and closed under the TLS session (FIN, then RST for the unread
     bytes; no close_notify). The backend goes away, the edge logs a client-side reason
     without warnings, and keeps no descriptor; new sessions work."""
@@ -380,7 +380,7 @@ def test_fin_without_close_notify_mid_copy(fault_edge, pg):
 
 
 def test_handshake_timeout_closes_stalled_clients(pg, certs):
-    """reliability.md T13 with --handshake-timeout-ms 1000: a client that sends nothing, one
+    """T13 with --handshake-timeout-ms 1000: a client that sends nothing, one
     that stops after SSLRequest/'S', and one whose ClientHello stops halfway are each closed
     about 1 s after they connected, logged with reason=handshake_timeout and counted; no
     descriptor is left behind and a normal login still works."""
@@ -421,7 +421,7 @@ def test_handshake_timeout_closes_stalled_clients(pg, certs):
 
 
 def test_handshake_timeout_is_not_counted_as_an_early_client_close(pg, certs):
-    """reliability.md T13 (counter): a client that connects and sends nothing is closed by the
+    """T13 (counter): a client that connects and sends nothing is closed by the
     handshake timeout; the exit counters say failed_handshake_timeout=1 and, since the client
     never closed, failed_client_closed_early=0."""
     port = free_port()
@@ -444,7 +444,7 @@ def test_handshake_timeout_is_not_counted_as_an_early_client_close(pg, certs):
 
 
 def test_fd_exhaustion_does_not_busy_loop_and_recovers(pg, certs):
-    """reliability.md T35: RLIMIT_NOFILE lowered to 64 on a running edge, then 150 clients
+    """T35: RLIMIT_NOFILE lowered to 64 on a running edge, then 150 clients
     connect and send SSLRequest. For 5 s: the edge stays up, spends little CPU (no busy accept
     loop), and logs the failures once per listener, not once per retry. Once the clients
     leave, a full TLS login works again, the log says accept works again, the descriptors
@@ -513,7 +513,7 @@ def test_fd_exhaustion_does_not_busy_loop_and_recovers(pg, certs):
 
 
 def test_timers_racing_teardown(pg, certs):
-    """reliability.md T26: with a 3 ms pre-auth deadline and a 3 ms connect timeout towards a
+    """T26: with a 3 ms pre-auth deadline and a 3 ms connect timeout towards a
     blackholed machine, clients close (FIN or reset) at random moments around those deadlines,
     so that a deadline, the client's close and a failed connect land in the same loop turns.
     The edge stays up, logs every connection exactly once, none is left active, and its

@@ -1,5 +1,5 @@
-"""Hostile and unusual clients on the pg_tls handler (reliability.md T1, T3, T6, T11, T15, T17,
-T31; pg-protocol.md §1.2-1.4).
+"""Hostile and unusual clients on the pg_tls handler (docs/reliability-coverage.md, T1, T3, T6,
+T11, T15, T17, T31; docs/protocol.md, "SSLRequest" and "Bytes after SSLRequest").
 
 Covers what docs/reliability-coverage.md lists as missing for those cases: plaintext sent 50 ms
 after an SSLRequest and a ClientHello pipelined with it (T1); a second StartupMessage or
@@ -209,7 +209,7 @@ def client_hello_with_sni(name: bytes) -> bytes:
 
 
 def test_plaintext_50ms_after_ssl_request_goes_to_tls_and_is_refused(edge, pg):
-    """reliability.md T1, 50 ms variant: the SSLRequest arrives alone, so the edge has answered
+    """T1, 50 ms variant: the SSLRequest arrives alone, so the edge has answered
     'S' and handed the socket to TLS before the plaintext StartupMessage arrives. It cannot tell
     these bytes from a slow client's, so they are not refused as 'unencrypted data after SSL
     request' (the same-segment case's FATAL 08P01) but fed to the TLS engine, which rejects them
@@ -243,7 +243,7 @@ def test_plaintext_50ms_after_ssl_request_goes_to_tls_and_is_refused(edge, pg):
 
 
 def test_client_hello_pipelined_with_ssl_request_is_refused(edge, pg):
-    """reliability.md T1, pipelined ClientHello (pg-protocol.md §1.4.1, strict model): the
+    """T1, pipelined ClientHello (docs/protocol.md, "Bytes after SSLRequest": the strict model): the
     SSLRequest and a ClientHello in one segment. src/pg/startup.cc refuses any byte buffered
     after the SSLRequest, as PostgreSQL does since CVE-2021-23214: a plaintext FATAL 08P01
     "received unencrypted data after SSL request", no 'S', no handshake, no backend contact."""
@@ -255,7 +255,7 @@ def test_client_hello_pipelined_with_ssl_request_is_refused(edge, pg):
     fatal(f, "08P01")
     assert f["M"] == "received unencrypted data after SSL request", f
     line = conn_line(edge, port)
-    # reliability.md names the reason unencrypted_data_after_sslrequest; the edge's name:
+    # T1 suggests the reason unencrypted_data_after_sslrequest; the edge's name:
     assert log_field(line, "reason") == "unencrypted_after_ssl_request", line
     assert log_field(line, "tls") == "-", line
     assert_no_backend_contact(pg, before)
@@ -267,7 +267,7 @@ def test_client_hello_pipelined_with_ssl_request_is_refused(edge, pg):
 
 @pytest.mark.parametrize("second", ["startup_message", "ssl_request"])
 def test_second_negotiation_after_login_is_a_protocol_violation(edge, pg, second):
-    """reliability.md T3 after login: the session is relayed, so a second StartupMessage (for
+    """T3 after login: the session is relayed, so a second StartupMessage (for
     another user and database) or a second SSLRequest reaches Postgres as a message of type 0,
     which it refuses with FATAL 08P01 and closes. The second StartupMessage never opens a
     session as its user; the backend goes away; the edge serves on."""
@@ -292,7 +292,7 @@ def test_second_negotiation_after_login_is_a_protocol_violation(edge, pg, second
 
 
 def test_startup_message_during_scram_authentication_is_refused(edge, pg):
-    """reliability.md T3 during auth: alice (SCRAM) gets AuthenticationSASL and answers with a
+    """T3 during auth: alice (SCRAM) gets AuthenticationSASL and answers with a
     second StartupMessage instead of SASLInitialResponse: FATAL 08P01 from Postgres, the close,
     no session as the second user."""
     app2 = marker("duringauth")
@@ -348,7 +348,7 @@ def drip(raw: socket.socket, data: bytes, wrap, gap: float, limit: float
 
 @pytest.mark.parametrize("phase", ["ssl_request", "client_hello", "startup_in_tls"])
 def test_drip_fed_negotiation_is_cut_by_the_total_deadline(pg, certs, phase):
-    """reliability.md T6 with --handshake-timeout-ms 1000: a client that keeps sending, one
+    """T6 with --handshake-timeout-ms 1000: a client that keeps sending, one
     byte every 300 ms (SSLRequest) or 200 ms (ClientHello after 'S'; StartupMessage inside TLS,
     one record per byte), is closed about 1 s after it connected, long before its packet is
     complete: the deadline counts the total time, not the idle time between bytes. The log says
@@ -411,7 +411,7 @@ def random_first_bytes() -> bytes:
 
 @pytest.mark.parametrize("kind", ["random_64k", "random_64k_after_0x16", "ssh_banner"])
 def test_non_postgres_first_bytes_are_closed_without_backend_contact(edge, pg, kind):
-    """reliability.md T11 (the HTTP request is test_protocol's): 64 KiB of random bytes, the
+    """T11 (the HTTP request is test_protocol's): 64 KiB of random bytes, the
     same after a TLS handshake record type (so they go to the TLS engine as direct TLS), and an
     SSH banner. Each is closed at once: no answer (at most a TLS alert for the TLS-looking
     bytes), no TCP connection to Postgres, nothing forwarded; the edge serves next."""
@@ -444,7 +444,7 @@ def test_non_postgres_first_bytes_are_closed_without_backend_contact(edge, pg, k
 
 
 def test_a_flood_of_non_postgres_bytes_is_read_only_up_to_a_cap(edge, pg):
-    """reliability.md T11, "the number of bytes read is capped": a peer that keeps writing
+    """T11, "the number of bytes read is capped": a peer that keeps writing
     random bytes (up to 64 MiB) is cut off: the edge refuses the first packet, drains at most
     64 KiB (RefuseAndClose) and closes, so the peer's writes fail (reset) long before 64 MiB
     went out, instead of the edge reading all of it."""
@@ -511,7 +511,7 @@ NAME255 = ".".join(ch * 63 for ch in "abcd")
 ], ids=["mixed_case", "trailing_dot", "other_mixed_case", "other_trailing_dot", "punycode",
         "wildcard", "empty_label", "63_byte_labels", "255_bytes"])
 def test_malformed_sni_via_s_client(edge, certs, name, which):
-    """reliability.md T15 with `openssl s_client -starttls postgres`: every name completes the
+    """T15 with `openssl s_client -starttls postgres`: every name completes the
     handshake (none ends in an alert). A name that differs from a certificate's only in case
     or a trailing dot gets that certificate (CertSet::Find lower-cases and strips the dot), so
     OTHER.DRAWBRIDGE.TEST gets other's; names no certificate covers (punycode, `*.x`, `a..b`,
@@ -529,7 +529,7 @@ def test_malformed_sni_via_s_client(edge, certs, name, which):
 
 @pytest.mark.parametrize("name", ["mixed_case", "trailing_dot"])
 def test_sni_case_and_trailing_dot_route_like_the_plain_name(edge, name):
-    """reliability.md T15: a full login with SNI MYDB.DRAWBRIDGE.TEST or mydb.drawbridge.test.
+    """T15: a full login with SNI MYDB.DRAWBRIDGE.TEST or mydb.drawbridge.test.
     is routed to the app as the plain name is (ChooseRoute's SameHost), not refused as a foreign
     name of the zone."""
     sni = {"mixed_case": "MYDB.DRAWBRIDGE.TEST", "trailing_dot": "mydb.drawbridge.test."}[name]
@@ -540,7 +540,7 @@ def test_sni_case_and_trailing_dot_route_like_the_plain_name(edge, name):
 
 @pytest.mark.parametrize("kind", ["256_bytes", "embedded_nul", "utf8"])
 def test_malformed_sni_in_hand_made_client_hello(edge, pg, kind):
-    """reliability.md T15 for names no client library sends: a 256-byte name and one with an
+    """T15 for names no client library sends: a 256-byte name and one with an
     embedded NUL get a fatal unrecognized_name alert (OpenSSL's server-side check, RFC 6066
     allows at most 255 bytes and no NUL), logged as tls_handshake_failed; raw UTF-8 gets a
     ServerHello. No crash; the edge serves."""
@@ -582,7 +582,7 @@ def segments_sent(s: socket.socket) -> int:
 
 
 def test_client_hello_one_byte_per_segment_then_login(edge):
-    """reliability.md T17: the ClientHello sent one byte per TCP segment (TCP_NODELAY, ~1 ms
+    """T17: the ClientHello sent one byte per TCP segment (TCP_NODELAY, ~1 ms
     apart), the handshake finished through the same TLS object, then a login and SELECT 1.
     The edge answers the last byte at once (no stall) and the session works."""
     raw = raw_connect(edge.ports["pg_tls"])
@@ -616,7 +616,7 @@ def test_client_hello_one_byte_per_segment_then_login(edge):
 
 
 def test_one_tls_record_with_100_pipelined_queries(edge):
-    """reliability.md T17: after login, one TLS record (16,000 bytes of plaintext) carrying 100
+    """T17: after login, one TLS record (16,000 bytes of plaintext) carrying 100
     Query messages 'SELECT n'; all 100 answers arrive, in order, without a stall."""
     b = bio_tls(edge.ports["pg_tls"])
     try:
@@ -684,7 +684,7 @@ T31_SQL = ("SELECT pg_sleep(0.2); "
 
 @pytest.mark.parametrize("close", ["fin", "close_notify_then_fin"])
 def test_terminate_and_half_close_while_the_server_sends(t31_edge, pg, close):
-    """reliability.md T31: after login the client sends a query whose answer starts 0.2 s
+    """T31: after login the client sends a query whose answer starts 0.2 s
     later (pg_sleep, then 2,000 NOTICEs of 500 bytes, then a 1 MB row), Terminate, and a TCP
     FIN (bare, or after its TLS close_notify), in that order, while Postgres is still busy.
     Everything Postgres sends is flushed to the client, then the close (close_notify and FIN);
@@ -728,7 +728,7 @@ def test_terminate_and_half_close_while_the_server_sends(t31_edge, pg, close):
 
 
 def test_backend_fin_while_the_client_is_still_sending(t31_edge, pg):
-    """reliability.md T31, the other direction: the client streams COPY FROM STDIN data and
+    """T31, the other direction: the client streams COPY FROM STDIN data and
     Postgres ends the session meanwhile (pg_terminate_backend: FATAL 57P01, then its FIN). The
     client's connection ends while it is still sending; the backend is gone, and 2 s
     later the edge holds no socket in CLOSE-WAIT or FIN-WAIT-2 and no more descriptors."""
@@ -783,7 +783,7 @@ def test_backend_fin_while_the_client_is_still_sending(t31_edge, pg):
 
 
 def test_backend_fin_frees_the_edge_sockets_even_if_the_client_keeps_its_socket(t31_edge, pg):
-    """reliability.md T31 (backend FIN): Postgres ends an idle session; the client receives
+    """T31 (backend FIN): Postgres ends an idle session; the client receives
     FATAL 57P01, close_notify and the FIN, but keeps its socket open without sending, as an
     idle pooled connection does until it is next used. The session is over (PostgreSQL itself
     closes its socket when the backend exits), so 3 s later (longer than the 2 s close linger,

@@ -50,8 +50,9 @@ def private_edge(pg, certs):
     assert not bad, bad
 
 
-def pg_tls_services(pg, ports: dict[str, int]) -> list[dict]:
-    return [dict(internal_port=pg.port, port=p, handlers=["pg_tls"]) for p in ports.values()]
+def pg_tls_services(machine, ports: dict[str, int]) -> list[dict]:
+    """A pg_tls service on each public port to `machine` (Postgres or a stand-in: its .port)."""
+    return [dict(internal_port=machine.port, port=p, handlers=["pg_tls"]) for p in ports.values()]
 
 
 def toml_for(pg, ports: dict[str, int]) -> str:
@@ -118,9 +119,9 @@ def test_sighup_reloads_certificates(private_edge):
 @pytest.mark.parametrize("bad", ["toml_syntax", "unknown_handler", "port_zero", "cert_key_mismatch",
                                  "cert_missing"])
 def test_sighup_with_a_bad_file_keeps_the_old_state_serving(private_edge, pg, bad):
-    """reliability.md T38: a reload that fails changes nothing: the edge stays up, the old
-    ports and the old certificate keep serving, the log says what was wrong (file and line
-    for a fly.toml), and the next good reload applies."""
+    """T38 (docs/reliability-coverage.md): a reload that fails changes nothing: the edge stays
+    up, the old ports and the old certificate keep serving, the log says what was wrong (file
+    and line for a fly.toml), and the next good reload applies."""
     a, b = free_port(), free_port()
     e = private_edge({"a": a})
     good_toml = e.config.read_text()
@@ -194,10 +195,54 @@ def test_sessions_open_past_the_drain_timeout_are_closed_and_logged(pg, certs):
         stop_own_edge(e)
 
 
+def test_drain_ends_when_the_last_session_closes(pg, certs):
+    """The drain waits for the open connections themselves, not a timer: once the last session
+    ends the edge exits, long before the drain timeout."""
+    port = free_port()
+    e = start_own_edge("drain-early", pg_tls_services(pg, {"a": port}), certs, {"a": port},
+                       extra_args=("--drain-timeout-ms", "60000"))
+    try:
+        with w.ssl_request_tls("127.0.0.1", port) as t:
+            w.login_trust(t, "probe", "app")
+            e.proc.send_signal(signal.SIGTERM)
+            wait_until(lambda: "stopping: no new connections; draining 1 open" in e.log_text(),
+                       10, what="the edge to start draining with one session")
+            assert w.simple_query(t, "SELECT 'still here'") == [["still here"]]
+            t.send(w.TERMINATE)
+        rc = e.proc.wait(15)  # the session's end, not the 60 s timeout, ends the drain
+        assert rc == 0, f"exit code {rc}\n{e.log_text()[-3000:]}"
+        lines = e.conn_lines()
+        assert len(lines) == 1 and "reason=client_closed" in lines[0], e.log_text()[-3000:]
+    finally:
+        stop_own_edge(e)
+
+
+def test_a_connection_still_negotiating_at_the_end_is_logged(pg, certs):
+    """A client that was answered 'S' but never starts its TLS handshake is still negotiating
+    when the drain ends: it is closed, counted and logged (reason=edge_stopped), not lost."""
+    port = free_port()
+    e = start_own_edge("drain-parked", pg_tls_services(pg, {"a": port}), certs, {"a": port},
+                       extra_args=("--drain-timeout-ms", "300"))
+    try:
+        with w.connect("127.0.0.1", port, timeout=5) as idle:
+            idle.send(w.SSL_REQUEST)
+            assert idle.recv_exact(1, 5) == b"S"  # accepted, and negotiating
+            rc = e.stop(timeout=20)
+            assert rc == 0, f"exit code {rc}\n{e.log_text()[-3000:]}"
+            data, how = idle.read_to_eof(5)
+            assert (data, how) == (b"", "eof"), (data, how)
+        stopped = [ln for ln in e.conn_lines() if "reason=edge_stopped" in ln]
+        assert len(stopped) == 1, e.log_text()[-3000:]
+        counters = [ln for ln in e.log_text().splitlines() if "counters accepted=" in ln]
+        assert counters and " active=0 " in counters[-1] and " closed=1 " in counters[-1], counters
+    finally:
+        stop_own_edge(e)
+
+
 def test_second_sigterm_ends_the_drain_at_once(pg, certs):
-    """reliability.md T42: after SIGTERM the listeners close at once while open sessions keep
-    working; a second SIGTERM closes them (FATAL 57P01) without waiting out the drain
-    timeout, and the edge exits 0."""
+    """T42 (docs/reliability-coverage.md): after SIGTERM the listeners close at once while open
+    sessions keep working; a second SIGTERM closes them (FATAL 57P01) without waiting out the
+    drain timeout, and the edge exits 0."""
     port = free_port()
     e = start_own_edge("sigterm2", pg_tls_services(pg, {"a": port}), certs, {"a": port},
                        extra_args=("--drain-timeout-ms", "60000"))
@@ -222,17 +267,17 @@ def test_second_sigterm_ends_the_drain_at_once(pg, certs):
 
 
 def test_blackholed_machine_gets_fatal_08006_and_leaves_nothing_behind(certs):
-    """reliability.md T23/T24: a machine whose packets are dropped. A client that waits gets
-    FATAL 08006 (no address) once the connect attempt times out; clients that leave while the
-    edge is still connecting leave no descriptor behind; the edge keeps running."""
+    """T23/T24 (docs/reliability-coverage.md): a machine whose packets are dropped. A client
+    that waits gets FATAL 08006 (no address) once the connect attempt times out; clients that
+    leave while the edge is still connecting leave no descriptor behind; the edge keeps
+    running."""
     hole = harness.BlackholeMachine()
     port = free_port()
     startup = w.startup_message({"user": "probe", "database": "app"})
     e = None
     try:
-        e = start_own_edge("blackhole",
-                           [dict(internal_port=hole.port, port=port, handlers=["pg_tls"])],
-                           certs, {"a": port}, extra_args=("--connect-timeout-ms", "1000"))
+        e = start_own_edge("blackhole", pg_tls_services(hole, {"a": port}), certs, {"a": port},
+                           extra_args=("--connect-timeout-ms", "1000"))
         fds_before = fd_count(e.pid)
         # Bounded well below the kernel's own SYN retries (over a minute) by the read timeout.
         with w.ssl_request_tls("127.0.0.1", port) as t:

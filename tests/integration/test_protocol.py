@@ -1,5 +1,7 @@
-"""Byte-level checks of the pg_tls handler (pg-protocol.md §0 rows 1-7, §1-4, §6-7, App. A),
-TLS settings, SNI, PROXY protocol headers and bounded buffering.
+"""Byte-level checks of the pg_tls handler (docs/protocol.md: checklist rows 1-7, the sections
+from "Startup packets" to "Closing after a FATAL", and the startup state machine), TLS
+settings, SNI, PROXY protocol headers and bounded buffering. Case numbers (T30) are those of
+docs/reliability-coverage.md.
 
 The scripted client logs in as `probe`, a trust-authenticated role, so no SCRAM is needed.
 """
@@ -436,7 +438,7 @@ def test_proxy_v2_header_then_raw_bytes(edge, fake_v2, host):
 
 @pytest.mark.slow
 def test_stalled_reader_does_not_grow_edge_memory(edge, pg):
-    """reliability.md T30: a client that stops reading during a 200 MB COPY makes Postgres
+    """T30: a client that stops reading during a 200 MB COPY makes Postgres
     block (the edge stops reading from it), and the edge's RSS grows by less than 1 MiB
     (measured: 110-140 KiB)."""
     app = marker("stall")
@@ -498,7 +500,7 @@ def test_ssl_request_and_startup_in_fragments(edge):
 
 
 def test_silent_clients_are_closed_by_pre_auth_deadline(edge):
-    """pg-protocol.md §1.4.4: a deadline covers accept -> TLS -> StartupMessage (10 s), whether
+    """docs/connection.md, "Deadlines": one covers accept -> TLS -> StartupMessage (10 s), whether
     the client stops before its SSLRequest, before its ClientHello, or after the handshake
     (where the edge parks the connection without a coroutine)."""
     port = edge.ports["pg_tls"]
@@ -582,7 +584,8 @@ def test_gssenc_refused_then_plaintext_startup_gets_28000(edge):
 
 
 def test_plaintext_unsupported_protocol_gets_fatal_error(edge):
-    """Appendix A: a non-3.x code in plaintext is refused with a FATAL, not a bare close."""
+    """docs/protocol.md, "Startup state machine": a non-3.x code in plaintext is refused with a
+    FATAL, not a bare close."""
     with w.connect(H4, edge.ports["pg_tls"]) as c:
         c.send(w.startup_message({"user": "alice"}, version=4 << 16))
         f = c.read_error_then_eof()
@@ -612,7 +615,7 @@ def raw_startup(pairs: list[tuple[bytes, bytes]]) -> bytes:
 @pytest.mark.parametrize("case", ["duplicate_database", "2000_parameters", "invalid_utf8",
                                   "control_characters", "options_c_search_path", "9000_bytes"])
 def test_hostile_startup_parameters_get_an_answer_and_leave_the_edge_serving(edge, case):
-    """reliability.md T9: each of these ends in a clean answer (the login, or a FATAL from the
+    """T9: each of these ends in a clean answer (the login, or a FATAL from the
     edge or from Postgres, passed through), never a crash or a hang; the edge serves next."""
     base = [(b"user", b"probe"), (b"database", b"app")]
     pairs = {

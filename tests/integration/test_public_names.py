@@ -1,6 +1,6 @@
 """Public names: the built-in CA and per-app certificates, SNI certificate selection, the shared
 IPv4 routed by SNI or `options=app=NAME`, DNS answers that `verify-full` clients can use, and
-certificate rotation under load (PRODUCT.md "Certificates", "DNS", "Routing").
+certificate rotation under load (docs/architecture.md, "Certificates", "DNS", "Routing").
 
 Everything runs against the real daemon (`drawbridge serve --data-dir ... --dns-port ...`),
 driven through its CLI, with two real PostgreSQL 15 servers as the machines of two apps (so a
@@ -297,15 +297,7 @@ def st(daemon, pg, pg2):
             ips[key] = ip["address"]
         s.ips[app] = ips
         toml = d.workdir / f"{app}.toml"
-        toml.write_text(f"""app = "{app}"
-
-[[services]]
-  internal_port = {server.port}
-  protocol = "tcp"
-  [[services.ports]]
-    handlers = ["pg_tls"]
-    port = {s.public_port}
-""")
+        toml.write_text(harness.pg_tls_fly_toml(server.port, s.public_port, app=app))
         p = d.cli("deploy", "-c", str(toml), "-a", app)
         assert re.fullmatch(r"Release v\d+ created\n", p.stdout), p.stdout + p.stderr
     s.ca_file = d.workdir / "drawbridge-ca.crt"
@@ -602,9 +594,10 @@ def test_another_apps_name_on_a_dedicated_address_is_refused(st):
 
 
 def test_a_cancel_key_counts_only_where_its_app_is_reached(st):
-    """reliability.md T7(b): a tenant that learns another app's cancel key cannot cancel
-    through an address of its own: sent to alpha's dedicated addresses, beta's key cancels
-    nothing; sent to beta's own address, or the shared one both apps are reached at, it does."""
+    """T7(b) (docs/reliability-coverage.md): a tenant that learns another app's cancel key
+    cannot cancel through an address of its own: sent to alpha's dedicated addresses, beta's
+    key cancels nothing; sent to beta's own address, or the shared one both apps are reached at,
+    it does."""
     for cancel_at in (st.ips[B]["v4"], SHARED_V4):
         tag = f"cancel_{B}_{os.getpid()}_{time.monotonic_ns()}"
         with w.ssl_request_tls(st.ips[B]["v4"], st.public_port,

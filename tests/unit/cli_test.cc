@@ -8,6 +8,7 @@
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -282,6 +283,17 @@ TEST(Client, InterpretsAnswers) {
   EXPECT_FALSE(Client::Interpret({200, "not json"}, "").ok());
 }
 
+// The CLI exits 1 on any error; the code only follows the class of the HTTP status.
+TEST(Client, ErrorCodes) {
+  using base::StatusCode;
+  EXPECT_EQ(Client::Interpret({200, "not json"}, "").code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(Client::Interpret({400, R"({"error": "x"})"}, "").code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(Client::Interpret({404, R"({"error": "x"})"}, "").code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(Client::Interpret({503, R"({"error": "x"})"}, "").code(), StatusCode::kUnavailable);
+  EXPECT_EQ(Client::Interpret({500, ""}, "").code(), StatusCode::kInternal);
+  EXPECT_EQ(Client::Interpret({502, "bad gateway"}, "").code(), StatusCode::kInternal);
+}
+
 // ------------------------------------------------------------------------------ commands
 
 struct Request {
@@ -294,7 +306,7 @@ class FakeTransport : public Transport {
   base::Result<HttpResponse> Send(std::string_view method, std::string_view target,
                                   std::string_view body) override {
     requests.push_back({std::string(method), std::string(target), std::string(body)});
-    if (answers_.empty()) return base::Status::Error("unexpected request");
+    if (answers_.empty()) return base::Status::Unavailable("unexpected request");
     HttpResponse r = answers_.front();
     answers_.pop_front();
     return r;
@@ -636,6 +648,273 @@ TEST_F(CommandTest, CertsAddSendsThePemFilesAndReportsRefusals) {
   EXPECT_EQ(body["cert_pem"], "CERT");
   EXPECT_EQ(body["key_pem"], "KEY");
   EXPECT_FALSE(CertsAdd(ctx_, "db.example.com", dir + "/missing.pem", dir + "/k.pem").ok());
+}
+
+// ------------------------------------------------------------------------------ every command
+
+// One command against one answer: the request it sends and what it prints without --json.
+struct CommandRun {
+  std::string name;
+  std::function<base::Status(Context&)> command;
+  std::string method, target;
+  std::string answer;  // the daemon's 2xx body
+  std::string out;     // stdout without --json
+};
+
+class EveryCommandTest : public FileCommandTest {
+ protected:
+  std::vector<CommandRun> Runs() {
+    std::string fly = (dir_ / "fly.toml").string();
+    std::ofstream(fly) << "app = \"mydb\"\n";
+    std::ofstream(dir_ / "c.pem") << "CERT";
+    std::ofstream(dir_ / "k.pem") << "KEY";
+    std::string cert = (dir_ / "c.pem").string(), key = (dir_ / "k.pem").string();
+    std::string ip =
+        R"({"address": "127.0.10.2", "type": "v4", "created_at": "2026-11-25T21:19:59Z"})";
+    std::string ip_table = RenderTable("", {"Version", "IP", "Type", "Region", "Created At"},
+                                       {{"v4", "127.0.10.2", "public (dedicated)", "", "1s ago"}});
+    return {
+        {"apps create", [](Context& c) { return AppsCreate(c, "mydb"); }, "POST", "/v1/apps",
+         R"({"name": "mydb"})", "New app created: mydb\n"},
+        {"apps list", [](Context& c) { return AppsList(c); }, "GET", "/v1/apps",
+         R"([{"name": "mydb", "machines": 1, "ips": 0, "release": 0,
+              "created_at": "2026-11-25T21:19:58Z"}])",
+         RenderTable("", {"Name", "Machines", "IPs", "Release", "Created At"},
+                     {{"mydb", "1", "0", "", "2s ago"}})},
+        {"apps destroy", [](Context& c) { return AppsDestroy(c, "mydb", true); }, "DELETE",
+         "/v1/apps/mydb", R"({"name": "mydb", "destroyed": true})", "Destroyed app mydb\n"},
+        {"machines add",
+         [](Context& c) {
+           return MachinesAdd(c, "mydb", {"10.0.0.5", "", ""});
+         },
+         "POST", "/v1/apps/mydb/machines", R"({"id": "m-1", "address": "10.0.0.5"})",
+         "Added machine m-1 (10.0.0.5) to mydb\n"},
+        {"machines list", [](Context& c) { return MachinesList(c, "mydb"); }, "GET",
+         "/v1/apps/mydb/machines", R"([{"id": "m-1", "address": "10.0.0.5"}])",
+         RenderTable("", {"ID", "Address", "Region", "Role", "Created At"},
+                     {{"m-1", "10.0.0.5", "", "", ""}})},
+        {"machines remove", [](Context& c) { return MachinesRemove(c, "mydb", "m 1"); }, "DELETE",
+         "/v1/apps/mydb/machines/m%201", R"({"id": "m 1", "removed": true})",
+         "Removed machine m 1 from mydb\n"},
+        {"ips list", [](Context& c) { return IpsList(c, "mydb"); }, "GET", "/v1/apps/mydb/ips",
+         "[" + ip + "]", ip_table},
+        {"ips allocate-v4", [](Context& c) { return IpsAllocateV4(c, "mydb", false, true); },
+         "POST", "/v1/apps/mydb/ips", ip, ip_table},
+        {"ips allocate-v6", [](Context& c) { return IpsAllocateV6(c, "mydb"); }, "POST",
+         "/v1/apps/mydb/ips", ip, ip_table},
+        {"ips release", [](Context& c) { return IpsRelease(c, "mydb", {"127.0.10.2"}); }, "DELETE",
+         "/v1/apps/mydb/ips/127.0.10.2", R"({"address": "127.0.10.2"})",
+         "Released 127.0.10.2 from mydb\n"},
+        {"config save", [fly](Context& c) { return ConfigSave(c, "mydb", fly, true); }, "GET",
+         "/v1/apps/mydb/config", R"({"release": 1, "toml": "app = \"mydb\""})",
+         "Wrote config file " + fly + "\n"},
+        {"config show", [](Context& c) { return ConfigShow(c, "mydb"); }, "GET",
+         "/v1/apps/mydb/config", R"({"release": 1, "toml": "app = \"mydb\""})", "app = \"mydb\"\n"},
+        {"config validate", [fly](Context& c) { return ConfigValidate(c, "mydb", fly); }, "POST",
+         "/v1/apps/mydb/config/validate", R"({"valid": true})", "✓ Configuration is valid\n"},
+        {"deploy", [fly](Context& c) { return Deploy(c, "mydb", fly, ""); }, "POST",
+         "/v1/apps/mydb/deploy", R"({"release": 4})", "Release v4 created\n"},
+        {"services list", [](Context& c) { return ServicesList(c, "mydb"); }, "GET",
+         "/v1/apps/mydb/services",
+         R"([{"protocol": "tcp", "internal_port": 5432, "ports": [5432],
+              "handlers": ["pg_tls"]}])",
+         RenderTable("", {"Protocol", "Ports", "Force HTTPS"},
+                     {{"TCP", "5432 => 5432 [PG_TLS]", "False"}})},
+        {"image show", [](Context& c) { return ImageShow(c, "mydb"); }, "GET",
+         "/v1/apps/mydb/image", R"({"repository": "flyio/postgres", "tag": "15"})",
+         RenderVerticalTable("Image Details", {{"Registry", "N/A"},
+                                               {"Repository", "flyio/postgres"},
+                                               {"Tag", "15"},
+                                               {"Version", "N/A"}})},
+        {"pg connection-string", [](Context& c) { return PgConnectionString(c, "mydb", ""); },
+         "GET", "/v1/apps/mydb/connection-string", R"({"url": "postgres://h/db"})",
+         "postgres://h/db\n"},
+        {"status", [](Context& c) { return ShowStatus(c, ""); }, "GET", "/v1/status",
+         R"({"version": "0.1.0", "store": "sqlite", "node": "n1", "domain": "drawbridge.test",
+             "routes_version": 3, "ports": [5432, 5433],
+             "connections": {"active": 1, "accepted": 2}})",
+         RenderVerticalTable("Drawbridge", {{"Version", "0.1.0"},
+                                            {"Store", "sqlite"},
+                                            {"Node", "n1"},
+                                            {"Domain", "drawbridge.test"},
+                                            {"Routes", "v3"},
+                                            {"Ports", "5432, 5433"},
+                                            {"Connections", "1 active, 2 accepted"}})},
+        {"certs list", [](Context& c) { return CertsList(c); }, "GET", "/v1/certs",
+         R"([{"host": "h.example", "source": "operator", "not_after": 0}])",
+         RenderTable("", {"Host Name", "App", "Source", "Expires", "Added"},
+                     {{"h.example", "", "operator", "1970-01-01T00:00:00Z", ""}})},
+        {"certs show", [](Context& c) { return CertsShow(c, "h.example"); }, "GET",
+         "/v1/certs/h.example",
+         R"({"host": "h.example", "source": "ca", "issuer": "/CN=x", "names": ["h.example", "x"],
+             "not_after": 0})",
+         RenderVerticalTable("Certificate", {{"Hostname", "h.example"},
+                                             {"App", "N/A"},
+                                             {"Source", "built-in CA"},
+                                             {"Issuer", "/CN=x"},
+                                             {"Names", "h.example, x"},
+                                             {"Expires", "1970-01-01T00:00:00Z"},
+                                             {"Added", ""}})},
+        {"certs add", [cert, key](Context& c) { return CertsAdd(c, "h.example", cert, key); },
+         "POST", "/v1/certs", R"({"host": "h.example", "not_after": 0})",
+         "Certificate for h.example installed (expires 1970-01-01T00:00:00Z); new connections "
+         "use it now\n"},
+        {"certs ca", [](Context& c) { return CertsCa(c); }, "GET", "/v1/ca", R"({"pem": "PEM\n"})",
+         "PEM\n"},
+    };
+  }
+};
+
+TEST_F(EveryCommandTest, SendsItsRequestAndPrintsItsTable) {
+  for (const CommandRun& run : Runs()) {
+    SCOPED_TRACE(run.name);
+    out_.str("");
+    transport_.requests.clear();
+    transport_.Answer(200, run.answer);
+    auto s = run.command(ctx_);
+    ASSERT_TRUE(s.ok()) << s.message();
+    ASSERT_EQ(transport_.requests.size(), 1u);
+    EXPECT_EQ(transport_.requests[0].method, run.method);
+    EXPECT_EQ(transport_.requests[0].target, run.target);
+    EXPECT_EQ(out_.str(), run.out);
+    EXPECT_EQ(err_.str(), "");
+  }
+}
+
+TEST_F(EveryCommandTest, JsonPrintsTheAnswerAsSent) {
+  ctx_.json = true;
+  for (const CommandRun& run : Runs()) {
+    SCOPED_TRACE(run.name);
+    out_.str("");
+    transport_.Answer(200, run.answer);
+    auto s = run.command(ctx_);
+    ASSERT_TRUE(s.ok()) << s.message();
+    Json answer = Json::parse(run.answer);
+    if (run.name == "config save") {
+      EXPECT_EQ(out_.str(), run.out);  // writes the file, with or without --json
+    } else if (run.name == "ips release") {
+      EXPECT_EQ(out_.str(), RenderJson(Json::array({answer})));  // one answer per address
+    } else {
+      EXPECT_EQ(out_.str(), RenderJson(answer));
+    }
+    EXPECT_EQ(err_.str(), "");
+  }
+}
+
+TEST_F(EveryCommandTest, ApiErrorsComeBackVerbatimAndNothingIsPrinted) {
+  for (bool json : {false, true}) {
+    ctx_.json = json;
+    for (const CommandRun& run : Runs()) {
+      SCOPED_TRACE(run.name + (json ? " --json" : ""));
+      transport_.Answer(409, R"({"error": "it went wrong"})");
+      auto s = run.command(ctx_);
+      ASSERT_FALSE(s.ok());
+      EXPECT_EQ(s.message(), "it went wrong");
+      EXPECT_EQ(out_.str(), "");
+      EXPECT_EQ(err_.str(), "");
+    }
+  }
+}
+
+TEST_F(CommandTest, ListingsRefuseAnAnswerThatIsNotAList) {
+  std::vector<std::pair<std::string, std::function<base::Status(Context&)>>> listings = {
+      {"apps list", [](Context& c) { return AppsList(c); }},
+      {"machines list", [](Context& c) { return MachinesList(c, "mydb"); }},
+      {"ips list", [](Context& c) { return IpsList(c, "mydb"); }},
+      {"services list", [](Context& c) { return ServicesList(c, "mydb"); }},
+      {"certs list", [](Context& c) { return CertsList(c); }},
+  };
+  for (const auto& [name, command] : listings) {
+    SCOPED_TRACE(name);
+    transport_.Answer(200, R"({"not": "a list"})");
+    auto s = command(ctx_);
+    ASSERT_FALSE(s.ok());
+    EXPECT_EQ(s.message(), "the daemon's answer to " + name + " is not a list");
+    EXPECT_EQ(out_.str(), "");
+  }
+}
+
+TEST_F(CommandTest, AppCommandsWithoutAnAppSendNothing) {
+  std::vector<std::function<base::Status(Context&)>> commands = {
+      [](Context& c) { return MachinesAdd(c, "", {}); },
+      [](Context& c) { return MachinesList(c, ""); },
+      [](Context& c) { return MachinesRemove(c, "", ""); },
+      [](Context& c) { return IpsList(c, ""); },
+      [](Context& c) { return IpsAllocateV4(c, "", false, false); },
+      [](Context& c) { return IpsAllocateV6(c, ""); },
+      [](Context& c) { return IpsRelease(c, "", {}); },
+      [](Context& c) { return ConfigSave(c, "", "", true); },
+      [](Context& c) { return ConfigShow(c, ""); },
+      [](Context& c) { return ConfigValidate(c, "", ""); },
+      [](Context& c) { return Deploy(c, "", "", ""); },
+      [](Context& c) { return ServicesList(c, ""); },
+      [](Context& c) { return ImageShow(c, ""); },
+      [](Context& c) { return PgConnectionString(c, "", ""); },
+  };
+  for (size_t i = 0; i < commands.size(); ++i) {
+    SCOPED_TRACE(i);
+    auto s = commands[i](ctx_);
+    ASSERT_FALSE(s.ok());
+    EXPECT_EQ(s.message(),
+              "the config for your app is missing an app name, add an app field to the fly.toml "
+              "file or specify with the -a flag");
+  }
+  EXPECT_TRUE(transport_.requests.empty());
+  EXPECT_EQ(out_.str(), "");
+}
+
+TEST_F(CommandTest, StatusOfAnApp) {
+  std::string status = R"({"version": "0.1.0", "domain": "drawbridge.test", "routes_version": 2,
+                           "connections": {"active": 0, "accepted": 0}})";
+  std::string apps = R"([{"name": "other"}, {"name": "mydb", "machines": 1, "ips": 2,
+                          "release": 3}])";
+  transport_.Answer(200, status);
+  transport_.Answer(200, apps);
+  ASSERT_TRUE(ShowStatus(ctx_, "mydb").ok());
+  EXPECT_EQ(transport_.requests[1].target, "/v1/apps");
+  EXPECT_EQ(out_.str(),
+            RenderVerticalTable("Drawbridge", {{"Version", "0.1.0"},
+                                               {"Store", ""},
+                                               {"Node", ""},
+                                               {"Domain", "drawbridge.test"},
+                                               {"Routes", "v2"},
+                                               {"Ports", "none"},
+                                               {"Connections", "0 active, 0 accepted"}}) +
+                RenderVerticalTable("App", {{"Name", "mydb"},
+                                            {"Hostname", "mydb.drawbridge.test"},
+                                            {"Machines", "1"},
+                                            {"IPs", "2"},
+                                            {"Release", "v3"}}));
+  out_.str("");
+  ctx_.json = true;
+  transport_.Answer(200, status);
+  transport_.Answer(200, apps);
+  ASSERT_TRUE(ShowStatus(ctx_, "mydb").ok());
+  EXPECT_EQ(out_.str(),
+            RenderJson(Json{{"daemon", Json::parse(status)}, {"app", Json::parse(apps)[1]}}));
+  out_.str("");
+  transport_.Answer(200, status);
+  transport_.Answer(200, apps);
+  auto ghost = ShowStatus(ctx_, "ghost");
+  ASSERT_FALSE(ghost.ok());
+  EXPECT_EQ(ghost.message(), "app not found: ghost");
+  EXPECT_EQ(out_.str(), "");
+}
+
+TEST_F(FileCommandTest, AnswersThatAreNotWhatTheCommandNeeds) {
+  std::string path = (dir_ / "fly.toml").string();
+  std::ofstream(path) << "app = \"mydb\"\n";
+  transport_.Answer(200, R"({"valid": false, "error": "fly.toml:1: app: x"})");
+  EXPECT_EQ(ConfigValidate(ctx_, "mydb", path).message(), "fly.toml:1: app: x");
+  transport_.Answer(200, R"({"valid": false, "warnings": ["w"]})");
+  EXPECT_EQ(ConfigValidate(ctx_, "mydb", path).message(), path + ": invalid configuration");
+  EXPECT_EQ(err_.str(), "Warning: w\n");
+  transport_.Answer(200, R"({"host": "h"})");
+  EXPECT_EQ(PgConnectionString(ctx_, "mydb", "").message(), "the daemon's answer has no url");
+  transport_.Answer(200, R"({"release": 1})");
+  EXPECT_EQ(ConfigSave(ctx_, "mydb", path, true).message(),
+            "the daemon's answer to config has no toml");
+  EXPECT_EQ(out_.str(), "");
 }
 
 }  // namespace

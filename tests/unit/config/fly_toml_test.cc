@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 
 namespace drawbridge::config {
@@ -43,20 +44,24 @@ std::string AllWarnings(const ParsedConfig& c) {
   return out;
 }
 
-// The services section of the page being cloned (fly-spec.md §0 step 3).
-constexpr std::string_view kDocsPage = R"(app = "my-pg"
+// tests/data/fly_toml: the fly.toml files the Python suites load and the fuzz seeds are made of.
+const std::filesystem::path kFixtures =
+    std::filesystem::path(DRAWBRIDGE_TEST_DATA_DIR) / "fly_toml";
 
-[[services]]
-  internal_port = 5432 # Postgres instance
-  protocol = "tcp"
+std::string FixturePath(std::string_view name) {
+  return (kFixtures / (std::string(name) + ".toml")).string();
+}
 
-[[services.ports]]
-  handlers = ["pg_tls"]
-  port = 5432
-)";
+std::string Fixture(std::string_view name) {
+  std::ifstream in(FixturePath(name), std::ios::binary);
+  EXPECT_TRUE(in) << "cannot open " << FixturePath(name);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
 
+// The guide's services section (docs/fly-toml.md, "The guide's services section"):
+// docs_page_pg_tls.toml.
 TEST(FlyTomlTest, ParsesTheDocsPageServices) {
-  ParsedConfig c = MustParse(kDocsPage);
+  ParsedConfig c = MustParse(Fixture("docs_page_pg_tls"));
   EXPECT_EQ(c.config.app, "my-pg");
   ASSERT_EQ(c.config.services.size(), 1u);
   const control::Service& s = c.config.services[0];
@@ -535,11 +540,10 @@ TEST(LoadFlyTomlTest, ReadsAFileAndNamesIt) {
   std::filesystem::path dir =
       std::filesystem::temp_directory_path() / ("fly_toml_test." + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
-  std::string path = (dir / "fly.toml").string();
-  { std::ofstream(path) << kDocsPage; }
-  auto ok = LoadFlyToml(path);
+  auto ok = LoadFlyToml(FixturePath("docs_page_pg_tls"));
   ASSERT_TRUE(ok.ok()) << ok.message();
   EXPECT_EQ(ok->config.services[0].ports[0].port, 5432);
+  std::string path = (dir / "fly.toml").string();
   { std::ofstream(path) << "app = \"a\"\n[[services]]\n  internal_port = \"x\"\n"; }
   auto bad = LoadFlyToml(path);
   ASSERT_FALSE(bad.ok());
@@ -548,6 +552,25 @@ TEST(LoadFlyTomlTest, ReadsAFileAndNamesIt) {
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(missing.message(), (dir / "absent.toml").string() + ": cannot open");
   std::filesystem::remove_all(dir);
+}
+
+// Each file of the set parses, but for the error_* ones, which are refused at a file:line.
+TEST(FlyTomlFixturesTest, EachParsesOrIsRefusedAsNamed) {
+  int files = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(kFixtures)) {
+    if (entry.path().extension() != ".toml") continue;
+    ++files;
+    std::string path = entry.path().string();
+    SCOPED_TRACE(path);
+    auto r = LoadFlyToml(path);
+    if (entry.path().stem().string().rfind("error_", 0) == 0) {
+      ASSERT_FALSE(r.ok());
+      EXPECT_TRUE(r.message().rfind(path + ":", 0) == 0) << r.message();
+    } else {
+      EXPECT_TRUE(r.ok()) << r.message();
+    }
+  }
+  EXPECT_GE(files, 8);
 }
 
 }  // namespace

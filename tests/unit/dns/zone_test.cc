@@ -1,6 +1,6 @@
-// dns::Answer(): the authoritative answers of PRODUCT.md "DNS" and the error answers, every field
-// checked with an independent decoder (dns_test_util.h), and malformed or truncated queries fed
-// at every length.
+// dns::Answer(): the authoritative answers of docs/architecture.md, "DNS", and the error
+// answers, every field checked with an independent decoder (dns_test_util.h), and malformed or
+// truncated queries fed at every length.
 #include "dns/zone.h"
 
 #include <gtest/gtest.h>

@@ -105,8 +105,13 @@ TEST(CancelRegistryTest, ConcurrentUse) {
   EXPECT_EQ(registry.size(), 4u * 250u);
 }
 
-TEST(CancelRegistryTest, GetIsOneProcessWideRegistry) {
-  EXPECT_EQ(&CancelRegistry::Get(), &CancelRegistry::Get());
+TEST(CancelRegistryTest, RegistriesAreIndependent) {
+  // Each server has its own: a key issued by one means nothing to another.
+  CancelRegistry a, b;
+  pg::CancelKey real{7, pg::Bytes(4, 1)};
+  pg::CancelKey issued = a.Register(CancelTarget{"app", "10.0.0.1", 5432, real});
+  EXPECT_TRUE(a.Find(issued).has_value());
+  EXPECT_FALSE(b.Find(issued).has_value());
 }
 
 }  // namespace

@@ -1,14 +1,14 @@
 #include "net/relay_loop.h"
 
+#include <gtest/gtest.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <gtest/gtest.h>
-
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <thread>
 
@@ -41,15 +41,24 @@ struct SocketPair {
   }
 };
 
+// What a test sees of a handler the loop owns.
+struct Probe {
+  std::atomic<int> calls{0};
+  std::atomic<int> stops{0};
+  std::atomic<bool> destroyed{false};
+};
+
 // Copies what the client side sends to the server side; done when the client side closes.
 class Forwarder : public RelayHandler {
  public:
-  Forwarder(int client, int server, std::atomic<int>* stops)
-      : fds_{client, server}, stops_(stops) {}
-  ~Forwarder() override { CloseFds(); }
+  Forwarder(int client, int server, Probe* probe) : fds_{client, server}, probe_(probe) {}
+  ~Forwarder() override {
+    CloseFds();
+    probe_->destroyed = true;
+  }
 
   Result OnReady(Side side, uint32_t events) override {
-    calls++;
+    probe_->calls++;
     if (side == Side::kClient && (events & EPOLLIN)) readable_ = true;
     char buf[256];
     while (readable_) {
@@ -68,11 +77,9 @@ class Forwarder : public RelayHandler {
     return Result::kWait;
   }
   void OnStop(Stop) override {
-    ++*stops_;
+    probe_->stops++;
     CloseFds();
   }
-
-  std::atomic<int> calls{0};
 
  private:
   void CloseFds() {
@@ -83,8 +90,12 @@ class Forwarder : public RelayHandler {
   }
   int fds_[2];
   bool readable_ = false;
-  std::atomic<int>* stops_;
+  Probe* probe_;
 };
+
+std::unique_ptr<RelayHandler> NewForwarder(int client, int server, Probe* probe) {
+  return std::make_unique<Forwarder>(client, server, probe);
+}
 
 std::string RecvAll(int fd, size_t want) {
   std::string got;
@@ -101,68 +112,85 @@ TEST(RelayLoopTest, RelaysWhatIsAlreadyThereAndWhatComesLater) {
   RelayLoop loop;
   ASSERT_TRUE(loop.Start().ok());
   SocketPair client, server;
-  std::atomic<int> stops{0};
+  Probe probe;
   // Bytes sent before the loop adopts the sockets still raise the first edge.
   ASSERT_EQ(send(client.theirs, "early ", 6, 0), 6);
-  auto handler = std::make_shared<Forwarder>(client.ours, server.ours, &stops);
-  std::weak_ptr<Forwarder> weak = handler;
-  ASSERT_TRUE(loop.Adopt(std::move(handler), client.ours, server.ours));
+  auto handler = NewForwarder(client.ours, server.ours, &probe);
+  ASSERT_TRUE(loop.Adopt(&handler, client.ours, server.ours));
+  EXPECT_EQ(handler, nullptr);  // the loop owns it now
   EXPECT_EQ(RecvAll(server.theirs, 6), "early ");
   ASSERT_EQ(send(client.theirs, "late", 4, 0), 4);
   EXPECT_EQ(RecvAll(server.theirs, 4), "late");
 
-  // The client closes: the handler says kDone and the loop drops its reference.
+  // The client closes: the handler says kDone and the loop destroys it.
   close(client.theirs);
   client.theirs = -1;
-  EXPECT_TRUE(Eventually([&] { return weak.expired(); }));
+  EXPECT_TRUE(Eventually([&] { return probe.destroyed.load(); }));
   loop.Stop();
-  EXPECT_EQ(stops.load(), 0);
+  EXPECT_EQ(probe.stops.load(), 0);
 }
 
 TEST(RelayLoopTest, StopHandsOpenConnectionsOnStop) {
   RelayLoop loop;
   ASSERT_TRUE(loop.Start().ok());
   SocketPair client, server;
-  std::atomic<int> stops{0};
-  auto handler = std::make_shared<Forwarder>(client.ours, server.ours, &stops);
-  ASSERT_TRUE(loop.Adopt(handler, client.ours, server.ours));
-  EXPECT_TRUE(Eventually([&] { return handler->calls.load() > 0; }));  // registered
+  Probe probe;
+  auto handler = NewForwarder(client.ours, server.ours, &probe);
+  ASSERT_TRUE(loop.Adopt(&handler, client.ours, server.ours));
+  EXPECT_TRUE(Eventually([&] { return probe.calls.load() > 0; }));  // registered
   loop.Stop();
-  EXPECT_EQ(stops.load(), 1);
+  EXPECT_EQ(probe.stops.load(), 1);
+  EXPECT_TRUE(probe.destroyed.load());
   // Its sockets are closed: the peer reads EOF.
   char c;
   EXPECT_EQ(recv(client.theirs, &c, 1, MSG_DONTWAIT), 0);
-  // A stopped loop adopts nothing: the caller keeps its sockets.
+  // A stopped loop adopts nothing: the caller gets the handler back, with its sockets.
   SocketPair c2, s2;
-  EXPECT_FALSE(loop.Adopt(std::make_shared<Forwarder>(c2.ours, s2.ours, &stops), c2.ours, s2.ours));
+  Probe probe2;
+  auto refused = NewForwarder(c2.ours, s2.ours, &probe2);
+  EXPECT_FALSE(loop.Adopt(&refused, c2.ours, s2.ours));
+  EXPECT_NE(refused, nullptr);
+  EXPECT_EQ(probe2.stops.load(), 0);
+}
+
+TEST(RelayLoopTest, AnUnstartedLoopHandsTheHandlerBack) {
+  RelayLoop loop;
+  SocketPair c, s;
+  Probe probe;
+  auto handler = NewForwarder(c.ours, s.ours, &probe);
+  EXPECT_FALSE(loop.Adopt(&handler, c.ours, s.ours));
+  ASSERT_NE(handler, nullptr);
+  handler.reset();
+  EXPECT_TRUE(probe.destroyed.load());
 }
 
 // Answers kMore a number of times, then kWait: the loop calls it again (events 0) without a
 // new event.
 class Busy : public RelayHandler {
  public:
-  explicit Busy(int fd) : fd_(fd) {}
+  Busy(int fd, std::atomic<int>* again) : fd_(fd), again_(again) {}
   ~Busy() override { close(fd_); }
   Result OnReady(Side, uint32_t events) override {
-    if (events == 0) again++;
-    return again < 5 ? Result::kMore : Result::kWait;
+    if (events == 0) ++*again_;
+    return *again_ < 5 ? Result::kMore : Result::kWait;
   }
   void OnStop(Stop) override {}
-  std::atomic<int> again{0};
 
  private:
   int fd_;
+  std::atomic<int>* again_;
 };
 
 TEST(RelayLoopTest, MoreMeansCalledAgainWithoutAnEvent) {
   RelayLoop loop;
   ASSERT_TRUE(loop.Start().ok());
   SocketPair a, b;
-  auto busy = std::make_shared<Busy>(a.ours);
-  ASSERT_TRUE(loop.Adopt(busy, a.ours, b.ours));
-  EXPECT_TRUE(Eventually([&] { return busy->again.load() >= 5; }));
+  std::atomic<int> again{0};
+  std::unique_ptr<RelayHandler> busy = std::make_unique<Busy>(a.ours, &again);
+  ASSERT_TRUE(loop.Adopt(&busy, a.ours, b.ours));
+  EXPECT_TRUE(Eventually([&] { return again.load() >= 5; }));
   std::this_thread::sleep_for(20ms);
-  EXPECT_EQ(busy->again.load(), 5);  // kWait: no more calls until an event
+  EXPECT_EQ(again.load(), 5);  // kWait: no more calls until an event
   loop.Stop();
   close(b.ours);
 }

@@ -182,7 +182,8 @@ TEST(BackendWatcherTest, LengthBelowFourIsAnError) {
       BackendWatcher w([](const CancelKey& k) { return k; });
       Bytes out;
       Bytes msg = {static_cast<uint8_t>(type), 0, 0, 0, len};
-      EXPECT_FALSE(w.Feed(msg, &out).ok()) << type;
+      // A protocol violation: kInvalidArgument, SQLSTATE 08P01 through pg/sqlstate.h.
+      EXPECT_EQ(w.Feed(msg, &out).code(), base::StatusCode::kInvalidArgument) << type;
     }
   }
 }
@@ -203,11 +204,12 @@ TEST(BackendWatcherTest, MalformedBackendKeyDataIsAnError) {
     BackendWatcher w([](const CancelKey& k) { return k; });
     Bytes out;
     Bytes body = Cat({Hex("00 00 00 01"), Bytes(key_len, 9)});
-    EXPECT_FALSE(w.Feed(Message('K', body), &out).ok());
+    EXPECT_EQ(w.Feed(Message('K', body), &out).code(), base::StatusCode::kInvalidArgument);
   }
   BackendWatcher w([](const CancelKey& k) { return k; });
   Bytes out;
-  EXPECT_FALSE(w.Feed(Message('K', Hex("00 00 01")), &out).ok()) << "shorter than a pid";
+  EXPECT_EQ(w.Feed(Message('K', Hex("00 00 01")), &out).code(), base::StatusCode::kInvalidArgument)
+      << "shorter than a pid";
 }
 
 TEST(BackendWatcherTest, EmptyFeedIsANoOp) {

@@ -17,7 +17,7 @@ using testutil::Str;
 
 // The fields of an ErrorResponse by code, read independently of ParseErrorBody so that 'S' and
 // 'V' can be told apart. Also checks the framing: 'E', then a length that counts itself and the
-// body but not the type byte (pg-protocol.md §6.2).
+// body but not the type byte (docs/protocol.md, "ErrorResponse").
 std::map<char, std::string> RawErrorFields(const Bytes& msg) {
   std::map<char, std::string> fields;
   EXPECT_GE(msg.size(), 6u);
@@ -39,7 +39,7 @@ std::map<char, std::string> RawErrorFields(const Bytes& msg) {
 
 ByteSpan Body(const Bytes& typed_message) { return ByteSpan(typed_message).subspan(5); }
 
-// pg-protocol.md §6.2, worked example: FATAL 28000 "SSL/TLS is required on this port", 61 bytes.
+// docs/protocol.md, "ErrorResponse": FATAL 28000 "SSL/TLS is required on this port", 61 bytes.
 TEST(ErrorResponseTest, MatchesTheWorkedExampleByteForByte) {
   Bytes expected =
       Hex("45 00 00 00 3c 53 46 41 54 41 4c 00 56 46 41 54"
@@ -132,14 +132,14 @@ TEST(ParseErrorBodyTest, EmptyFieldListParses) {
 }
 
 TEST(NegotiateProtocolVersionTest, MatchesTheWorkedExample) {
-  // pg-protocol.md §4.3: "I only do 3.0 and don't know _pq_.foo".
+  // docs/protocol.md, "StartupMessage and protocol versions": 3.0 only, _pq_.foo unknown.
   Bytes expected = Hex("76 00 00 00 15 00 03 00 00 00 00 00 01 5f 70 71 5f 2e 66 6f 6f 00");
   EXPECT_EQ(BuildNegotiateProtocolVersion(0, {"_pq_.foo"}), expected);
   EXPECT_EQ(BuildNegotiateProtocolVersion(2, {}), Hex("76 00 00 00 0c 00 03 00 02 00 00 00 00"));
 }
 
 TEST(StartupMessageTest, BuildsTheWorkedExample) {
-  // pg-protocol.md §6.1: 3.0, user=alice, database=app.
+  // docs/protocol.md, "StartupMessage and protocol versions": 3.0, user=alice, database=app.
   Bytes expected = Cat({Hex("00 00 00 21 00 03 00 00"), Str("user"), Hex("00"), Str("alice"),
                         Hex("00"), Str("database"), Hex("00"), Str("app"), Hex("00 00")});
   StartupMessage msg;
@@ -202,7 +202,7 @@ TEST(StartupMessageTest, LayoutErrors) {
 }
 
 TEST(CancelRequestTest, MatchesTheWorkedExample) {
-  // pg-protocol.md §4.1.
+  // docs/protocol.md, "CancelRequest and BackendKeyData".
   CancelKey key{0x1234, Hex("de ad be ef")};
   EXPECT_EQ(BuildCancelRequest(key), Hex("00 00 00 10 04 d2 16 2e 00 00 12 34 de ad be ef"));
   CancelKey long_key{7, Bytes(32, 0xab)};

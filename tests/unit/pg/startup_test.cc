@@ -1,5 +1,6 @@
-// StartupMachine against the pg-protocol.md §0 checklist and Appendix A. Every test runs twice:
-// with the input in one Feed() and with one Feed() per byte, and expects the same actions.
+// StartupMachine against docs/protocol.md, "Checklist" and "Startup state machine". Every test
+// runs twice: with the input in one Feed() and with one Feed() per byte, and expects the same
+// actions.
 #include "pg/startup.h"
 
 #include <gtest/gtest.h>
@@ -18,7 +19,7 @@ using testutil::Cat;
 using testutil::Hex;
 using testutil::Str;
 
-// pg-protocol.md Appendix B.
+// docs/protocol.md, "Byte constants".
 const Bytes kSslRequest = Hex("00 00 00 08 04 d2 16 2f");
 const Bytes kGssEncRequest = Hex("00 00 00 08 04 d2 16 30");
 // The first bytes of a TLS 1.3 ClientHello record (record header, handshake header, version,
@@ -152,7 +153,7 @@ class StartupMachineTest : public ::testing::TestWithParam<Chunking> {
   StartupMachine machine_;
 };
 
-// Checklist 2: SSLRequest gets one plaintext 'S' and the TLS handshake.
+// Checklist row 2: SSLRequest gets one plaintext 'S' and the TLS handshake.
 TEST_P(StartupMachineTest, SslRequestStartsTls) {
   Outcome o = Run(kSslRequest);
   ASSERT_EQ(o.actions.size(), 1u);
@@ -168,7 +169,7 @@ TEST_P(StartupMachineTest, SslRequestStartsTls) {
   EXPECT_FALSE(machine_.direct_tls());
 }
 
-// Checklist 2, CVE-2021-23214: plaintext pipelined behind the SSLRequest is refused.
+// Checklist row 2, CVE-2021-23214: plaintext pipelined behind the SSLRequest is refused.
 TEST_P(StartupMachineTest, SslRequestWithTrailingBytesInTheSameFeedIsRefused) {
   for (const Bytes& trailing : {kQuery, kClientHello, Hex("00")}) {
     machine_ = StartupMachine();
@@ -180,7 +181,7 @@ TEST_P(StartupMachineTest, SslRequestWithTrailingBytesInTheSameFeedIsRefused) {
   }
 }
 
-// Checklist 3: GSSENCRequest gets 'N'; an SSLRequest on the same connection is then accepted.
+// Checklist row 3: GSSENCRequest gets 'N'; an SSLRequest on the same connection is then accepted.
 TEST_P(StartupMachineTest, GssEncRequestGetsNThenSslRequestIsAccepted) {
   Outcome o = Run(kGssEncRequest);
   ASSERT_EQ(o.actions.size(), 1u);
@@ -231,8 +232,8 @@ TEST_P(StartupMachineTest, SslRequestInsideTlsIsRefused) {
   ExpectFinished();
 }
 
-// Checklist 1 and §3.3: a first byte 0x16 starts TLS directly, with nothing written and every
-// byte read so far handed to the TLS engine.
+// Checklist row 1 and "Direct TLS and ALPN": a first byte 0x16 starts TLS directly, with
+// nothing written and every byte read so far handed to the TLS engine.
 TEST_P(StartupMachineTest, TlsRecordStartsDirectTls) {
   Outcome o = Run(kClientHello);
   ASSERT_EQ(o.actions.size(), 1u);
@@ -259,7 +260,7 @@ TEST_P(StartupMachineTest, SslRequestInsideDirectTlsIsRefused) {
               "unexpected SSL request");
 }
 
-// Checklist 1: 8 <= len <= 10004, else a silent close.
+// Checklist row 1: 8 <= len <= 10004, else a silent close.
 TEST_P(StartupMachineTest, BadLengthsAreRefusedSilently) {
   for (uint32_t len : {0u, 4u, 7u, 10005u, 0x7fffffffu, 0xffffffffu}) {
     SCOPED_TRACE(len);
@@ -297,7 +298,7 @@ TEST_P(StartupMachineTest, LengthOf10004IsAcceptedAnd10005IsNot) {
   ExpectFatal(Run(plain_max, max), RefuseReason::kTlsRequired, "28000", "SSL/TLS is required");
 }
 
-// Checklist 5: CancelRequest in plaintext and inside TLS, keys of 1..256 bytes, no reply.
+// Checklist row 5: CancelRequest in plaintext and inside TLS, keys of 1..256 bytes, no reply.
 TEST_P(StartupMachineTest, CancelRequestIsForwardedWithItsKey) {
   for (size_t key_len : {size_t{1}, size_t{4}, size_t{32}, size_t{256}}) {
     for (bool tls : {false, true}) {
@@ -346,7 +347,7 @@ TEST_P(StartupMachineTest, CancelKeyOf0Or257BytesIsRefusedSilently) {
   ExpectSilentRefusal(Run(m, Hex("00 00 00 0a 04 d2 16 2e 00 00")), RefuseReason::kBadCancel);
 }
 
-// Checklist 7: a plaintext StartupMessage on a TLS-only port gets a real FATAL 28000.
+// Checklist row 7: a plaintext StartupMessage on a TLS-only port gets a real FATAL 28000.
 TEST_P(StartupMachineTest, PlaintextStartupIsRefusedWith28000) {
   Outcome o = Run(AliceStartup());
   ASSERT_EQ(o.actions.size(), 1u);
@@ -394,7 +395,8 @@ TEST_P(StartupMachineTest, StartupInsideTlsIsRoutedWithParamsBytesAndRest) {
   ExpectFinished();
 }
 
-// Checklist 6 and §4.3: 3.2 and GREASE versions with _pq_ options go through, never refused.
+// Checklist row 6 ("StartupMessage and protocol versions"): 3.2 and GREASE versions with _pq_
+// options go through, never refused.
 TEST_P(StartupMachineTest, Protocol32WithPqOptionIsRouted) {
   for (uint32_t minor : {2u, 9999u}) {
     SCOPED_TRACE(minor);
@@ -421,7 +423,7 @@ TEST_P(StartupMachineTest, Protocol40IsRefusedWith0A000) {
     ExpectFatal(o, RefuseReason::kUnsupportedProtocol, "0A000",
                 "unsupported frontend protocol 4.0: server supports 3.0 to 3.2");
     ASSERT_EQ(o.actions.size(), 1u);
-    // pg-protocol.md §6.2: 90 bytes, length field 00 00 00 59.
+    // docs/protocol.md, "ErrorResponse": 90 bytes, length field 00 00 00 59.
     EXPECT_EQ(o.actions[0].bytes.size(), 90u);
   }
   StartupMachine old;

@@ -73,7 +73,7 @@ TEST_P(StoreTest, CompareAbsentIsCreateOnce) {
 }
 
 TEST_P(StoreTest, CompareModRevision) {
-  store_->Commit({{}, {Op::Put("k", "v1")}});
+  ASSERT_TRUE(store_->Commit({{}, {Op::Put("k", "v1")}}).ok());
   int64_t rev = (*store_->Get("k"))->mod_revision;
   EXPECT_TRUE(store_->Commit({{Compare::ModRevision("k", rev)}, {Op::Put("k", "v2")}})->succeeded);
   EXPECT_FALSE(store_->Commit({{Compare::ModRevision("k", rev)}, {Op::Put("k", "v3")}})->succeeded);
@@ -84,9 +84,10 @@ TEST_P(StoreTest, CompareModRevision) {
 TEST_P(StoreTest, WatchersHearEveryCommit) {
   std::vector<int64_t> seen;
   store_->Watch([&](int64_t rev) { seen.push_back(rev); });
-  store_->Commit({{}, {Op::Put("a", "1")}});
-  store_->Commit({{Compare::Absent("a")}, {Op::Put("a", "2")}});  // fails: no notification
-  store_->Commit({{}, {Op::Delete("a")}});
+  ASSERT_TRUE(store_->Commit({{}, {Op::Put("a", "1")}}).ok());
+  // fails: no notification
+  EXPECT_FALSE(store_->Commit({{Compare::Absent("a")}, {Op::Put("a", "2")}})->succeeded);
+  ASSERT_TRUE(store_->Commit({{}, {Op::Delete("a")}}).ok());
   EXPECT_EQ(seen, (std::vector<int64_t>{1, 2}));
 }
 
@@ -116,8 +117,8 @@ TEST(SqliteStoreTest, SurvivesReopenAndKeepsRevision) {
   {
     auto s = OpenSqliteStore(dir + "/state.db");
     ASSERT_TRUE(s.ok());
-    (*s)->Commit({{}, {Op::Put("apps/a", "{}")}});
-    (*s)->Commit({{}, {Op::Put("apps/b", "{}")}});
+    ASSERT_TRUE((*s)->Commit({{}, {Op::Put("apps/a", "{}")}}).ok());
+    ASSERT_TRUE((*s)->Commit({{}, {Op::Put("apps/b", "{}")}}).ok());
   }
   auto s = OpenSqliteStore(dir + "/state.db");
   ASSERT_TRUE(s.ok()) << s.message();
@@ -148,7 +149,7 @@ TEST(SqliteStoreTest, TwoConnectionsOnOneFileSerializeCompareAndSet) {
   // The other connection notices commits it did not make.
   int64_t heard = 0;
   (*a)->Watch([&](int64_t rev) { heard = rev; });
-  (*b)->Commit({{}, {Op::Put("late", "1")}});
+  ASSERT_TRUE((*b)->Commit({{}, {Op::Put("late", "1")}}).ok());
   (*a)->Poll();
   EXPECT_EQ(heard, *(*b)->Revision());
   std::filesystem::remove_all(dir);

@@ -79,6 +79,15 @@ inline CertFiles MakeCert(const TempDir& dir, const std::string& cn, const std::
   return files;
 }
 
+// A certificate set of one new self-signed certificate for `host` (its CN and SAN); the files
+// live in a directory kept until the process exits.
+inline std::shared_ptr<const CertSet> CertSetFor(const std::string& host) {
+  static TempDir dir;
+  auto set = CertSet::Load({MakeCert(dir, host, "DNS:" + host)});
+  if (!set.ok()) std::abort();
+  return *set;
+}
+
 // The CN of a certificate.
 inline std::string CommonName(X509* cert) {
   if (cert == nullptr) return "";
@@ -126,6 +135,11 @@ class ClientPair {
 
   TlsEngine& server() { return *server_; }
   SSL* client() { return ssl_; }
+  // Hands the server engine over (e.g. to a session on sockets) once the handshake is done;
+  // the client's ciphertext is then moved through client_in() and client_out(), not Shuttle().
+  std::unique_ptr<TlsEngine> TakeServer() { return std::move(server_); }
+  BIO* client_in() { return in_; }    // ciphertext for the client to read
+  BIO* client_out() { return out_; }  // ciphertext the client wrote
 
   // Moves pending ciphertext both ways; true if any byte moved.
   bool Shuttle() {

@@ -1,4 +1,5 @@
-// TlsEngine driven by a real OpenSSL client over memory BIOs (pg-protocol.md §3, §8).
+// TlsEngine driven by a real OpenSSL client over memory BIOs (docs/protocol.md, "Direct TLS and
+// ALPN" and "TLS settings").
 #include "tls/tls_engine.h"
 
 #include <gtest/gtest.h>
@@ -79,7 +80,8 @@ TEST_F(TlsEngineTest, PostgresqlIsPickedFromAListOfSeveral) {
   EXPECT_EQ(pair->server().alpn(), "postgresql");
 }
 
-// §3.3 and ALPACA (§8.1): a list without "postgresql" gets alert 120 no_application_protocol.
+// "Direct TLS and ALPN" (ALPACA): a list without "postgresql" gets alert 120
+// no_application_protocol.
 TEST_F(TlsEngineTest, ClientOfferingOnlyH2Fails) {
   auto pair = Connect(Client("db.example.com", {"h2"}));
   EXPECT_FALSE(pair->Handshake());
@@ -238,6 +240,20 @@ TEST_F(TlsEngineTest, CloseNotifyGivesClosed) {
   EXPECT_EQ(SSL_get_error(pair->client(), 0), SSL_ERROR_ZERO_RETURN);
 }
 
+TEST_F(TlsEngineTest, CloseHandsOverTheCloseNotify) {
+  auto pair = Connect(Client("db.example.com", {"postgresql"}));
+  ASSERT_TRUE(pair->Handshake()) << pair->server().error();
+  base::Bytes out;
+  pair->server().Close(&out);
+  EXPECT_FALSE(pair->server().HasOutput());
+  ASSERT_FALSE(out.empty());
+  BIO_write(SSL_get_rbio(pair->client()), out.data(), static_cast<int>(out.size()));
+  char plain[16];
+  size_t n = 0;
+  EXPECT_NE(SSL_read_ex(pair->client(), plain, sizeof plain, &n), 1);
+  EXPECT_EQ(SSL_get_error(pair->client(), 0), SSL_ERROR_ZERO_RETURN);
+}
+
 TEST_F(TlsEngineTest, ShutdownBeforeHandshakeIsHarmless) {
   auto pair = Connect({});
   pair->server().Shutdown();
@@ -277,7 +293,7 @@ TEST_F(TlsEngineTest, Tls12WhenCappedWithAMozillaCipher) {
   EXPECT_EQ(pair->server().alpn(), "postgresql");
 }
 
-// §8.2: no session tickets, so the client holds no resumable session.
+// "TLS settings": no session tickets, so the client holds no resumable session.
 TEST_F(TlsEngineTest, NoSessionTickets) {
   auto pair = Connect(Client("", {"postgresql"}));
   ASSERT_TRUE(pair->Handshake()) << pair->server().error();
@@ -293,7 +309,7 @@ TEST_F(TlsEngineTest, EngineKeepsItsOwnReferenceToTheCertificates) {
   ASSERT_TRUE(set.ok()) << set.message();
   auto engine = TlsEngine::NewServer(*set, {});
   ASSERT_TRUE(engine.ok());
-  set = base::Status::Error("dropped");  // the caller's reference is gone
+  set = base::Status::Internal("dropped");  // the caller's reference is gone
   ClientPair pair(std::move(*engine), Client("db.example.com", {"postgresql"}));
   ASSERT_TRUE(pair.Handshake()) << pair.server().error();
   EXPECT_EQ(PeerCommonName(pair.client()), "db.example.com");

@@ -1,0 +1,35 @@
+// What every connection of one Server shares (docs/architecture.md, "net"): the route table
+// and certificates it reads, its limits, and the parts of the server's state that connections
+// write: counters, cancel keys and the registry of open connections. One per Server, created
+// before its threads and destroyed after them; every member is thread-safe or immutable.
+#pragma once
+
+#include "control/route_table.h"
+#include "net/cancel_registry.h"
+#include "net/limits.h"
+#include "net/live_connections.h"
+#include "net/metrics.h"
+#include "tls/cert_store.h"
+
+namespace drawbridge::net {
+
+class RelayLoop;
+
+struct ServerContext {
+  const control::RouteTableHolder* routes = nullptr;
+  const tls::CertStore* certs = nullptr;
+  Limits limits;
+  ServerVersionObserver on_server_version;  // may be empty
+  Metrics metrics;
+  CancelRegistry cancels;
+  LiveConnections live;
+};
+
+// Where a connection accepted by one io thread goes: the server's context and that thread's
+// relay loop.
+struct WorkerContext {
+  ServerContext* server = nullptr;
+  RelayLoop* relay = nullptr;
+};
+
+}  // namespace drawbridge::net

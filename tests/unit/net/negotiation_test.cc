@@ -1,0 +1,329 @@
+// The negotiation on its own: a real io_context and relay loop on loopback sockets the test
+// makes, a route table and certificates of its own, a machine that is a plain listening socket
+// and a TLS client made with OpenSSL. No Postgres.
+#include "net/negotiation.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <string>
+#include <thread>
+
+#include "net/relay_loop.h"
+#include "pg/messages.h"
+#include "tls/test_tls.h"
+
+namespace drawbridge::net {
+namespace {
+
+using namespace std::chrono_literals;
+
+template <typename Pred>
+bool Eventually(Pred pred, std::chrono::milliseconds limit = 5000ms) {
+  auto end = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < end) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(1ms);
+  }
+  return pred();
+}
+
+// A blocking loopback socket with a receive timeout, so that no test can hang.
+int Connect(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  timeval tv{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(static_cast<uint16_t>(port));
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) std::abort();
+  return fd;
+}
+
+// A listening loopback socket: the machine. Accept() takes one connection (5 s at most).
+struct Machine {
+  int fd = -1;
+  int port = 0;
+  Machine() {
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof sa;
+    if (bind(fd, reinterpret_cast<sockaddr*>(&sa), len) != 0 || listen(fd, 16) != 0) std::abort();
+    getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
+    port = ntohs(sa.sin_port);
+  }
+  ~Machine() { close(fd); }
+  int Accept() const {
+    timeval tv{5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    int c = accept(fd, nullptr, nullptr);
+    if (c >= 0) setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return c;
+  }
+};
+
+std::string Str(const base::Bytes& b) { return std::string(b.begin(), b.end()); }
+
+std::string RecvExactly(int fd, size_t n) {
+  std::string out(n, '\0');
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = recv(fd, out.data() + got, n - got, 0);
+    if (r <= 0) break;
+    got += static_cast<size_t>(r);
+  }
+  out.resize(got);
+  return out;
+}
+
+// Reads until EOF (or the 5 s receive timeout): what came, and whether EOF did.
+std::string RecvToEnd(int fd, bool* eof) {
+  std::string out;
+  char buf[4096];
+  *eof = false;
+  while (true) {
+    ssize_t r = recv(fd, buf, sizeof buf, 0);
+    if (r == 0) *eof = true;
+    if (r <= 0) break;
+    out.append(buf, static_cast<size_t>(r));
+  }
+  return out;
+}
+
+class NegotiationTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    acceptor_.open(tcp::v4());
+    acceptor_.bind(tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    acceptor_.listen();
+    port_ = acceptor_.local_endpoint().port();
+    ctx_.routes = &routes_;
+    ctx_.certs = &cert_store_;
+    ctx_.limits.handshake_timeout = 2000ms;
+    ctx_.limits.connect_timeout = 2000ms;
+    ctx_.limits.close_linger = 200ms;
+    cert_store_.Swap(certs_);
+    ASSERT_TRUE(relay_.Start().ok());
+  }
+  void TearDown() override {
+    io_.stop();
+    if (thread_.joinable()) thread_.join();
+    relay_.Stop();
+  }
+
+  // Serves `route` on the test's port.
+  void Serve(control::Route route) {
+    route.public_port = port_;
+    std::vector<control::RouteTable::Entry> entries;
+    entries.push_back({"", std::move(route)});
+    routes_.Swap(std::make_shared<const control::RouteTable>(1, std::move(entries)));
+    asio::co_spawn(io_, AcceptOne(), asio::detached);
+    thread_ = std::thread([this] { io_.run(); });
+  }
+
+  awaitable<void> AcceptOne() {
+    while (acceptor_.is_open()) {
+      Socket s(io_.get_executor());
+      tcp::endpoint peer;
+      error_code ec;
+      co_await acceptor_.async_accept(s, peer, asio::redirect_error(kAwait, ec));
+      if (ec) co_return;
+      StartConnection(std::move(s), peer, WorkerContext{&ctx_, &relay_});
+    }
+  }
+
+  control::Route PgRoute(int machine_port) {
+    control::Route r;
+    r.app = "mydb";
+    r.host = "mydb.drawbridge.test";
+    r.pg_tls = true;
+    r.internal_port = machine_port;
+    r.machines.push_back({"m1", "127.0.0.1"});
+    return r;
+  }
+
+  // SSLRequest, 'S', then an OpenSSL handshake on `fd`; null if any step failed.
+  SSL* StartTls(int fd) {
+    uint32_t ssl_request[2] = {htonl(8), htonl(pg::kSslRequestCode)};
+    if (send(fd, ssl_request, 8, 0) != 8) return nullptr;
+    if (RecvExactly(fd, 1) != "S") return nullptr;
+    client_ctx_ = SSL_CTX_new(TLS_client_method());
+    SSL* ssl = SSL_new(client_ctx_);
+    SSL_set_fd(ssl, fd);
+    SSL_set_tlsext_host_name(ssl, "mydb.drawbridge.test");
+    static const unsigned char kAlpn[] = "\x0apostgresql";
+    SSL_set_alpn_protos(ssl, kAlpn, sizeof kAlpn - 1);
+    if (SSL_connect(ssl) != 1) {
+      SSL_free(ssl);
+      return nullptr;
+    }
+    return ssl;
+  }
+
+  std::shared_ptr<const tls::CertSet> certs_ = tls::tlstest::CertSetFor("mydb.drawbridge.test");
+  asio::io_context io_{1};
+  tcp::acceptor acceptor_{io_};
+  int port_ = 0;
+  control::RouteTableHolder routes_;
+  tls::CertStore cert_store_;
+  ServerContext ctx_;
+  RelayLoop relay_;
+  std::thread thread_;
+  SSL_CTX* client_ctx_ = nullptr;
+  Machine machine_;
+
+  ~NegotiationTest() override {
+    if (client_ctx_) SSL_CTX_free(client_ctx_);
+  }
+};
+
+TEST_F(NegotiationTest, PgTlsForwardsTheStartupPacketAndHandsTheConnectionToTheRelay) {
+  Serve(PgRoute(machine_.port));
+  int fd = Connect(port_);
+  SSL* ssl = StartTls(fd);
+  ASSERT_NE(ssl, nullptr);
+  pg::StartupMessage startup;
+  startup.params = {{"user", "alice"}, {"database", "app"}};
+  std::string packet = Str(pg::BuildStartupMessage(startup));
+  ASSERT_EQ(SSL_write(ssl, packet.data(), static_cast<int>(packet.size())),
+            static_cast<int>(packet.size()));
+
+  // The machine sees the packet as the client sent it, in plaintext.
+  int m = machine_.Accept();
+  ASSERT_GE(m, 0);
+  EXPECT_EQ(RecvExactly(m, packet.size()), packet);
+  EXPECT_EQ(ctx_.live.count(), 1u);
+
+  // From here the relay loop carries it: both ways.
+  std::string ready("Z\0\0\0\5I", 6);  // ReadyForQuery
+  ASSERT_EQ(send(m, ready.data(), ready.size(), 0), 6);
+  char buf[16];
+  ASSERT_EQ(SSL_read(ssl, buf, sizeof buf), 6);
+  EXPECT_EQ(std::string(buf, 6), ready);
+
+  close(m);  // the server ends the session: the client gets close_notify, and the log line
+  EXPECT_LE(SSL_read(ssl, buf, sizeof buf), 0);
+  EXPECT_EQ(SSL_get_error(ssl, 0), SSL_ERROR_ZERO_RETURN);
+  EXPECT_TRUE(Eventually([&] { return ctx_.live.count() == 0; }));
+  EXPECT_EQ(ctx_.metrics.closed.load(), 1u);
+  EXPECT_EQ(ctx_.metrics.bytes_in.load(), packet.size());
+  SSL_free(ssl);
+  close(fd);
+}
+
+TEST_F(NegotiationTest, AnUnreachableMachineGetsTheClientAFatal08006) {
+  int dead_port = 0;
+  {
+    Machine closed_soon;
+    dead_port = closed_soon.port;
+  }
+  Serve(PgRoute(dead_port));
+  int fd = Connect(port_);
+  SSL* ssl = StartTls(fd);
+  ASSERT_NE(ssl, nullptr);
+  std::string packet = Str(pg::BuildStartupMessage(
+      pg::StartupMessage{pg::kProtocol30, {{"user", "alice"}, {"database", "app"}}}));
+  SSL_write(ssl, packet.data(), static_cast<int>(packet.size()));
+  char buf[512];
+  int n = SSL_read(ssl, buf, sizeof buf);
+  ASSERT_GT(n, 0);
+  std::string error(buf, static_cast<size_t>(n));
+  EXPECT_EQ(error[0], 'E');
+  EXPECT_NE(error.find("C08006"), std::string::npos);
+  EXPECT_NE(error.find("could not connect to a machine of app \"mydb\""), std::string::npos);
+  EXPECT_EQ(error.find("127.0.0.1"), std::string::npos) << "never a private address";
+  EXPECT_TRUE(Eventually([&] { return ctx_.live.count() == 0; }));
+  EXPECT_EQ(ctx_.metrics.Failures(NetReason::kMachineUnreachable), 1u);
+  SSL_free(ssl);
+  close(fd);
+}
+
+TEST_F(NegotiationTest, ASilentClientIsClosedByTheHandshakeDeadline) {
+  ctx_.limits.handshake_timeout = 100ms;
+  Serve(PgRoute(machine_.port));
+  int fd = Connect(port_);
+  bool eof = false;
+  EXPECT_EQ(RecvToEnd(fd, &eof), "");
+  EXPECT_TRUE(eof);
+  EXPECT_TRUE(Eventually([&] { return ctx_.live.count() == 0; }));
+  EXPECT_EQ(ctx_.metrics.Failures(NetReason::kHandshakeTimeout), 1u);
+  EXPECT_EQ(ctx_.metrics.Failures(NetReason::kClientClosedEarly), 0u);
+  close(fd);
+}
+
+TEST_F(NegotiationTest, ACancelWithAnUnknownKeyIsDroppedInSilence) {
+  Serve(PgRoute(machine_.port));
+  int fd = Connect(port_);
+  std::string cancel = Str(pg::BuildCancelRequest(pg::CancelKey{42, base::Bytes(4, 7)}));
+  ASSERT_EQ(send(fd, cancel.data(), cancel.size(), 0), 16);
+  bool eof = false;
+  EXPECT_EQ(RecvToEnd(fd, &eof), "");
+  EXPECT_TRUE(eof);
+  EXPECT_TRUE(Eventually([&] { return ctx_.live.count() == 0; }));
+  EXPECT_EQ(ctx_.metrics.Failures(NetReason::kCancelUnknownKey), 1u);
+  close(fd);
+}
+
+TEST_F(NegotiationTest, ACancelWithAKnownKeyReachesTheMachineThatIssuedIt) {
+  pg::CancelKey real{1234, base::Bytes{1, 2, 3, 4}};
+  pg::CancelKey issued =
+      ctx_.cancels.Register(CancelTarget{"mydb", "127.0.0.1", machine_.port, real});
+  Serve(PgRoute(machine_.port));
+  int fd = Connect(port_);
+  std::string cancel = Str(pg::BuildCancelRequest(issued));
+  ASSERT_EQ(send(fd, cancel.data(), cancel.size(), 0), 16);
+  int m = machine_.Accept();
+  ASSERT_GE(m, 0);
+  EXPECT_EQ(RecvExactly(m, 16), Str(pg::BuildCancelRequest(real)));
+  EXPECT_TRUE(Eventually([&] { return ctx_.metrics.cancels_forwarded.load() == 1; }));
+  close(m);
+  close(fd);
+}
+
+TEST_F(NegotiationTest, ACancelKeyOfAnotherAppIsIgnoredHere) {
+  pg::CancelKey issued = ctx_.cancels.Register(
+      CancelTarget{"someone-else", "127.0.0.1", machine_.port, {1, base::Bytes(4, 1)}});
+  Serve(PgRoute(machine_.port));
+  int fd = Connect(port_);
+  std::string cancel = Str(pg::BuildCancelRequest(issued));
+  ASSERT_EQ(send(fd, cancel.data(), cancel.size(), 0), 16);
+  bool eof = false;
+  RecvToEnd(fd, &eof);
+  EXPECT_TRUE(eof);
+  EXPECT_TRUE(Eventually([&] { return ctx_.live.count() == 0; }));
+  EXPECT_EQ(ctx_.metrics.cancels_forwarded.load(), 0u);
+  close(fd);
+}
+
+TEST_F(NegotiationTest, RawTcpOnASharedAddressIsRefusedForWantOfAName) {
+  control::Route a = PgRoute(machine_.port), b = PgRoute(machine_.port);
+  a.pg_tls = b.pg_tls = false;
+  b.app = "other";
+  b.host = "other.drawbridge.test";
+  a.public_port = b.public_port = port_;
+  std::vector<control::RouteTable::Entry> entries;
+  entries.push_back({"", a});
+  entries.push_back({"", b});
+  routes_.Swap(std::make_shared<const control::RouteTable>(1, std::move(entries)));
+  asio::co_spawn(io_, AcceptOne(), asio::detached);
+  thread_ = std::thread([this] { io_.run(); });
+  int fd = Connect(port_);
+  bool eof = false;
+  RecvToEnd(fd, &eof);
+  EXPECT_TRUE(eof);
+  EXPECT_TRUE(Eventually([&] { return ctx_.live.count() == 0; }));
+  EXPECT_EQ(ctx_.metrics.Failures(NetReason::kNoRoute), 1u);
+  close(fd);
+}
+
+}  // namespace
+}  // namespace drawbridge::net

@@ -1,0 +1,299 @@
+// The relay phase on its own: a Session on socket pairs, adopted by a real RelayLoop, with a
+// TLS client made by OpenSSL for the pg_tls cases. No Postgres, no Asio.
+#include "net/session.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "tls/test_tls.h"
+
+namespace drawbridge::net {
+namespace {
+
+using namespace std::chrono_literals;
+
+template <typename Pred>
+bool Eventually(Pred pred) {
+  for (int i = 0; i < 3000; ++i) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(1ms);
+  }
+  return pred();
+}
+
+struct SocketPair {
+  int ours = -1, theirs = -1;  // `ours` goes to the session
+  SocketPair() {
+    int fds[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds) == 0) {
+      ours = fds[0];
+      theirs = fds[1];
+    }
+  }
+  ~SocketPair() { CloseTheirs(); }
+  void CloseTheirs() {
+    if (theirs >= 0) close(theirs);
+    theirs = -1;
+  }
+};
+
+void SendAll(int fd, std::string_view data) {
+  size_t done = 0;
+  ASSERT_TRUE(Eventually([&] {
+    ssize_t n = send(fd, data.data() + done, data.size() - done, MSG_NOSIGNAL);
+    if (n > 0) done += static_cast<size_t>(n);
+    return done == data.size();
+  }));
+}
+
+// Reads until `want` bytes came or EOF; *eof says whether EOF was seen.
+std::string RecvUpTo(int fd, size_t want, bool* eof = nullptr) {
+  std::string got;
+  bool closed = false;
+  Eventually([&] {
+    char buf[65536];
+    ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (n > 0) got.append(buf, static_cast<size_t>(n));
+    if (n == 0) closed = true;
+    return closed || got.size() >= want;
+  });
+  if (eof) *eof = closed;
+  return got;
+}
+
+bool SeesEof(int fd) {
+  bool eof = false;
+  RecvUpTo(fd, SIZE_MAX, &eof);
+  return eof;
+}
+
+std::string Str(const base::Bytes& b) { return std::string(b.begin(), b.end()); }
+
+// A PostgreSQL backend message.
+std::string Message(char type, std::string_view body) {
+  std::string m(1, type);
+  uint32_t len = htonl(static_cast<uint32_t>(body.size() + 4));
+  m.append(reinterpret_cast<const char*>(&len), 4);
+  m.append(body);
+  return m;
+}
+
+class SessionTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    route_.app = "mydb";
+    route_.host = "mydb.drawbridge.test";
+    route_.internal_port = 5432;
+    ctx_.on_server_version = [this](const std::string& app, const std::string& machine,
+                                    const std::string& version) {
+      std::lock_guard lock(mu_);
+      observed_ = app + " " + machine + " " + version;
+    };
+    ASSERT_TRUE(loop_.Start().ok());
+  }
+  void TearDown() override { loop_.Stop(); }
+
+  // Hands the session to the loop as the negotiation does, counted as live.
+  void Start(std::unique_ptr<tls::TlsEngine> engine) {
+    ctx_.live.Enter();
+    ctx_.metrics.active++;
+    SessionParts parts;
+    parts.client_fd = client_.ours;
+    parts.server_fd = server_.ours;
+    parts.tls = std::move(engine);
+    parts.record.route = &route_;
+    parts.machine_address = "10.0.0.5";
+    std::unique_ptr<RelayHandler> session = std::make_unique<Session>(&ctx_, std::move(parts));
+    ASSERT_TRUE(loop_.Adopt(&session, client_.ours, server_.ours));
+  }
+
+  // A TLS client whose handshake with the session's engine is done in memory.
+  std::unique_ptr<tls::TlsEngine> HandshakenEngine() {
+    auto engine = tls::TlsEngine::NewServer(certs_, {});
+    if (!engine.ok()) std::abort();
+    tls::tlstest::ClientPair::ClientOptions options;
+    options.sni = "mydb.drawbridge.test";
+    options.alpn = {"postgresql"};
+    pair_ = std::make_unique<tls::tlstest::ClientPair>(std::move(*engine), options);
+    if (!pair_->Handshake()) std::abort();
+    return pair_->TakeServer();
+  }
+
+  // The TLS client's side over client_.theirs: moves ciphertext, then reads plaintext until
+  // `want` bytes, the server's close_notify (*closed) or the socket's EOF.
+  std::string TlsRead(size_t want, bool* closed = nullptr) {
+    std::string got;
+    bool done = false;
+    Eventually([&] {
+      char buf[65536];
+      ssize_t n = recv(client_.theirs, buf, sizeof buf, MSG_DONTWAIT);
+      if (n > 0) BIO_write(pair_->client_in(), buf, static_cast<int>(n));
+      size_t m = 0;
+      int r = 0;
+      while ((r = SSL_read_ex(pair_->client(), buf, sizeof buf, &m)) == 1) got.append(buf, m);
+      if (SSL_get_error(pair_->client(), r) == SSL_ERROR_ZERO_RETURN) done = true;
+      ERR_clear_error();
+      return done || n == 0 || got.size() >= want;  // n == 0: EOF without close_notify
+    });
+    if (closed) *closed = done;
+    return got;
+  }
+  void TlsWrite(std::string_view data) {
+    pair_->ClientSeal(data);
+    SendAll(client_.theirs, Str(pair_->TakeClientCiphertext()));
+  }
+
+  std::shared_ptr<const tls::CertSet> certs_ = tls::tlstest::CertSetFor("mydb.drawbridge.test");
+  control::Route route_;
+  ServerContext ctx_;
+  RelayLoop loop_;
+  SocketPair client_, server_;
+  std::unique_ptr<tls::tlstest::ClientPair> pair_;
+  std::mutex mu_;
+  std::string observed_;
+};
+
+TEST_F(SessionTest, RawTcpRelaysBothWaysAndKeepsTheHalfClose) {
+  Start(nullptr);
+  SendAll(client_.theirs, "ping");
+  EXPECT_EQ(RecvUpTo(server_.theirs, 4), "ping");
+  SendAll(server_.theirs, "pong");
+  EXPECT_EQ(RecvUpTo(client_.theirs, 4), "pong");
+
+  // The client half-closes: the machine sees EOF and may still answer.
+  ASSERT_EQ(shutdown(client_.theirs, SHUT_WR), 0);
+  EXPECT_TRUE(SeesEof(server_.theirs));
+  SendAll(server_.theirs, "bye");
+  EXPECT_EQ(RecvUpTo(client_.theirs, 3), "bye");
+  EXPECT_EQ(ctx_.live.count(), 1u);
+
+  server_.CloseTheirs();
+  EXPECT_TRUE(SeesEof(client_.theirs));
+  EXPECT_TRUE(Eventually([&] { return ctx_.live.count() == 0; }));
+  EXPECT_EQ(ctx_.metrics.closed.load(), 1u);
+  EXPECT_EQ(ctx_.metrics.active.load(), 0u);
+  EXPECT_EQ(ctx_.metrics.bytes_in.load(), 4u);
+  EXPECT_EQ(ctx_.metrics.bytes_out.load(), 7u);
+}
+
+TEST_F(SessionTest, ASlowClientGetsEveryByteInOrder) {
+  Start(nullptr);
+  std::string big(4 << 20, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 7 + i / 4096);
+  std::thread writer([&] { SendAll(server_.theirs, big); });
+  std::this_thread::sleep_for(50ms);  // the client reads nothing yet: the session must hold
+  std::string got = RecvUpTo(client_.theirs, big.size());
+  writer.join();
+  EXPECT_TRUE(got == big) << got.size() << " of " << big.size() << " bytes";
+}
+
+TEST_F(SessionTest, PgTlsIssuesItsOwnCancelKeyAndReportsTheVersion) {
+  route_.pg_tls = true;
+  Start(HandshakenEngine());
+  base::Bytes real_secret = {1, 2, 3, 4};
+  std::string before_key =
+      Message('R', std::string("\0\0\0\0", 4)) + Message('S', std::string("server_version\0"
+                                                                          "15.4\0",
+                                                                          20));
+  std::string startup = before_key +
+                        Str(pg::BuildBackendKeyData(pg::CancelKey{1234, real_secret})) +
+                        Message('Z', "I");
+  SendAll(server_.theirs, startup);
+  std::string got = TlsRead(startup.size());
+  ASSERT_EQ(got.size(), startup.size());
+  // Everything but the key passes unchanged; the key is one the edge issued.
+  size_t k = before_key.size();
+  ASSERT_EQ(startup[k], 'K');
+  EXPECT_EQ(got.substr(0, k), startup.substr(0, k));
+  EXPECT_EQ(got.substr(k + 17), startup.substr(k + 17));
+  EXPECT_NE(got.substr(k, 17), startup.substr(k, 17));
+  ASSERT_EQ(ctx_.cancels.size(), 1u);
+  pg::CancelKey issued;
+  issued.pid = ntohl(*reinterpret_cast<const uint32_t*>(got.data() + k + 5));
+  issued.secret.assign(got.begin() + static_cast<std::ptrdiff_t>(k + 9),
+                       got.begin() + static_cast<std::ptrdiff_t>(k + 13));
+  auto target = ctx_.cancels.Find(issued);
+  ASSERT_TRUE(target.has_value());
+  EXPECT_EQ(target->app, "mydb");
+  EXPECT_EQ(target->address, "10.0.0.5");
+  EXPECT_EQ(target->port, 5432);
+  EXPECT_EQ(target->key.pid, 1234u);
+  {
+    std::lock_guard lock(mu_);
+    EXPECT_EQ(observed_, "mydb 10.0.0.5 15.4");
+  }
+
+  // A query goes through in plaintext to the machine.
+  std::string query = Message('Q', std::string("SELECT 1\0", 9));
+  TlsWrite(query);
+  EXPECT_EQ(RecvUpTo(server_.theirs, query.size()), query);
+
+  // The server closes: the client gets close_notify and EOF at once, without closing first,
+  // and the session's key is gone.
+  server_.CloseTheirs();
+  bool closed = false;
+  TlsRead(SIZE_MAX, &closed);
+  EXPECT_TRUE(closed);
+  EXPECT_TRUE(SeesEof(client_.theirs));
+  EXPECT_TRUE(Eventually([&] { return ctx_.live.count() == 0; }));
+  EXPECT_EQ(ctx_.cancels.size(), 0u);
+}
+
+TEST_F(SessionTest, AServerThatBreaksTheProtocolDuringLoginGetsTheClientAFatal08P01) {
+  route_.pg_tls = true;
+  Start(HandshakenEngine());
+  std::string auth_ok = Message('R', std::string("\0\0\0\0", 4));
+  std::string bad = std::string("S\0\0\0\2", 5);  // a length below 4
+  SendAll(server_.theirs, auth_ok + bad);
+  bool closed = false;
+  std::string got = TlsRead(SIZE_MAX, &closed);
+  EXPECT_TRUE(closed);
+  ASSERT_GT(got.size(), auth_ok.size());
+  EXPECT_EQ(got.substr(0, auth_ok.size()), auth_ok);
+  std::string fatal = got.substr(auth_ok.size());
+  EXPECT_EQ(fatal[0], 'E');
+  EXPECT_NE(fatal.find("C08P01"), std::string::npos);
+  EXPECT_NE(fatal.find("the database server broke the protocol"), std::string::npos);
+  EXPECT_TRUE(Eventually([&] { return ctx_.live.count() == 0; }));
+}
+
+TEST_F(SessionTest, StoppingBetweenTwoMessagesTellsThePgTlsClientWhy) {
+  route_.pg_tls = true;
+  Start(HandshakenEngine());
+  std::string ready = Message('Z', "I");
+  SendAll(server_.theirs, ready);
+  EXPECT_EQ(TlsRead(ready.size()), ready);
+  loop_.Stop();
+  bool closed = false;
+  std::string fatal = TlsRead(SIZE_MAX, &closed);
+  EXPECT_TRUE(closed);
+  ASSERT_FALSE(fatal.empty());
+  EXPECT_EQ(fatal[0], 'E');
+  EXPECT_NE(fatal.find("C57P01"), std::string::npos);
+  EXPECT_EQ(ctx_.live.count(), 0u);
+  EXPECT_TRUE(SeesEof(server_.theirs));
+}
+
+TEST_F(SessionTest, StoppingInTheMiddleOfAMessageOnlyCloses) {
+  route_.pg_tls = true;
+  Start(HandshakenEngine());
+  std::string half = Message('D', std::string(100, 'x')).substr(0, 50);
+  SendAll(server_.theirs, half);
+  EXPECT_EQ(TlsRead(half.size()), half);
+  loop_.Stop();
+  bool closed = false;
+  std::string more = TlsRead(SIZE_MAX, &closed);
+  EXPECT_TRUE(more.empty()) << "a FATAL inside a DataRow would corrupt the stream";
+  EXPECT_TRUE(SeesEof(client_.theirs));
+  EXPECT_EQ(ctx_.live.count(), 0u);
+}
+
+}  // namespace
+}  // namespace drawbridge::net
