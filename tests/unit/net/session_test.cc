@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -216,7 +217,9 @@ TEST_F(SessionTest, PgTlsIssuesItsOwnCancelKeyAndReportsTheVersion) {
   EXPECT_NE(got.substr(k, 17), startup.substr(k, 17));
   ASSERT_EQ(ctx_.cancels.size(), 1u);
   pg::CancelKey issued;
-  issued.pid = ntohl(*reinterpret_cast<const uint32_t*>(got.data() + k + 5));
+  uint32_t pid_be = 0;
+  std::memcpy(&pid_be, got.data() + k + 5, 4);  // unaligned in the stream
+  issued.pid = ntohl(pid_be);
   issued.secret.assign(got.begin() + static_cast<std::ptrdiff_t>(k + 9),
                        got.begin() + static_cast<std::ptrdiff_t>(k + 13));
   auto target = ctx_.cancels.Find(issued);
