@@ -41,7 +41,9 @@ struct ConnRecord {
   const control::Route* route = nullptr;
   std::string user, database, server_version;
   uint64_t bytes_in = 0, bytes_out = 0;
-  // Why the connection ended: a static string; the first one set wins.
+  // Why the connection ended: a static string. SetReason() keeps the first one set; the
+  // negotiation overwrites it on purpose where a later step says more (cancels, the machine
+  // connect, a refused route).
   const char* reason = nullptr;
 
   void SetReason(const char* why) {
