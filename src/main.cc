@@ -1,16 +1,34 @@
 // drawbridge: `serve` runs the daemon; every other command is the CLI, which talks to the
 // daemon's admin API.
+#include <cstdint>
 #include <cstring>
 #include <string>
+#include <string_view>
 
 #include <CLI/CLI.hpp>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "base/parse_int.h"
 #include "cli/cli.h"
 #include "daemon/daemon.h"
 
 namespace {
+
+// "0", or a whole number followed by s, m, h or d ("90s", "30m", "24h", "7d"): seconds, up to
+// 365 days; -1 for anything else.
+int64_t ParseDurationSeconds(const std::string& text) {
+  if (text == "0") return 0;
+  if (text.size() < 2) return -1;
+  constexpr std::string_view kUnits = "smhd";
+  constexpr int64_t kSeconds[] = {1, 60, 3600, 86400};
+  size_t u = kUnits.find(text.back());
+  if (u == std::string_view::npos) return -1;
+  constexpr int64_t kMax = 365 * 86400;
+  auto n = drawbridge::base::ParseInt(std::string_view(text).substr(0, text.size() - 1), 0,
+                                      kMax / kSeconds[u]);
+  return n.ok() ? *n * kSeconds[u] : -1;
+}
 
 int ServeMain(int argc, char** argv) {
   using drawbridge::daemon::Flags;
@@ -20,14 +38,23 @@ int ServeMain(int argc, char** argv) {
   app.add_option("--data-dir", f.data_dir, "state, CA, token and admin socket")
       ->default_str(drawbridge::daemon::DefaultDataDir());
   app.add_option("--api-port", f.api_port, "admin API on 127.0.0.1 (0: Unix socket only)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(0, 65535));
   app.add_option("--domain", f.domain, "public zone: app NAME is NAME.<domain>")
       ->capture_default_str();
-  app.add_option("--v4-pool", f.v4_pool, "public IPv4 pool")->capture_default_str();
+  app.add_option("--v4-pool", f.v4_pool, "public IPv4 pool (outside 127.0.0.0/8: see --route-v4-pool)")
+      ->capture_default_str();
+  app.add_flag("--route-v4-pool", f.route_v4_pool,
+               "allow a --v4-pool outside 127.0.0.0/8: the whole pool is routed to lo on this host "
+               "(removed at exit)");
   app.add_option("--v6-pool", f.v6_pool, "public IPv6 pool")->capture_default_str();
   app.add_option("--dns-port", f.dns_port,
                  "authoritative DNS for <domain> and .internal on [::], UDP and TCP (0: off)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(0, 65535));
+  app.add_option("--dns-internal-from", f.dns_internal_from,
+                 "a network (CIDR) besides loopback whose <app>.internal queries are answered "
+                 "(repeatable); other sources get REFUSED");
   app.add_option("-c,--config", f.config_path,
                  "static mode: serve this fly.toml in front of --machine (no control plane)");
   app.add_option("--machine", f.machines, "static mode: a machine address (repeatable)");
@@ -35,7 +62,9 @@ int ServeMain(int argc, char** argv) {
   app.add_option("--key", f.keys, "PEM private key, one per --cert");
   app.add_option("--threads", f.threads, "event loops (default: one per core)")
       ->check(CLI::Range(1, 1024));
-  app.add_option("--log-level", f.log_level, "debug, info, warn, error")->capture_default_str();
+  app.add_option("--log-level", f.log_level, "debug, info, warn, error")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
   // Up to a day: a timeout is a bound, and 0 or less would close everything at once.
   constexpr int kDayMs = 24 * 3600 * 1000;
   app.add_option("--handshake-timeout-ms", f.handshake_timeout_ms, "accept to routed startup")
@@ -47,7 +76,18 @@ int ServeMain(int argc, char** argv) {
   app.add_option("--drain-timeout-ms", f.drain_timeout_ms, "SIGTERM to forced close")
       ->capture_default_str()
       ->check(CLI::Range(0, kDayMs));
+  std::string ip_quarantine = "24h";
+  app.add_option("--ip-quarantine", ip_quarantine,
+                 "how long a released address is kept from the next allocation: 90s, 30m, 24h, "
+                 "7d (up to 365d) or 0 (reusable at once)")
+      ->capture_default_str()
+      ->check([](const std::string& v) -> std::string {
+        return ParseDurationSeconds(v) < 0 ? "expected 0 or a duration like 90s, 30m, 24h or 7d "
+                                             "(up to 365d)"
+                                           : "";
+      });
   CLI11_PARSE(app, argc, argv);
+  f.ip_quarantine_s = ParseDurationSeconds(ip_quarantine);
   return drawbridge::daemon::Serve(f);
 }
 

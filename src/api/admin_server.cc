@@ -1,8 +1,12 @@
 #include "api/admin_server.h"
 
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <future>
 #include <thread>
 #include <utility>
@@ -17,6 +21,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "io/accept_loop.h"
@@ -35,6 +40,23 @@ constexpr auto kAwait = asio::use_awaitable;
 constexpr size_t kMaxBody = 1 << 20;
 constexpr auto kRequestTimeout = std::chrono::seconds(10);
 constexpr int kMaxRequestsPerConnection = 1000;
+
+// A request whose body length two headers could disagree about (RFC 9112 6.3): two
+// Content-Lengths (even equal ones), Content-Length with Transfer-Encoding, or a
+// Transfer-Encoding that does not end in chunked. A proxy in front may frame it differently,
+// so it is answered 400 and the connection closed. Null when the framing is unambiguous.
+const char* FramingError(const http::request<http::string_body>& msg) {
+  size_t lengths = msg.count(http::field::content_length);
+  size_t encodings = msg.count(http::field::transfer_encoding);
+  if (lengths > 1) return R"({"error":"more than one Content-Length header"})";
+  if (encodings > 0 && lengths > 0) {
+    return R"({"error":"both Content-Length and Transfer-Encoding"})";
+  }
+  if (encodings > 1 || (encodings == 1 && !msg.chunked())) {
+    return R"({"error":"Transfer-Encoding other than one chunked coding at the end"})";
+  }
+  return nullptr;
+}
 
 template <typename Socket>
 asio::awaitable<void> Session(Socket socket, const ApiContext* ctx, bool unix) {
@@ -60,8 +82,18 @@ asio::awaitable<void> Session(Socket socket, const ApiContext* ctx, bool unix) {
       res = {413, R"({"error":"request body larger than 1 MiB"})"};
     } else if (ec == http::error::header_limit) {
       res = {431, R"({"error":"request headers too large"})"};
+    } else if (ec == http::error::bad_content_length ||
+               ec == http::error::bad_transfer_encoding) {
+      // Beast stops at the second, conflicting framing header (FramingError, below).
+      res = {400, R"({"error":"conflicting or malformed Content-Length or Transfer-Encoding"})"};
+    } else if (ec && ec.category() == http::make_error_code(http::error::bad_method).category() &&
+               ec != http::error::end_of_stream && ec != http::error::partial_message) {
+      // Bytes that are not an HTTP/1 request: say so before closing.
+      res = {400, nlohmann::json{{"error", "malformed HTTP request: " + ec.message()}}.dump()};
     } else if (ec) {
-      break;
+      break;  // the peer closed (or went quiet past the deadline): nobody to answer
+    } else if (const char* framing = FramingError(parser.get())) {
+      res = {400, framing};
     } else if (parser.get().count(http::field::host) > 1 ||
                parser.get().count(http::field::authorization) > 1) {
       // Which one would count is a guess a proxy in front may make differently (RFC 9112 3.2).
@@ -118,6 +150,39 @@ void LogIfThrew(std::exception_ptr e) {
   if (e) spdlog::error("admin API accept loop ended with an exception");
 }
 
+// Makes way for a new socket at `path`: removes a stale socket (one nobody accepts on, left by a
+// daemon that died), but never a live one (another process serves it) nor a file that is not a
+// socket.
+base::Status RemoveStaleSocket(const std::string& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) {
+    return errno == ENOENT ? base::Status()
+                           : base::Status::Internal("admin API: " + path + ": " +
+                                                    std::strerror(errno));
+  }
+  if (!S_ISSOCK(st.st_mode)) {
+    return base::Status::Unavailable("admin API: " + path +
+                                     " exists and is not a socket; not replacing it");
+  }
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() < sizeof addr.sun_path) {
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd >= 0) {
+      int rc = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+      int err = errno;
+      ::close(fd);
+      if (rc == 0 || err == EAGAIN) {  // EAGAIN: accepting, with a full backlog
+        return base::Status::Unavailable("admin API: " + path +
+                                         " is served by another process; not replacing it");
+      }
+    }
+  }
+  ::unlink(path.c_str());
+  return {};
+}
+
 }  // namespace
 
 struct AdminServer::Impl {
@@ -126,6 +191,10 @@ struct AdminServer::Impl {
   tcp::acceptor tcp_acceptor{io};
   unix_socket::acceptor unix_acceptor{io};
   std::string unix_path;
+  // The socket file this server created: Stop() removes the path only while it is still that
+  // file, never one another process put there since.
+  dev_t unix_dev = 0;
+  ino_t unix_ino = 0;
   std::thread thread;
 };
 
@@ -153,7 +222,7 @@ base::Status AdminServer::Start(int tcp_port, const std::string& unix_path) {
                    LogIfThrew);
   }
   if (!unix_path.empty()) {
-    ::unlink(unix_path.c_str());
+    if (auto s = RemoveStaleSocket(unix_path); !s.ok()) return s;
     auto& a = impl_->unix_acceptor;
     mode_t old = ::umask(0077);  // the socket file is created 0600
     a.open(unix_socket(), ec);
@@ -164,7 +233,12 @@ base::Status AdminServer::Start(int tcp_port, const std::string& unix_path) {
       return base::Status::Unavailable("admin API: cannot listen on " + unix_path + ": " +
                                        ec.message());
     }
-    impl_->unix_path = unix_path;
+    struct stat st {};
+    if (::lstat(unix_path.c_str(), &st) == 0) {
+      impl_->unix_path = unix_path;
+      impl_->unix_dev = st.st_dev;
+      impl_->unix_ino = st.st_ino;
+    }
     asio::co_spawn(impl_->io, Accept(a, "admin API socket " + unix_path, &impl_->ctx, true),
                    LogIfThrew);
   }
@@ -186,7 +260,11 @@ void AdminServer::Stop() {
   closed.get_future().wait();
   impl_->io.stop();
   impl_->thread.join();
-  if (!impl_->unix_path.empty()) ::unlink(impl_->unix_path.c_str());
+  struct stat st {};
+  if (!impl_->unix_path.empty() && ::lstat(impl_->unix_path.c_str(), &st) == 0 &&
+      st.st_dev == impl_->unix_dev && st.st_ino == impl_->unix_ino) {
+    ::unlink(impl_->unix_path.c_str());
+  }
 }
 
 }  // namespace drawbridge::api

@@ -17,7 +17,9 @@ class AdminServer {
   ~AdminServer();
 
   // Binds 127.0.0.1:`tcp_port` (0: none) and the Unix socket at `unix_path` (empty: none;
-  // created with mode 0600, replacing a stale one), then serves on a new thread.
+  // created with mode 0600, replacing a stale one; kUnavailable if another process serves
+  // it), then serves on a new thread. Stop() removes the socket file only if it is still the
+  // one this server created.
   base::Status Start(int tcp_port, const std::string& unix_path);
   void Stop();
 

@@ -21,7 +21,12 @@ namespace {
 using base::Status;
 using json = nlohmann::json;
 
-Response Json(int status, const json& body) { return {status, body.dump()}; }
+// A path segment or stored value that is not UTF-8 (a percent escape such as %ff) is written
+// with U+FFFD in its place: JSON carries only UTF-8, and a throwing dump would end the request
+// with no answer.
+Response Json(int status, const json& body) {
+  return {status, body.dump(-1, ' ', false, json::error_handler_t::replace)};
+}
 // Every failure the control plane or the request itself carries: its code picks the status.
 Response Fail(const Status& s) { return Json(HttpStatusFor(s.code()), {{"error", s.message()}}); }
 // HTTP's own refusals (401, 403, 405), which no operation returns.
@@ -65,7 +70,12 @@ json ToJsonList(const std::vector<T>& items) {
 }
 
 // A loopback name, optionally followed by `:` and a port: nothing else may follow the name.
-bool HostAllowed(const std::string& host) {
+// Host names are case-insensitive (RFC 3986 3.2.2), so `LOCALHOST` passes too.
+bool HostAllowed(const std::string& raw_host) {
+  std::string host = raw_host;
+  for (char& c : host) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
   for (std::string_view name : {"localhost", "127.0.0.1", "[::1]"}) {
     if (!host.starts_with(name)) continue;
     std::string_view rest = std::string_view(host).substr(name.size());
@@ -75,6 +85,24 @@ bool HostAllowed(const std::string& host) {
            std::all_of(rest.begin(), rest.end(), [](char c) { return c >= '0' && c <= '9'; });
   }
   return false;
+}
+
+// `Authorization: <scheme> <token>` (RFC 9110 11.4): the scheme "Bearer" in any case, one or
+// more spaces, then exactly the token, compared in constant time for a given length.
+bool BearerTokenMatches(std::string_view authorization, const std::string& token) {
+  constexpr std::string_view kScheme = "bearer";
+  if (authorization.size() <= kScheme.size()) return false;
+  for (size_t i = 0; i < kScheme.size(); ++i) {
+    char c = authorization[i];
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    if (c != kScheme[i]) return false;
+  }
+  std::string_view rest = authorization.substr(kScheme.size());
+  size_t start = rest.find_first_not_of(' ');
+  if (start == 0 || start == std::string_view::npos) return false;
+  rest.remove_prefix(start);
+  return !token.empty() && rest.size() == token.size() &&
+         CRYPTO_memcmp(rest.data(), token.data(), token.size()) == 0;
 }
 
 std::vector<std::string> Split(const std::string& path) {
@@ -179,9 +207,28 @@ Response AppRoutes(const ApiContext& ctx, const Request& req, const std::string&
       return r.ok() ? Json(200, {{"valid", true}, {"warnings", *r}}) : Fail(r.status());
     }
     auto r = plane.releases().Deploy(app, toml, file, image);
-    return r.ok()
-               ? Json(201, {{"release", r->release}, {"warnings", r->warnings}, {"image", image}})
-               : Fail(r.status());
+    if (!r.ok()) return Fail(r.status());
+    json answer = {{"release", r->release}, {"warnings", r->warnings}, {"image", image}};
+    // The release is kept either way; the answer says which of its public ports the edge
+    // could not open (it keeps trying them). Waiting here first makes the edge's listeners
+    // those of this release (the server waits again after Handle(), at no cost).
+    if (ctx.port_errors) {
+      if (ctx.wait_published) ctx.wait_published();
+      std::vector<int> ports;
+      if (auto services = plane.releases().CurrentServices(app); services.ok()) {
+        for (const auto& s : services->services) {
+          for (const auto& p : s.ports) {
+            for (int port : p.PublicPorts()) ports.push_back(port);
+          }
+        }
+      }
+      json errors = json::array();
+      for (const auto& [port, error] : ctx.port_errors(ports)) {
+        errors.push_back({{"port", port}, {"error", error}});
+      }
+      answer["port_errors"] = errors;
+    }
+    return Json(201, answer);
   }
   if (sub == "releases" && rest.size() == 1 && m == "GET") {
     auto r = plane.releases().List(app);
@@ -227,8 +274,14 @@ Response AppRoutes(const ApiContext& ctx, const Request& req, const std::string&
       internal = std::move(*decoded);
     }
     auto r = plane.releases().ConnectionString(app, internal);
-    return r.ok() ? Json(200, {{"url", *r}, {"host", app + "." + plane.options().domain}})
-                  : Fail(r.status());
+    if (!r.ok()) return Fail(r.status());
+    json out = {{"url", *r}, {"host", app + "." + plane.options().domain}};
+    // The same string checking the certificate and its name (the plane writes sslmode=require
+    // first); the client adds sslrootcert, the path of its copy of GET /v1/ca.
+    if (size_t at = r->rfind("?sslmode=require"); at != std::string::npos) {
+      out["verify_full_url"] = std::string(*r).replace(at, 16, "?sslmode=verify-full");
+    }
+    return Json(200, out);
   }
   return NoEndpoint(m + " " + req.target);
 }
@@ -261,9 +314,7 @@ Response Handle(const ApiContext& ctx, const Request& req) {
   if (!req.unix_socket && !HostAllowed(req.host)) {
     return Refuse(403, "Host \"" + req.host + "\" is not allowed; use localhost");
   }
-  const std::string expected = "Bearer " + ctx.token;
-  if (req.authorization.size() != expected.size() ||
-      CRYPTO_memcmp(req.authorization.data(), expected.data(), expected.size()) != 0) {
+  if (!BearerTokenMatches(req.authorization, ctx.token)) {
     return Refuse(401, "missing or wrong bearer token (see admin.token in the data directory)");
   }
   std::string path = req.target, query;
@@ -310,6 +361,13 @@ Response Handle(const ApiContext& ctx, const Request& req) {
       j["cert_pem"] = r->cert_pem;
       return Json(200, j);
     }
+    if (parts.size() == 3 && req.method == "DELETE") {
+      auto host = Segment(parts[2], "the host name");
+      if (!host.ok()) return Fail(host.status());
+      auto r = ctx.plane->certificates().Remove(*host);
+      return r.ok() ? Json(200, {{"host", r->host}, {"removed", true}}) : Fail(r.status());
+    }
+    if (parts.size() == 3) return Refuse(405, "use GET or DELETE on /v1/certs/HOST");
     return Refuse(405, "use GET or POST on /v1/certs");
   }
   if (parts[1] != "apps") return NoEndpoint(path);

@@ -3,8 +3,10 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/status.h"
 #include "plane/plane.h"
@@ -37,6 +39,9 @@ struct ApiContext {
   // Called by the server after each request that may have changed state (any method but GET
   // and HEAD), before answering: returns once the change is served (bounded by the callee).
   std::function<void()> wait_published;
+  // Of the given public ports, those the edge is not listening on, with the reason (port
+  // number -> error); a deploy's answer carries them. Unset: none reported.
+  std::function<std::map<int, std::string>(const std::vector<int>& ports)> port_errors;
 };
 
 Response Handle(const ApiContext& ctx, const Request& req);

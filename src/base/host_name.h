@@ -17,4 +17,10 @@ bool SameHost(std::string_view a, std::string_view b);
 // after NormalizeHost() of both; never for the zone itself or an empty zone.
 bool UnderZone(std::string_view name, std::string_view zone);
 
+// True if `name` can name a host in DNS (RFC 1123 section 2.1, RFC 3696 section 2), one
+// trailing root dot ignored: at most 253 characters, labels of 1-63 ASCII letters, digits and
+// '-' that neither start nor end with '-', and a last label that is not all digits, so that
+// "999.1.1.1" is a bad IPv4 address rather than a name. No wildcards, no underscores.
+bool IsHostName(std::string_view name);
+
 }  // namespace drawbridge::base

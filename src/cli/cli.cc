@@ -1,6 +1,9 @@
-// Flag parsing and dispatch. Resolves the app (-a, $DRAWBRIDGE_APP, `app` in fly.toml), the data
-// dir (--data-dir, $DRAWBRIDGE_DATA_DIR, the default), the endpoint (--api, $DRAWBRIDGE_API,
-// unix:<data_dir>/admin.sock) and the token (<data_dir>/admin.token), then runs one command.
+// Flag parsing and dispatch. Resolves the app (-a, $DRAWBRIDGE_APP, `app` in the fly.toml the
+// command reads), the data dir (--data-dir, $DRAWBRIDGE_DATA_DIR, the default), the endpoint
+// (--api, $DRAWBRIDGE_API, unix:<data_dir>/admin.sock) and the token (<data_dir>/admin.token),
+// then runs one command. Before CLI11 sees argv, WalkCommands follows the command words itself,
+// so an unknown one is named (with the nearest known ones) instead of CLI11's "A subcommand is
+// required", and `help` anywhere a command may stand means --help.
 #include "cli/cli.h"
 
 #include <unistd.h>
@@ -10,12 +13,14 @@
 #include <exception>
 #include <functional>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "cli/commands.h"
 #include "cli/http_transport.h"
 #include "cli/settings.h"
+#include "cli/usage.h"
 
 namespace drawbridge::cli {
 namespace {
@@ -23,6 +28,7 @@ namespace {
 using base::Status;
 
 constexpr std::chrono::milliseconds kRequestTimeout{30'000};
+constexpr const char* kVersion = DRAWBRIDGE_VERSION;
 
 struct Flags {
   std::string app;
@@ -40,6 +46,7 @@ struct Flags {
   std::string dir;    // deploy [DIR]
   std::string image;  // deploy --image
   std::string internal_url;
+  std::string ca_path;  // pg connection-string --sslrootcert
   std::string host;
   std::string cert_path;
   std::string key_path;
@@ -65,24 +72,114 @@ bool AskOnTerminal(std::string_view question) {
   return c == 'y' || c == 'Y';
 }
 
-// The app to act on: -a (or $DRAWBRIDGE_APP, which CLI11 already folded in), then the `app`
-// key of the fly.toml the command reads, like flyctl.
-std::string ResolveApp(const Flags& f) {
-  if (!f.app.empty()) return f.app;
-  auto text = ReadFile(f.ConfigFile());
-  if (!text) return "";
-  return AppFromFlyToml(*text).value_or("");
-}
-
 CLI::App* Sub(CLI::App* parent, const std::string& name, const std::string& description) {
   CLI::App* sub = parent->add_subcommand(name, description);
   sub->fallthrough();  // global flags may come after the subcommand, as with flyctl
+  sub->footer("");     // the top level's footer is about the top level
   return sub;
 }
 
+// ------------------------------------------------------------------------------ command words
+
+// "drawbridge ips allocate-v4" for the command `app` is.
+std::string CommandPath(const CLI::App* app) {
+  std::string path = app->get_name();
+  for (const CLI::App* p = app->get_parent(); p != nullptr; p = p->get_parent()) {
+    path = p->get_name() + " " + path;
+  }
+  return path;
+}
+
+// A command that only groups others (apps, ips, ...): it has commands and no arguments.
+bool IsGroup(const CLI::App* app) {
+  return !app->get_subcommands({}).empty() &&
+         app->get_options([](const CLI::Option* o) { return !o->nonpositional(); }).empty();
+}
+
+const CLI::Option* FindOption(const CLI::App* app, const std::string& name) {
+  for (; app != nullptr; app = app->get_parent()) {  // global flags fall through
+    if (const CLI::Option* o = app->get_option_no_throw(name)) return o;
+  }
+  return nullptr;
+}
+
+// What the command words of argv name, as far as they name commands.
+struct Walk {
+  CLI::App* at = nullptr;           // the deepest command named
+  std::string unknown;              // the first word in a command's place that names none
+  std::optional<size_t> help_word;  // index of `help` in a command's place
+};
+
+// Follows args (argv without the program name) from `root`: words in a command's place descend
+// into the command they name; an option that takes a value skips it ("-a mydb", not "-amydb" or
+// "--app=mydb"); the walk stops at the first argument of a command that has arguments, at "--",
+// or at a word that names no command (Walk::unknown). Unknown options are taken for flags.
+Walk WalkCommands(CLI::App* root, const std::vector<std::string>& args) {
+  Walk w;
+  w.at = root;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--") break;
+    if (a.size() > 1 && a[0] == '-') {
+      bool long_name = a[1] == '-';
+      bool attached = long_name ? a.find('=') != std::string::npos : a.size() > 2;
+      std::string name = long_name ? a.substr(0, a.find('=')) : a.substr(0, 2);
+      const CLI::Option* o = FindOption(w.at, name);
+      if (o != nullptr && o->get_items_expected_max() > 0 && !attached) ++i;
+      continue;
+    }
+    CLI::App* sub = nullptr;
+    for (CLI::App* s : w.at->get_subcommands({})) {
+      if (s->check_name(a)) {
+        sub = s;
+        break;
+      }
+    }
+    if (sub == nullptr && IsGroup(w.at) && a == "help") {
+      w.help_word = i;  // `drawbridge ips help`: the group's help
+      break;
+    }
+    if (sub == nullptr) {
+      if (IsGroup(w.at)) w.unknown = a;
+      break;
+    }
+    if (sub->get_name() == "help") {
+      w.help_word = i;
+      continue;  // `drawbridge help ips ...`: the words after it name the command to explain
+    }
+    w.at = sub;
+  }
+  return w;
+}
+
+std::vector<CommandName> KnownCommands(const CLI::App* group) {
+  std::vector<CommandName> out;
+  for (const CLI::App* s : group->get_subcommands({})) {
+    out.push_back({s->get_name(), s->get_name()});
+    for (const auto& alias : s->get_aliases()) out.push_back({s->get_name(), alias});
+  }
+  return out;
+}
+
+std::vector<std::string> CommandNames(const CLI::App* group) {
+  std::vector<std::string> out;
+  for (const CLI::App* s : group->get_subcommands({})) out.push_back(s->get_name());
+  return out;
+}
+
+// Prints a usage error, with where to read the usage, and gives its exit code.
+int UsageError(const std::string& message, const CLI::App* at) {
+  std::cerr << "Error: " << message << "\n"
+            << "Run '" << CommandPath(at) << " --help' for usage.\n";
+  return kUsageExit;
+}
+
+// ------------------------------------------------------------------------------ running
+
 // Builds the client and runs one command with it.
 using Command = std::function<Status(Context&)>;
-// A command on one app: gets the app ResolveApp found ("" when none; the command says so).
+// A command on one app: gets the app the flags or the fly.toml name ("" when none; the command
+// says so).
 using AppCommand = std::function<Status(Context&, const std::string& app)>;
 
 Status RunWithClient(const Flags& f, const Command& command) {
@@ -107,22 +204,44 @@ Status RunWithClient(const Flags& f, const Command& command) {
   return command(ctx);
 }
 
+Status PrintVersion(bool json) {
+  if (json) {
+    std::cout << RenderJson(Json{{"name", "drawbridge"}, {"version", kVersion}});
+  } else {
+    std::cout << "drawbridge " << kVersion << "\n";
+  }
+  return Status();
+}
+
 int Run(int argc, char** argv) {
   Flags f;
-  Command command;
-  bool needs_client = true;
-  Status direct;  // result of commands that run without the daemon
+  Command command;                // what the chosen command does with the daemon
+  std::string toml_for_app;       // the fly.toml an app command reads its app from
+  bool app_command = false;       // the command acts on an app (ResolveApp before running)
+  std::function<Status()> local;  // a command that runs without the daemon
 
-  // What runs when `sub` is the subcommand given; on_app: a command on the app ResolveApp finds.
+  // What runs when `sub` is the subcommand given. on_app: a command on one app, named by -a or
+  // $DRAWBRIDGE_APP, else by `app` in the fly.toml it reads (reads_config: -c or deploy's DIR),
+  // else in ./fly.toml (config save's -c is the file it writes, not one it reads).
   auto on = [&command](CLI::App* sub, Command run) {
     sub->callback([&command, run = std::move(run)] { command = run; });
   };
-  auto on_app = [&](CLI::App* sub, AppCommand run) {
-    on(sub, [&f, run = std::move(run)](Context& c) { return run(c, ResolveApp(f)); });
+  std::string app_name;
+  auto on_app = [&](CLI::App* sub, AppCommand run, bool reads_config = false) {
+    sub->callback([&, run = std::move(run), reads_config] {
+      app_command = true;
+      toml_for_app = reads_config ? f.ConfigFile() : ResolveConfigPath("");
+      command = [&app_name, run](Context& c) { return run(c, app_name); };
+    });
   };
 
   CLI::App app{"drawbridge: expose Postgres on a private network, the Fly.io way", "drawbridge"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("drawbridge ") + kVersion,
+                       "Print the version and exit");
+  app.footer(
+      "Run 'drawbridge COMMAND --help' (or 'drawbridge help COMMAND') for a command's "
+      "flags.");
   app.add_option("-a,--app", f.app, "Application name ($DRAWBRIDGE_APP, else `app` in fly.toml)")
       ->envname("DRAWBRIDGE_APP");
   app.add_flag("--json", f.json, "JSON output");
@@ -132,6 +251,11 @@ int Run(int argc, char** argv) {
   app.add_option("--api", f.api,
                  "admin API: unix:/path/admin.sock or http://127.0.0.1:4280 ($DRAWBRIDGE_API; "
                  "default unix:<data-dir>/admin.sock)");
+
+  // serve: main.cc runs it before the CLI sees argv; here only to be listed (and to say so when
+  // it is not the first word).
+  auto* serve = Sub(&app, "serve", "Run the daemon: the edge, the control plane and the admin API");
+  serve->allow_extras();
 
   // apps
   auto* apps = Sub(&app, "apps", "Manage apps");
@@ -188,7 +312,9 @@ int Run(int argc, char** argv) {
   auto* config = Sub(&app, "config", "Manage an app's configuration");
   config->require_subcommand(1);
   auto* config_save = Sub(config, "save", "Save an app's config file");
-  config_save->add_option("-c,--config", f.config_path, "Path to the app's fly.toml");
+  config_save->add_option(
+      "-c,--config", f.config_path,
+      "Path to write (default ./fly.toml; the app comes from -a or ./fly.toml)");
   config_save->add_flag("-y,--yes", f.yes, "Overwrite an existing file");
   on_app(config_save,
          [&](Context& c, const std::string& a) { return ConfigSave(c, a, f.config_path, f.yes); });
@@ -196,16 +322,20 @@ int Run(int argc, char** argv) {
   on_app(config_show, ConfigShow);
   auto* config_validate = Sub(config, "validate", "Validate an app's config file");
   config_validate->add_option("-c,--config", f.config_path, "Path to the app's fly.toml");
-  on_app(config_validate,
-         [&](Context& c, const std::string& a) { return ConfigValidate(c, a, f.config_path); });
+  on_app(
+      config_validate,
+      [&](Context& c, const std::string& a) { return ConfigValidate(c, a, f.config_path); },
+      /*reads_config=*/true);
 
   // deploy
   auto* deploy = Sub(&app, "deploy", "Deploy the config in DIR/fly.toml as a new release");
   deploy->add_option("dir", f.dir, "directory holding fly.toml (default: .)");
   deploy->add_option("-c,--config", f.config_path, "Path to the app's fly.toml");
   deploy->add_option("--image", f.image, "image to record, e.g. flyio/postgres:15");
-  on_app(deploy,
-         [&](Context& c, const std::string& a) { return Deploy(c, a, f.ConfigFile(), f.image); });
+  on_app(
+      deploy,
+      [&](Context& c, const std::string& a) { return Deploy(c, a, f.ConfigFile(), f.image); },
+      /*reads_config=*/true);
 
   // services, image, pg, status
   auto* services = Sub(&app, "services", "Show the app's public services");
@@ -220,11 +350,16 @@ int Run(int argc, char** argv) {
   auto* pg = Sub(&app, "pg", "Postgres helpers");
   pg->alias("postgres");
   pg->require_subcommand(1);
-  auto* pg_conn = Sub(pg, "connection-string", "Print the external connection string");
+  auto* pg_conn = Sub(pg, "connection-string",
+                      "Print the external connection string (sslmode=require, then verify-full)");
   pg_conn->add_option("--internal", f.internal_url,
                       "internal connection string to turn into the external one");
+  pg_conn->add_option("--sslrootcert", f.ca_path,
+                      "where clients keep the built-in CA (drawbridge certs ca), for the "
+                      "verify-full string (default ~/.postgresql/drawbridge-ca.pem)");
   on_app(pg_conn, [&](Context& c, const std::string& a) {
-    return PgConnectionString(c, a, f.internal_url);
+    std::string ca = f.ca_path.empty() ? DefaultCaPath(std::getenv("HOME")) : f.ca_path;
+    return PgConnectionString(c, a, f.internal_url, ca);
   });
   auto* status = Sub(&app, "status", "Show the daemon's status (and the app's, with -a)");
   // Only an app named on purpose (-a or $DRAWBRIDGE_APP), not one found in ./fly.toml.
@@ -246,31 +381,72 @@ int Run(int argc, char** argv) {
   on(certs_add, [&](Context& c) { return CertsAdd(c, f.host, f.cert_path, f.key_path); });
   auto* certs_ca = Sub(certs, "ca", "Print the built-in CA certificate (for sslrootcert)");
   on(certs_ca, CertsCa);
+  auto* certs_remove = Sub(certs, "remove", "Removes a certificate and its key");
+  certs_remove->alias("delete");
+  certs_remove->add_option("host", f.host, "host name")->required();
+  certs_remove->add_flag("-y,--yes", f.yes, "Accept all confirmations");
+  on(certs_remove, [&](Context& c) { return CertsRemove(c, f.host, f.yes); });
 
-  auto* version = Sub(&app, "version", "Print the version");
-  version->callback([&] {
-    needs_client = false;
-    std::cout << "drawbridge 0.1.0\n";
-  });
+  auto* version = Sub(&app, "version", "Print the version (--json: as JSON)");
+  version->callback([&] { local = [&f] { return PrintVersion(f.json); }; });
+  // Rewritten to --help before parsing (WalkCommands); listed like flyctl's.
+  auto* help = Sub(&app, "help", "Help about any command: drawbridge help [COMMAND...]");
+  help->allow_extras();
 
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty()) {  // bare `drawbridge`: what there is, as flyctl does
+    std::cout << app.help();
+    return 0;
+  }
+  Walk walk = WalkCommands(&app, args);
+  if (walk.help_word) {
+    args.erase(args.begin() + static_cast<std::ptrdiff_t>(*walk.help_word));
+    args.push_back("--help");
+    walk = WalkCommands(&app, args);
+  }
+  if (!walk.unknown.empty()) {
+    return UsageError(UnknownCommandMessage(walk.unknown, CommandPath(walk.at),
+                                            SuggestCommands(walk.unknown, KnownCommands(walk.at))),
+                      walk.at);
+  }
+
+  std::vector<char*> parse_argv{argv[0]};
+  for (auto& a : args) parse_argv.push_back(a.data());
   try {
-    app.parse(argc, argv);
+    app.parse(static_cast<int>(parse_argv.size()), parse_argv.data());
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {
     return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    std::cerr << "Error: " << e.what() << "\n";
-    return 1;
+    if (IsGroup(walk.at) && !command && !local) {
+      return UsageError(MissingCommandMessage(CommandPath(walk.at), CommandNames(walk.at)),
+                        walk.at);
+    }
+    return UsageError(e.what(), walk.at);
   }
 
-  Status result = direct;
-  if (needs_client) {
-    if (!command) {
-      std::cerr << "Error: no command given; run with --help\n";
-      return 1;
+  if (serve->parsed()) {
+    return UsageError("serve must be the first word: drawbridge serve [flags]", serve);
+  }
+  Status result;
+  if (local) {
+    result = local();
+  } else if (!command) {
+    return UsageError(MissingCommandMessage(CommandPath(walk.at), CommandNames(walk.at)), walk.at);
+  } else {
+    if (app_command) {
+      // Before the daemon is asked anything: a fly.toml that does not parse is reported here.
+      auto resolved = ResolveApp(f.app, toml_for_app);
+      if (resolved.ok()) {
+        app_name = *resolved;
+      } else {
+        result = resolved.status();
+      }
     }
-    result = RunWithClient(f, command);
+    if (result.ok()) result = RunWithClient(f, command);
   }
   std::cout.flush();
   if (!result.ok()) {

@@ -50,10 +50,19 @@ base::Result<Json> Client::Interpret(const HttpResponse& response, std::string_v
   return ErrorFor(response.status, std::move(message));
 }
 
+std::string Client::Encode(const Json& body) {
+  return body.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
 base::Result<Json> Client::Call(std::string_view method, std::string_view target,
                                 const Json* body) {
-  std::string payload =
-      body ? body->dump(-1, ' ', false, Json::error_handler_t::replace) : std::string();
+  std::string payload = body ? Encode(*body) : std::string();
+  if (payload.size() > kMaxRequestBody) {
+    return base::Status::InvalidArgument("the request is " + std::to_string(payload.size()) +
+                                         " bytes, more than the admin API takes (1 MiB, " +
+                                         std::to_string(kMaxRequestBody) +
+                                         " bytes); nothing was sent");
+  }
   auto response = transport_->Send(method, target, payload);
   if (!response.ok()) return response.status();
   return Interpret(*response, auth_hint_);

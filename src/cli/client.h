@@ -3,6 +3,7 @@
 // (http_transport.cc does, alone) and tests drive the commands with a fake transport.
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <string_view>
 
@@ -10,6 +11,11 @@
 #include "cli/table.h"
 
 namespace drawbridge::cli {
+
+// The admin API's limit on a request body (docs/admin-api.md: 1 MiB, else 413). The client
+// refuses a bigger one itself: the daemon stops reading at the limit, and a client still
+// writing would end in "Broken pipe" instead of an answer.
+inline constexpr size_t kMaxRequestBody = size_t{1} << 20;
 
 struct HttpResponse {
   int status = 0;
@@ -38,8 +44,12 @@ class Client {
     return Call("POST", target, &body);
   }
   base::Result<Json> Delete(std::string_view target) { return Call("DELETE", target, nullptr); }
-  // Any of the three: method "GET", "POST" or "DELETE"; body null for none.
+  // Any of the three: method "GET", "POST" or "DELETE"; body null for none. A body that encodes
+  // to more than kMaxRequestBody is refused here, before anything is sent.
   base::Result<Json> Call(std::string_view method, std::string_view target, const Json* body);
+
+  // A request body as sent: compact JSON, invalid UTF-8 replaced (so its size is the size sent).
+  static std::string Encode(const Json& body);
 
   // Maps one answer to a value or an error: 2xx with a JSON body (or none) is a value;
   // otherwise the API's {"error": "..."} message, or "HTTP <status>: <body>" when there is none.

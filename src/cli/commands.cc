@@ -14,6 +14,7 @@
 #include <optional>
 
 #include "cli/settings.h"
+#include "config/toml_text.h"
 
 namespace drawbridge::cli {
 namespace {
@@ -88,7 +89,35 @@ base::Result<std::string> ReadConfig(const std::string& path) {
     std::string msg = "cannot read " + path + ": " + std::strerror(err);
     return err == ENOENT ? Status::NotFound(std::move(msg)) : Status::Internal(std::move(msg));
   }
+  // The request is JSON, which carries only UTF-8: a file that is not (Latin-1, say) is refused
+  // here with its file:line, rather than sent with its bad bytes replaced and accepted.
+  if (auto checked = config::CheckTomlText(*text, path); !checked.ok()) return checked.status();
   return *text;
+}
+
+std::string SizeText(size_t bytes) {
+  char buf[32];
+  if (bytes < 1024) return std::to_string(bytes) + " bytes";
+  double kib = static_cast<double>(bytes) / 1024;
+  if (kib < 1024) {
+    std::snprintf(buf, sizeof buf, "%.1f KiB", kib);
+  } else {
+    std::snprintf(buf, sizeof buf, "%.1f MiB", kib / 1024);
+  }
+  return std::string(buf) + " (" + std::to_string(bytes) + " bytes)";
+}
+
+// A request that carries `file` (its text JSON-escaped inside `body`) must fit the admin API's
+// limit; measured on the body as the client encodes it, since escaping makes it larger than the
+// file. Refused before anything is sent, naming the file.
+Status FitsOneRequest(const Json& body, const std::string& file, size_t file_size) {
+  size_t encoded = Client::Encode(body).size();
+  if (encoded <= kMaxRequestBody) return Status();
+  std::string limit = "1 MiB (" + std::to_string(kMaxRequestBody) + " bytes)";
+  return Status::InvalidArgument(file + " is " + SizeText(file_size) +
+                                 ", too large to send: the admin API takes requests of at most " +
+                                 limit + ", and this one would be " + std::to_string(encoded) +
+                                 " bytes");
 }
 
 // Writes a file through a temporary next to it, so a failed write leaves the old one.
@@ -435,17 +464,17 @@ Status ConfigValidate(Context& ctx, const std::string& app, const std::string& p
   std::string file = ResolveConfigPath(path);
   auto text = ReadConfig(file);
   if (!text.ok()) return text.status();
-  return RunOnApp(
-      ctx, app, Post("/config/validate", Json{{"toml", *text}, {"file", file}}),
-      [&](const Json& verdict) {
-        PrintWarnings(ctx, verdict);
-        if (verdict.is_object() && verdict.contains("valid") && verdict["valid"] == false) {
-          std::string errors = Str(verdict, "error");
-          if (errors.empty()) errors = file + ": invalid configuration";
-          return Status::InvalidArgument(errors);
-        }
-        return PrintLine(ctx, "✓ Configuration is valid");
-      });
+  Json body{{"toml", *text}, {"file", file}};
+  if (auto s = FitsOneRequest(body, file, text->size()); !s.ok()) return s;
+  return RunOnApp(ctx, app, Post("/config/validate", std::move(body)), [&](const Json& verdict) {
+    PrintWarnings(ctx, verdict);
+    if (verdict.is_object() && verdict.contains("valid") && verdict["valid"] == false) {
+      std::string errors = Str(verdict, "error");
+      if (errors.empty()) errors = file + ": invalid configuration";
+      return Status::InvalidArgument(errors);
+    }
+    return PrintLine(ctx, "✓ Configuration is valid");
+  });
 }
 
 Status Deploy(Context& ctx, const std::string& app, const std::string& config_path,
@@ -455,10 +484,29 @@ Status Deploy(Context& ctx, const std::string& app, const std::string& config_pa
   if (!text.ok()) return text.status();
   Json body{{"toml", *text}, {"file", config_path}};
   if (!image.empty()) body["image"] = image;
-  return RunOnApp(ctx, app, Post("/deploy", std::move(body)), [&](const Json& release) {
-    PrintWarnings(ctx, release);
-    return PrintLine(ctx, "Release v" + std::to_string(Int(release, "release")) + " created");
+  if (auto s = FitsOneRequest(body, config_path, text->size()); !s.ok()) return s;
+  auto release = Send(ctx, Post(AppPath(app) + "/deploy", std::move(body)));
+  if (!release.ok()) return release.status();
+  std::string version = "v" + std::to_string(Int(*release, "release"));
+  auto shown = Show(ctx, *release, [&](const Json& r) {
+    PrintWarnings(ctx, r);
+    return PrintLine(ctx, "Release " + version + " created");
   });
+  if (!shown.ok()) return shown;
+  // A public port the edge could not open (taken by another process, or this daemon's own API
+  // port): the release is kept and the edge keeps trying, but the deploy did not do all it was
+  // asked, so it fails (also with --json, whose answer lists them under "port_errors").
+  const Json* errors = release->is_object() && release->contains("port_errors")
+                           ? &(*release)["port_errors"]
+                           : nullptr;
+  if (!errors || !errors->is_array() || errors->empty()) return Status();
+  for (const auto& e : *errors) {
+    *ctx.ui.err << "Error: port " << Str(e, "port") << " is not listening: " << Str(e, "error")
+                << "\n";
+  }
+  return Status::Unavailable("release " + version +
+                             " is kept and served on its other ports; the edge tries the "
+                             "failed ones again every few seconds (see drawbridge status)");
 }
 
 // ------------------------------------------------------------------------------ services, image
@@ -514,14 +562,60 @@ Status ImageShow(Context& ctx, const std::string& app) {
                   [&](const Json& image) { return PrintImage(ctx, image); });
 }
 
-Status PgConnectionString(Context& ctx, const std::string& app, const std::string& internal_url) {
-  std::string target = "/connection-string";
+namespace {
+
+// A path as a URI query value: percent-encoded, but with its '/' kept so it reads as a path.
+std::string PathInQuery(std::string_view path) {
+  std::string out;
+  for (char c : path) out += c == '/' ? std::string("/") : UrlEncode(std::string_view(&c, 1));
+  return out;
+}
+
+// A path as one shell word: as is when it holds nothing the shell reads, else single-quoted.
+std::string ShellWord(const std::string& path) {
+  constexpr std::string_view kPlain =
+      "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+,:@%";
+  if (!path.empty() && path.find_first_not_of(kPlain) == std::string::npos) return path;
+  std::string out = "'";
+  for (char c : path) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+}  // namespace
+
+Status PgConnectionString(Context& ctx, const std::string& app, const std::string& internal_url,
+                          const std::string& ca_path) {
+  if (auto s = RequireApp(app); !s.ok()) return s;
+  std::string target = AppPath(app) + "/connection-string";
   if (!internal_url.empty()) target += "?internal=" + UrlEncode(internal_url);
-  return RunOnApp(ctx, app, Get(std::move(target)), [&](const Json& answer) {
-    std::string url = Str(answer, "url");
-    if (url.empty()) return Status::InvalidArgument("the daemon's answer has no url");
-    return PrintLine(ctx, url);
-  });
+  auto answer = Send(ctx, Get(std::move(target)));
+  if (!answer.ok()) return answer.status();
+  std::string url = Str(*answer, "url");
+  if (url.empty()) return Status::InvalidArgument("the daemon's answer has no url");
+  // The daemon's verify-full form names no CA file (the path is this client's): add ours, so
+  // the string works as printed once the CA is saved there.
+  std::string verify_full = Str(*answer, "verify_full_url");
+  if (!verify_full.empty() && verify_full.find("sslrootcert=") == std::string::npos) {
+    verify_full += (verify_full.find('?') == std::string::npos ? "?" : "&") +
+                   std::string("sslrootcert=") + PathInQuery(ca_path);
+  }
+  if (ctx.json) {
+    Json out = *answer;
+    if (!verify_full.empty()) {
+      out["verify_full_url"] = verify_full;
+      out["sslrootcert"] = ca_path;
+    }
+    return PrintJson(ctx, out);
+  }
+  *ctx.ui.out << url << "\n";
+  if (verify_full.empty()) return Status();  // a daemon that does not offer it
+  *ctx.ui.out << verify_full << "\n";
+  std::string dir = std::filesystem::path(ca_path).parent_path().string();
+  *ctx.ui.err << "verify-full checks the edge's certificate against the built-in CA; save it "
+                 "first: "
+              << (dir.empty() || dir == "." ? "" : "mkdir -p " + ShellWord(dir) + " && ")
+              << "drawbridge certs ca > " << ShellWord(ca_path) << "\n";
+  return Status();
 }
 
 // ------------------------------------------------------------------------------ status
@@ -534,15 +628,27 @@ void PrintDaemonStatus(Context& ctx, const Json& daemon) {
   if (daemon.contains("ports") && daemon["ports"].is_array()) {
     for (const auto& p : daemon["ports"]) ports += (ports.empty() ? "" : ", ") + p.dump();
   }
-  *ctx.ui.out << RenderVerticalTable(
-      "Drawbridge",
-      {{"Version", Str(daemon, "version")},
-       {"Store", Str(daemon, "store")},
-       {"Node", Str(daemon, "node")},
-       {"Domain", Str(daemon, "domain")},
-       {"Routes", "v" + Str(daemon, "routes_version")},
-       {"Ports", ports.empty() ? "none" : ports},
-       {"Connections", Str(conns, "active") + " active, " + Str(conns, "accepted") + " accepted"}});
+  std::vector<std::pair<std::string, std::string>> rows = {
+      {"Version", Str(daemon, "version")},
+      {"Store", Str(daemon, "store")},
+      {"Node", Str(daemon, "node")},
+      {"Domain", Str(daemon, "domain")},
+      {"Routes", "v" + Str(daemon, "routes_version")},
+      {"Ports", ports.empty() ? "none" : ports}};
+  // A port of the route table that the edge could not open gets a row of its own, and the
+  // command says so on stderr.
+  if (daemon.contains("listeners") && daemon["listeners"].is_array()) {
+    for (const auto& l : daemon["listeners"]) {
+      if (Str(l, "state") != "failed") continue;
+      rows.push_back({"Port " + Str(l, "port"),
+                      "not listening since " + Str(l, "since") + ": " + Str(l, "error")});
+      *ctx.ui.err << "Warning: port " << Str(l, "port") << " is not listening: "
+                  << Str(l, "error") << "\n";
+    }
+  }
+  rows.push_back(
+      {"Connections", Str(conns, "active") + " active, " + Str(conns, "accepted") + " accepted"});
+  *ctx.ui.out << RenderVerticalTable("Drawbridge", rows);
 }
 
 void PrintAppStatus(Context& ctx, const std::string& app, const std::string& domain,
@@ -577,7 +683,8 @@ Status ShowStatus(Context& ctx, const std::string& app) {
       if (Str(a, "name") == app) entry = a;
     }
   }
-  if (entry.is_null()) return Status::NotFound("app not found: " + app);
+  // Worded as the daemon words every "not found" (plane/common.h, NotFoundError).
+  if (entry.is_null()) return Status::NotFound("app \"" + app + "\" not found");
   return Show(ctx, Json{{"daemon", *daemon}, {"app", entry}}, [&](const Json& both) {
     PrintDaemonStatus(ctx, both.at("daemon"));
     PrintAppStatus(ctx, app, Str(both.at("daemon"), "domain"), both.at("app"));
@@ -650,6 +757,18 @@ Status CertsCa(Context& ctx) {
   return Run(ctx, Get("/v1/ca"), [&](const Json& ca) {
     *ctx.ui.out << Str(ca, "pem");
     return Status();
+  });
+}
+
+Status CertsRemove(Context& ctx, const std::string& host, bool yes) {
+  if (host.empty()) return Status::InvalidArgument("a host name is required: certs remove HOST");
+  if (!yes) {
+    auto ok = Confirm(ctx, "Remove certificate " + host + "?", "use --yes to remove " + host);
+    if (!ok.ok()) return ok.status();
+    if (!*ok) return Status();
+  }
+  return Run(ctx, Delete("/v1/certs/" + UrlEncode(host)), [&](const Json& removed) {
+    return PrintLine(ctx, "Certificate " + Str(removed, "host") + " deleted");
   });
 }
 

@@ -69,8 +69,12 @@ base::Status Deploy(Context& ctx, const std::string& app, const std::string& con
 
 base::Status ServicesList(Context& ctx, const std::string& app);
 base::Status ImageShow(Context& ctx, const std::string& app);
+// The external connection string (sslmode=require) and, when the daemon offers it, the same
+// with sslmode=verify-full and sslrootcert=<ca_path>, each on its own line; on stderr, how to
+// save the built-in CA at ca_path (`drawbridge certs ca > <ca_path>`). With --json, the answer
+// with its verify_full_url completed the same way and "sslrootcert": ca_path.
 base::Status PgConnectionString(Context& ctx, const std::string& app,
-                                const std::string& internal_url);
+                                const std::string& internal_url, const std::string& ca_path);
 // app may be empty: then only the daemon's status.
 base::Status ShowStatus(Context& ctx, const std::string& app);
 base::Status CertsList(Context& ctx);
@@ -80,6 +84,9 @@ base::Status CertsAdd(Context& ctx, const std::string& host, const std::string& 
                       const std::string& key_path);
 // Prints the built-in CA certificate (PEM) for clients' sslrootcert.
 base::Status CertsCa(Context& ctx);
+// Removes the certificate and key stored for `host` (flyctl's `certs remove`): asks first unless
+// `yes`; without a terminal, --yes is required.
+base::Status CertsRemove(Context& ctx, const std::string& host, bool yes);
 
 // Row builders, exposed for tests: one table row per element of the daemon's answer.
 std::vector<std::vector<std::string>> IpRows(const Json& ips, TimePoint now);

@@ -74,7 +74,7 @@ class HttpTransport : public Transport {
     ex.request.version(11);
     ex.request.set(http::field::host, endpoint_.host_header);
     ex.request.set(http::field::authorization, "Bearer " + token_);
-    ex.request.set(http::field::user_agent, "drawbridge-cli/0.1.0");
+    ex.request.set(http::field::user_agent, "drawbridge-cli/" DRAWBRIDGE_VERSION);
     ex.request.set(http::field::accept, "application/json");
     if (!body.empty() || verb == http::verb::post) {
       ex.request.set(http::field::content_type, "application/json");

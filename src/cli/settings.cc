@@ -1,13 +1,19 @@
 #include "cli/settings.h"
 
 #include <arpa/inet.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cctype>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+
+#include "config/fly_toml.h"
 
 namespace drawbridge::cli {
 namespace {
@@ -103,12 +109,19 @@ base::Result<std::string> ReadToken(const std::string& data_dir) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     int err = errno;
-    // No token yet: the daemon never ran with this data dir. Any other failure (permissions) is
-    // the environment's.
-    std::string msg = "cannot read the admin token " + path + ": " + std::strerror(err) +
-                      " (start `drawbridge serve` first, or give --data-dir)";
-    return err == ENOENT ? base::Status::NotFound(std::move(msg))
-                         : base::Status::Internal(std::move(msg));
+    std::string msg = "cannot read the admin token " + path + ": " + std::strerror(err);
+    // No token yet: the daemon never ran with this data dir.
+    if (err == ENOENT) {
+      return base::Status::NotFound(msg + " (start `drawbridge serve` first, or give --data-dir)");
+    }
+    // The daemon's files are its user's (0600 token, 0700 directory): say whose.
+    if (err == EACCES || err == EPERM) msg += ": " + AccessHint(path);
+    return base::Status::Internal(std::move(msg));
+  }
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {  // opens, but reads nothing
+    return base::Status::InvalidArgument("cannot read the admin token " + path +
+                                         ": it is a directory");
   }
   std::stringstream ss;
   ss << in.rdbuf();
@@ -118,6 +131,33 @@ base::Result<std::string> ReadToken(const std::string& data_dir) {
     return base::Status::InvalidArgument("the admin token " + path + " has more than one line");
   }
   return token;
+}
+
+std::string AccessHint(const std::string& path) {
+  // The deepest component this process can stat is the one that refuses it: the file itself,
+  // or the first directory above it that it may not enter. One step per path component.
+  std::string at = path;
+  struct stat st {};
+  while (::stat(at.c_str(), &st) != 0) {
+    size_t slash = at.find_last_of('/');
+    if (slash == std::string::npos || at == "/") return "run it as the daemon's user or with sudo";
+    at = slash == 0 ? "/" : at.substr(0, slash);
+  }
+  char mode[8];
+  std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+  std::string what =
+      at == path ? "the file" : (S_ISDIR(st.st_mode) ? "the directory " : "the file ") + at;
+  if (st.st_uid == ::geteuid()) {
+    return what + " is yours with mode " + mode + ", which does not let you read it";
+  }
+  std::string owner;
+  if (const struct passwd* pw = ::getpwuid(st.st_uid); pw != nullptr) {
+    owner = pw->pw_name;
+  } else {
+    owner = "uid " + std::to_string(st.st_uid);
+  }
+  return what + " is owned by " + owner + " with mode " + mode + "; run the command as " + owner +
+         " (e.g. with sudo)";
 }
 
 std::optional<std::string> AppFromFlyToml(std::string_view toml) {
@@ -146,6 +186,33 @@ std::optional<std::string> AppFromFlyToml(std::string_view toml) {
     return name;
   }
   return std::nullopt;
+}
+
+base::Result<std::string> ResolveApp(std::string_view named, const std::string& toml_path) {
+  if (!named.empty()) return std::string(named);
+  auto text = ReadFile(toml_path);
+  if (!text) {
+    int err = errno;
+    if (err == ENOENT || err == ENOTDIR) return std::string();  // no fly.toml: no app
+    return base::Status::Internal("cannot read " + toml_path +
+                                  " for the app name: " + std::strerror(err) + " (or give -a)");
+  }
+  // The parser's own reading of `app`, so a file that does not parse (or is not UTF-8) and has
+  // no `app` line says where, with file:line, and the app is the one deploy would see. Only the
+  // syntax is checked: a file whose services have a typo names its app. A broken file that still
+  // has an `app = "..."` line names it too, for the commands that do not deploy it (status,
+  // ips list); deploy and validate read the file themselves and report its error.
+  auto app = config::AppNameOfFlyToml(*text, toml_path);
+  if (app.ok()) return *app;
+  if (auto named = AppFromFlyToml(*text)) return *named;
+  return base::Status::InvalidArgument(app.message() + " (the app name is read from " +
+                                       toml_path +
+                                       " when neither -a nor $DRAWBRIDGE_APP is given)");
+}
+
+std::string DefaultCaPath(const char* home) {
+  std::string dir = home != nullptr && *home != '\0' ? std::string(home) + "/.postgresql" : ".";
+  return dir + "/drawbridge-ca.pem";
 }
 
 std::optional<std::string> ReadFile(const std::string& path) {

@@ -33,11 +33,29 @@ std::string DefaultDataDir(bool is_root, const char* xdg_data_home, const char* 
 std::string FirstNonEmpty(std::string_view a, std::string_view b, std::string_view c = {});
 
 // The content of <data_dir>/admin.token without surrounding whitespace; an error that names the
-// file and says what to do when it is missing, unreadable or empty.
+// file and says what to do: start the daemon when it is missing; when it may not be read, whose
+// it is (AccessHint); when it is empty.
 base::Result<std::string> ReadToken(const std::string& data_dir);
 
+// Why this process may not open `path`: the owner and mode of the file, or of the first
+// directory above it that it may not enter, and as whom to run instead, e.g. "the file is owned
+// by root with mode 0600; run the command as root (e.g. with sudo)".
+std::string AccessHint(const std::string& path);
+
+// The app a command acts on: `named` (-a, or $DRAWBRIDGE_APP) when not empty, else the `app` of
+// the fly.toml at toml_path; "" when that file does not exist or names no app (the command then
+// says flyctl's "missing an app name"). A file that does not parse and has no `app` line is an
+// error with the parser's file:line, so a syntax error is not reported as a missing name.
+base::Result<std::string> ResolveApp(std::string_view named, const std::string& toml_path);
+
+// Where `pg connection-string` tells clients to keep the built-in CA for sslrootcert:
+// $HOME/.postgresql/drawbridge-ca.pem (./drawbridge-ca.pem without a HOME). libpq does not
+// expand `~`, so the path is spelt out.
+std::string DefaultCaPath(const char* home);
+
 // `app = "name"` (or 'name') at the top level of a fly.toml text, before any [table]; nullopt
-// when there is none. Comments and whitespace are ignored.
+// when there is none. Comments and whitespace are ignored. The fallback for a file that does not
+// parse.
 std::optional<std::string> AppFromFlyToml(std::string_view toml);
 
 // Reads a whole file; nullopt when it cannot be opened.

@@ -7,6 +7,8 @@
 
 #include <toml++/toml.h>
 
+#include "config/toml_text.h"
+
 namespace drawbridge::config {
 
 namespace {
@@ -33,9 +35,14 @@ class Walker {
  public:
   explicit Walker(std::string_view file) : file_(file) {}
 
-  std::string Where(const toml::node& node, const std::string& key) const {
-    return file_ + ":" + std::to_string(node.source().begin.line) + ": " + key + ": ";
+  static int Line(const toml::node& node) {
+    return std::max(1, static_cast<int>(node.source().begin.line));
   }
+  std::string Where(const toml::node& node, const std::string& key) const {
+    return file_ + ":" + std::to_string(Line(node)) + ": " + key + ": ";
+  }
+  // Remembers where `key` was written, for ParsedConfig::lines.
+  void Mark(const toml::node& node, const std::string& key) { lines_[key] = Line(node); }
   void Fail(const toml::node& node, const std::string& key, const std::string& text) {
     if (error_.empty()) error_ = Where(node, key) + text;
   }
@@ -45,6 +52,7 @@ class Walker {
   bool failed() const { return !error_.empty(); }
   const std::string& error() const { return error_; }
   std::vector<std::string>& warnings() { return warnings_; }
+  std::map<std::string, int>& lines() { return lines_; }
 
   // Typed getters: a wrong type is an error; a missing key leaves `out` untouched.
   template <typename T>
@@ -132,6 +140,7 @@ class Walker {
   std::string file_;
   std::string error_;
   std::vector<std::string> warnings_;
+  std::map<std::string, int> lines_;
 };
 
 const std::set<std::string_view> kHandlers = {"tls", "pg_tls", "http", "proxy_proto"};
@@ -148,7 +157,9 @@ void ParsePort(Walker& w, const toml::table& t, const std::string& path, Service
   } else if (!port->port && *port->start_port > *port->end_port) {
     w.Fail(t, path, "`start_port` is above `end_port`");
   }
+  w.Mark(t, path);
   if (w.GetStrings(t, path + ".handlers", "handlers", &port->handlers)) {
+    w.Mark(*t.get("handlers"), path + ".handlers");
     for (const auto& h : port->handlers) {
       if (!kHandlers.count(h)) {
         w.Fail(*t.get("handlers"), path + ".handlers",
@@ -243,6 +254,19 @@ void ParseConcurrency(Walker& w, const toml::table& t, const std::string& path,
   }
 }
 
+// The limits are checked above but not enforced yet: a service that relies on one would be
+// surprised, so each is warned about at its line.
+void WarnUnenforcedLimits(Walker& w, const toml::table& t, const std::string& path) {
+  const toml::table* c = t.get_as<toml::table>("concurrency");
+  if (c == nullptr) return;
+  for (const char* key : {"hard_limit", "soft_limit"}) {
+    if (const toml::node* n = c->get(key)) {
+      w.Warn(*n, path + ".concurrency." + key,
+             "not enforced by this edge yet (connections are not limited); kept as written");
+    }
+  }
+}
+
 // Keys of [[services]] and [http_service] that the edge keeps but does not act on: their types
 // are still checked, so a wrong one is an error with its line.
 void ParseCommonServiceKeys(Walker& w, const toml::table& t, const std::string& path) {
@@ -287,6 +311,7 @@ void ParseHttpService(Walker& w, const toml::table& t) {
 
 void ParseService(Walker& w, const toml::table& t, const std::string& path,
                   control::Service* service) {
+  w.Mark(t, path);
   if (!w.GetPort(t, path + ".internal_port", "internal_port", &service->internal_port) &&
       !w.failed()) {
     w.Fail(t, path + ".internal_port", "is required");
@@ -328,37 +353,36 @@ void ParseService(Walker& w, const toml::table& t, const std::string& path,
     }
   }
   ParseConcurrency(w, t, path, &service->concurrency);
+  WarnUnenforcedLimits(w, t, path);
   ParseCommonServiceKeys(w, t, path);
   w.WarnUnknown(t, path, {"internal_port", "protocol", "ports", "concurrency"},
                 {"processes", "auto_stop_machines", "auto_start_machines",
                  "min_machines_running", "tcp_checks", "http_checks"});
 }
 
+// The document, or the first reason it is not TOML: "file:line: text".
+base::Result<toml::table> ParseToml(std::string_view text, std::string_view file_name) {
+  auto checked = CheckTomlText(text, file_name);  // UTF-8 that toml++ 3.3 reads safely
+  if (!checked.ok()) return checked.status();
+  try {
+    return toml::parse(*checked, file_name);
+  } catch (const toml::parse_error& e) {
+    return base::Status::InvalidArgument(std::string(file_name) + ":" +
+                                         std::to_string(std::max(1u, e.source().begin.line)) +
+                                         ": " + std::string(e.description()));
+  }
+}
+
 }  // namespace
 
 base::Result<ParsedConfig> ParseFlyToml(std::string_view text, std::string_view file_name) {
-  // toml++ 3.3 (Debian 12) reaches undefined behaviour on some non-ASCII code points
-  // (marzer/tomlplusplus#190, #295); fly.toml files are ASCII, so anything else is refused
-  // before the parser sees it.
-  for (size_t i = 0, line = 1; i < text.size(); ++i) {
-    if (text[i] == '\n') ++line;
-    if (static_cast<unsigned char>(text[i]) >= 0x80 || text[i] == '\0') {
-      return base::Status::InvalidArgument(std::string(file_name) + ":" + std::to_string(line) +
-                                           ": only ASCII characters are accepted in fly.toml");
-    }
-  }
-  toml::table doc;
-  try {
-    doc = toml::parse(text, file_name);
-  } catch (const toml::parse_error& e) {
-    return base::Status::InvalidArgument(std::string(file_name) + ":" +
-                                         std::to_string(e.source().begin.line) + ": " +
-                                         std::string(e.description()));
-  }
+  auto doc = ParseToml(text, file_name);
+  if (!doc.ok()) return doc.status();
   Walker w(file_name);
   ParsedConfig out;
-  w.Get(doc, "app", "app", &out.config.app);
-  if (const toml::node* n = doc.get("services")) {
+  out.file = std::string(file_name);
+  if (w.Get(*doc, "app", "app", &out.config.app)) w.Mark(*doc->get("app"), "app");
+  if (const toml::node* n = doc->get("services")) {
     const toml::array* a = n->as_array();
     if (a == nullptr || (!a->empty() && !a->is_array_of_tables())) {
       w.Fail(*n, "services", "expected [[services]] tables");
@@ -372,7 +396,7 @@ base::Result<ParsedConfig> ParseFlyToml(std::string_view text, std::string_view 
   }
   // A public port may be claimed once per app; the error points at the second claim.
   std::set<int> seen;
-  const toml::array* services = doc.get_as<toml::array>("services");
+  const toml::array* services = doc->get_as<toml::array>("services");
   for (size_t si = 0; services && si < out.config.services.size(); ++si) {
     const auto& svc = out.config.services[si];
     const toml::array* ports = services->get(si)->as_table()->get_as<toml::array>("ports");
@@ -389,20 +413,39 @@ base::Result<ParsedConfig> ParseFlyToml(std::string_view text, std::string_view 
       }
     }
   }
-  if (const toml::node* n = doc.get("http_service")) {
+  if (const toml::node* n = doc->get("http_service")) {
     if (const toml::table* t = n->as_table()) {
       ParseHttpService(w, *t);
     } else {
       w.Fail(*n, "http_service", "expected a table");
     }
   }
-  w.WarnUnknown(doc, "", {"app", "services", "http_service"},
+  if (out.config.services.empty() && !doc->contains("http_service")) {
+    w.warnings().push_back(std::string(file_name) +
+                           ":1: services: no [[services]]: nothing will be served for this app");
+  }
+  w.WarnUnknown(*doc, "", {"app", "services", "http_service"},
                 {"primary_region", "kill_signal", "kill_timeout", "swap_size_mb", "console_command",
                  "build", "env", "vm", "mounts", "checks", "metrics", "deploy",
                  "experimental", "processes", "statics", "restart", "files"});
   if (w.failed()) return base::Status::InvalidArgument(w.error());
   out.warnings = std::move(w.warnings());
+  out.lines = std::move(w.lines());
   return out;
+}
+
+std::string ParsedConfig::Where(const std::string& key) const {
+  auto it = lines.find(key);
+  return file + ":" + std::to_string(it == lines.end() ? 1 : it->second) + ": " + key + ": ";
+}
+
+base::Result<std::string> AppNameOfFlyToml(std::string_view text, std::string_view file_name) {
+  auto doc = ParseToml(text, file_name);
+  if (!doc.ok()) return doc.status();
+  const toml::node* app = doc->get("app");
+  if (app == nullptr) return std::string();
+  if (auto name = app->value_exact<std::string>()) return *name;
+  return base::Status::InvalidArgument(Walker(file_name).Where(*app, "app") + "expected a string");
 }
 
 base::Result<ParsedConfig> LoadFlyToml(const std::string& path) {

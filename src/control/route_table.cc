@@ -1,6 +1,7 @@
 #include "control/route_table.h"
 
 #include <algorithm>
+#include <utility>
 
 namespace drawbridge::control {
 
@@ -52,6 +53,17 @@ std::vector<int> RouteTable::Ports() const {
   std::sort(ports.begin(), ports.end());
   ports.erase(std::unique(ports.begin(), ports.end()), ports.end());
   return ports;
+}
+
+AddressHolders::AddressHolders(uint64_t revision, std::map<std::string, std::set<std::string>> apps)
+    : revision_(revision), apps_(std::move(apps)) {}
+
+AddressHolders::Verdict AddressHolders::Check(const std::string& app, const std::string& local_ip,
+                                              uint64_t table_version) const {
+  if (table_version > revision_) return Verdict::kHeld;
+  auto it = apps_.find(app);
+  if (it == apps_.end()) return Verdict::kAppDestroyed;
+  return it->second.count(local_ip) ? Verdict::kHeld : Verdict::kAddressReleased;
 }
 
 std::vector<RouteTable::Entry> RoutesForApp(const AppConfig& config,

@@ -3,11 +3,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 
 #include <nlohmann/json.hpp>
@@ -15,8 +18,11 @@
 
 #include "api/admin_server.h"
 #include "api/admin_token.h"
+#include "base/host_name.h"
 #include "config/fly_toml.h"
+#include "control/ip_pool.h"
 #include "control/route_table.h"
+#include "daemon/data_dir_lock.h"
 #include "dns/server.h"
 #include "net/local_delivery.h"
 #include "net/metrics.h"
@@ -103,6 +109,13 @@ int ServeStatic(const Flags& f) {
     spdlog::critical("{}", s.message());
     return 1;
   }
+  // Static mode has no status to report a port in: one it cannot open is fatal at start.
+  for (const auto& l : server.Listeners()) {
+    if (!l.listening) {
+      spdlog::critical("port {}: {}", l.port, l.error);
+      return 1;
+    }
+  }
   Ready();
   server.Run([&] {
     // A bad file keeps the previous state serving.
@@ -140,13 +153,83 @@ base::Status MakeDir(const std::string& path, mode_t mode) {
 // is answered anyway (logged): publishing takes milliseconds, so this only bounds a stuck one.
 constexpr auto kPublishWait = std::chrono::seconds(5);
 
+// Tells the edge who holds which public address now, so that connections whose app no longer
+// holds theirs (released, or the app destroyed) end (net::Server::SetAddressHolders). A read
+// that fails keeps the previous view: no connection is ended on a guess.
+void PublishAddressHolders(plane::ControlPlane* cp, net::Server* server) {
+  int64_t revision = 0;
+  auto holders = cp->ips().Holders(&revision);
+  if (!holders.ok()) {
+    spdlog::warn("address holders not refreshed: {}", holders.message());
+    return;
+  }
+  server->SetAddressHolders(std::make_shared<const control::AddressHolders>(
+      static_cast<uint64_t>(revision), std::move(*holders)));
+}
+
+// RFC 3339 UTC, as every time in the admin API.
+std::string Rfc3339(std::chrono::system_clock::time_point t) {
+  std::time_t secs = std::chrono::system_clock::to_time_t(t);
+  std::tm tm{};
+  ::gmtime_r(&secs, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+// A v4 pool outside 127.0.0.0/8 becomes a local route on lo for the whole host (every program
+// on it then reaches those addresses here, not on the network): refused unless asked for.
+base::Status CheckV4Pool(const Flags& f) {
+  auto pool = control::IpPool::Parse(f.v4_pool);
+  if (!pool.ok() || pool->v6() || net::IsLoopbackV4(*pool) || f.route_v4_pool) return {};
+  return base::Status::InvalidArgument(
+      "--v4-pool " + f.v4_pool +
+      " is not inside 127.0.0.0/8: the daemon would route all of it to lo, taking those "
+      "addresses off the network for every program on this host. Pass --route-v4-pool to do "
+      "so anyway (the route is removed when the daemon exits)");
+}
+
 int ServeControlPlane(const Flags& f) {
+  if (auto s = CheckV4Pool(f); !s.ok()) {
+    spdlog::critical("{}", s.message());
+    return 1;
+  }
+  // Every app's host name, certificate and DNS record ends in it: refused before any is made.
+  // Written as stored and compared (lower case, no root dot), so that a certificate's key in
+  // the store is the name `certs show` and `certs remove` look up.
+  if (!base::IsHostName(f.domain)) {
+    spdlog::critical("--domain \"{}\" is not a DNS name: labels of 1-63 letters, digits and '-' "
+                     "(not starting or ending with '-'), separated by dots, at most 253 "
+                     "characters",
+                     f.domain);
+    return 1;
+  }
+  if (base::NormalizeHost(f.domain) != f.domain) {
+    spdlog::critical("--domain \"{}\": write it in lower case and without a trailing dot: {}",
+                     f.domain, base::NormalizeHost(f.domain));
+    return 1;
+  }
+  dns::ServerOptions dns_options;  // loopback may read <app>.internal, and the flag's networks
+  for (const auto& cidr : f.dns_internal_from) {
+    auto network = dns::ParseSourceNetwork(cidr);
+    if (!network.ok()) {
+      spdlog::critical("--dns-internal-from: {}", network.message());
+      return 1;
+    }
+    dns_options.internal_from.push_back(*network);
+  }
   std::string dir = f.data_dir.empty() ? DefaultDataDir() : f.data_dir;
   for (const auto& [path, mode] : {std::pair{dir, 0700}, {dir + "/ca", 0700}, {dir + "/certs", 0700}}) {
     if (auto s = MakeDir(path, mode); !s.ok()) {
       spdlog::critical("{}", s.message());
       return 1;
     }
+  }
+  // Before anything else in the data dir is touched; held until this function returns.
+  auto lock = DataDirLock::Acquire(dir);
+  if (!lock.ok()) {
+    spdlog::critical("{}", lock.message());
+    return 1;
   }
   auto token = api::EnsureAdminToken(dir + "/admin.token");
   if (!token.ok()) {
@@ -162,6 +245,7 @@ int ServeControlPlane(const Flags& f) {
   plane_options.domain = f.domain;
   plane_options.v4_pool = f.v4_pool;
   plane_options.v6_pool = f.v6_pool;
+  plane_options.ip_quarantine = std::chrono::seconds(f.ip_quarantine_s);
 
   auto ca = tls::EnsureCa(dir + "/ca", "Drawbridge CA for " + f.domain);
   if (!ca.ok()) {
@@ -179,9 +263,31 @@ int ServeControlPlane(const Flags& f) {
     spdlog::critical("{}", control_plane.message());
     return 1;
   }
-  net::MakeLocallyDeliverable((*control_plane)->v4_pool());
-  net::MakeLocallyDeliverable((*control_plane)->v6_pool());
+  // Destroyed after the server below: the routes this daemon added go once nothing listens.
+  net::LocalDelivery local_delivery;
+  local_delivery.MakeLocallyDeliverable((*control_plane)->v4_pool());
+  local_delivery.MakeLocallyDeliverable((*control_plane)->v6_pool());
   plane::ControlPlane* cp = control_plane->get();
+  // The CA's certificates of another --domain, or of apps destroyed before destroy took their
+  // certificates along, serve no one: their keys leave the store (the operator's stay).
+  if (auto gone = cp->certificates().RemoveOrphanedCaCerts(); !gone.ok()) {
+    spdlog::warn("certificates of old hosts not removed: {}", gone.message());
+  } else {
+    for (const auto& c : *gone) {
+      spdlog::info("certificate for {} removed: issued by the built-in CA for no app of {}",
+                   c.host, f.domain);
+    }
+  }
+  // An app with an address has the CA's certificate for <app>.<domain>; after a --domain
+  // change (its old one just went) it gets the new name's now, not at its next address.
+  if (auto apps = cp->apps().List(); apps.ok()) {
+    for (const auto& a : *apps) {
+      if (a.ips == 0) continue;
+      if (auto issued = cp->certificates().EnsureAppCert(a.name); issued.ok() && *issued) {
+        spdlog::info("certificate for {}.{} issued by the built-in CA", a.name, f.domain);
+      }
+    }
+  }
   cp->certificates().RenewDue();
 
   // Certificates (the operator's or the apex's first, then the store's), the DNS zone and the
@@ -192,6 +298,9 @@ int ServeControlPlane(const Flags& f) {
     return 1;
   }
   net::ServerOptions options = ServerOptionsFrom(f);
+  // Ports this daemon serves itself: an app's port that names one is reported, not opened.
+  if (f.api_port > 0) options.reserved_ports[f.api_port] = "this daemon's admin API";
+  if (f.dns_port > 0) options.reserved_ports[f.dns_port] = "this daemon's DNS server";
   options.on_server_version = [cp](const std::string& app, const std::string& machine,
                                    const std::string& version) {
     if (auto s = cp->releases().ObserveServerVersion(app, machine, version); !s.ok()) {
@@ -203,8 +312,10 @@ int ServeControlPlane(const Flags& f) {
     spdlog::critical("{}", s.message());
     return 1;
   }
-  publisher.Start([&server] {
-    if (auto s = server.SyncListeners(); !s.ok()) spdlog::error("listeners: {}", s.message());
+  PublishAddressHolders(cp, &server);
+  publisher.Start([&server, cp] {
+    server.SyncListeners();
+    PublishAddressHolders(cp, &server);
   });
   // Its thread calls SyncListeners, which would wait forever on stopped workers: on every way
   // out, the publisher stops before the server does.
@@ -212,14 +323,17 @@ int ServeControlPlane(const Flags& f) {
     publish::Publisher* publisher;
     ~StopFirst() { publisher->Stop(); }
   } stop_publisher_first{&publisher};
-  dns::Server dns_server([&publisher]() { return publisher.zone(); });
+  dns::Server dns_server([&publisher]() { return publisher.zone(); }, dns_options);
   if (f.dns_port > 0) {
     if (auto s = dns_server.Start("::", f.dns_port); !s.ok()) {
       spdlog::warn("DNS: {}; <app>.{} will not resolve through this daemon", s.message(),
                    f.domain);
     } else {
-      spdlog::info("DNS: authoritative for {} and internal on port {} (UDP and TCP)", f.domain,
-                   f.dns_port);
+      std::string from = "loopback";
+      for (const auto& cidr : f.dns_internal_from) from += ", " + cidr;
+      spdlog::info("DNS: authoritative for {} and internal on port {} (UDP and TCP); internal "
+                   "answered to {}",
+                   f.domain, f.dns_port, from);
     }
   }
   api::ApiContext api_ctx;
@@ -227,6 +341,15 @@ int ServeControlPlane(const Flags& f) {
   api_ctx.token = *token;
   // "Visible at once": a request that changed state is answered once the change is served.
   api_ctx.wait_published = [&publisher] { publisher.WaitForStore(kPublishWait); };
+  api_ctx.port_errors = [&server](const std::vector<int>& ports) {
+    std::map<int, std::string> errors;
+    for (const auto& l : server.Listeners()) {
+      if (!l.listening && std::find(ports.begin(), ports.end(), l.port) != ports.end()) {
+        errors[l.port] = l.error;
+      }
+    }
+    return errors;
+  };
   std::string store_desc = (*store)->Describe();
   api_ctx.status_json = [&]() {
     char host[256] = {};
@@ -240,6 +363,15 @@ int ServeControlPlane(const Flags& f) {
                         {"routes_version", table ? table->version() : 0},
                         {"ports", table ? table->Ports() : std::vector<int>{}},
                         {"connections", {{"active", m.active.load()}, {"accepted", m.accepted.load()}}}};
+    nlohmann::json listeners = nlohmann::json::array();
+    for (const auto& l : server.Listeners()) {
+      nlohmann::json entry = {{"port", l.port},
+                              {"state", l.listening ? "listening" : "failed"},
+                              {"since", Rfc3339(l.since)}};
+      if (!l.listening) entry["error"] = l.error;
+      listeners.push_back(std::move(entry));
+    }
+    j["listeners"] = std::move(listeners);
     return j.dump();
   };
   api_ctx.metrics_text = [&]() {
@@ -270,6 +402,7 @@ int ServeControlPlane(const Flags& f) {
   admin.Stop();
   publisher.Stop();
   dns_server.Stop();
+  local_delivery.RemoveAdded();
   spdlog::info("{}", server.metrics().Summary());
   return 0;
 }

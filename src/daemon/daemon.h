@@ -2,6 +2,7 @@
 // the edge together, and runs until SIGTERM.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -13,8 +14,15 @@ struct Flags {
   int api_port = 4280;   // 0: Unix socket only
   std::string domain = "drawbridge.test";
   std::string v4_pool = "127.0.10.0/24";
+  // A v4 pool outside 127.0.0.0/8 is routed to lo for the whole host: only when asked for.
+  bool route_v4_pool = false;
   std::string v6_pool = "fd5b:d8e0:7a1f::/64";
   int dns_port = 53;  // the authoritative DNS server on [::] (UDP and TCP); 0: off
+  // How long a released dedicated address stays out of allocation (plane/ips.h); 0: not at all.
+  int64_t ip_quarantine_s = 24 * 3600;
+  // Networks (CIDR) besides loopback whose queries for <app>.internal are answered; every
+  // other source gets REFUSED for them (docs/dns.md).
+  std::vector<std::string> dns_internal_from;
   // Static mode: one app from a fly.toml in front of --machine addresses.
   std::string config_path;
   std::vector<std::string> machines;

@@ -19,6 +19,8 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <exception>
 #include <future>
 #include <optional>
@@ -26,6 +28,7 @@
 #include <thread>
 #include <vector>
 
+#include "dns/datagram.h"
 #include "dns/message.h"
 #include "io/accept_loop.h"
 
@@ -41,6 +44,9 @@ using boost::system::error_code;
 using Clock = std::chrono::steady_clock;
 
 constexpr auto kAwait = asio::use_awaitable;
+
+// Datagrams answered per wake-up of the UDP loop before TCP clients get their turn.
+constexpr int kUdpBatch = 64;
 
 // One TCP client. Shared with the deadline's handler, which may run after the coroutine ended.
 struct TcpClient {
@@ -59,7 +65,13 @@ struct TcpClient {
 
   tcp::socket socket;
   asio::steady_timer deadline;
+  bool internal_allowed = false;  // the peer may read `internal` (internal_access.h)
 };
+
+bool InternalAllowed(const std::vector<SourceNetwork>& networks, const asio::ip::address& a) {
+  if (a.is_v4()) return SourceAllowed(networks, a.to_v4().to_bytes());
+  return SourceAllowed(networks, a.to_v6().to_bytes());
+}
 
 // The completion handler of spawned work: logs instead of dropping an exception silently.
 auto LogFailure(const char* what) {
@@ -103,31 +115,59 @@ struct Server::Impl {
   bool stopped = false;
 };
 
+// recvmsg and sendmsg on the native descriptor rather than async_receive_from and
+// async_send_to: they carry each query's destination address, which becomes its answer's
+// source (datagram.h). Asio's reactor reports readiness edge-triggered, so the socket is read
+// until EAGAIN before waiting again, which also picks up datagrams that came before the first
+// wait; after a full batch the loop yields to the TCP clients instead of waiting, since no new
+// edge may come for datagrams already queued.
 awaitable<void> Server::Impl::UdpLoop() {
   std::vector<uint8_t> buf(kMaxMessage);
-  udp::endpoint peer;
+  const int fd = udp_socket->native_handle();
   while (udp_socket->is_open()) {
+    bool drained = false;
+    for (int i = 0; i < kUdpBatch; ++i) {
+      Datagram query;
+      int err = ReceiveDatagram(fd, buf, &query);
+      if (err == EAGAIN || err == EWOULDBLOCK) {
+        drained = true;
+        break;
+      }
+      if (err != 0) continue;  // oversized, or a queued ICMP error: nothing to answer
+      bool internal = SourceAllowed(options.internal_from, query.peer_address());
+      std::vector<uint8_t> out =
+          Answer(*CurrentZone(), std::span(buf.data(), query.size), options.max_udp, internal);
+      if (out.empty()) continue;
+      err = SendReply(fd, out, query);
+      if (err == EAGAIN || err == EWOULDBLOCK) {  // the send buffer is full: wait once
+        error_code ec;
+        co_await udp_socket->async_wait(udp::socket::wait_write, asio::redirect_error(kAwait, ec));
+        if (ec == asio::error::operation_aborted || !udp_socket->is_open()) co_return;
+        err = SendReply(fd, out, query);
+      }
+      if (err != 0) spdlog::debug("dns: UDP answer not sent: {}", std::strerror(err));
+    }
+    if (!drained) {
+      co_await asio::post(io, kAwait);
+      continue;
+    }
     error_code ec;
-    size_t n = co_await udp_socket->async_receive_from(asio::buffer(buf), peer,
-                                                       asio::redirect_error(kAwait, ec));
+    co_await udp_socket->async_wait(udp::socket::wait_read, asio::redirect_error(kAwait, ec));
     if (ec == asio::error::operation_aborted || !udp_socket->is_open()) co_return;
-    if (ec) continue;  // e.g. a datagram dropped by the kernel; nothing to answer
-    std::vector<uint8_t> out = Answer(*CurrentZone(), std::span(buf.data(), n), options.max_udp);
-    if (out.empty()) continue;
-    co_await udp_socket->async_send_to(asio::buffer(out), peer, asio::redirect_error(kAwait, ec));
   }
 }
 
 awaitable<void> Server::Impl::AcceptLoop() {
   co_await io::AcceptLoop(
       *acceptor, "DNS TCP port " + std::to_string(port.load()),
-      [this](tcp::socket socket, const tcp::endpoint&) {
+      [this](tcp::socket socket, const tcp::endpoint& peer) {
         if (static_cast<int>(clients.size()) >= options.max_tcp_connections) {
           error_code ignored;
           socket.close(ignored);
           return;
         }
         auto client = std::make_shared<TcpClient>(std::move(socket));
+        client->internal_allowed = InternalAllowed(options.internal_from, peer.address());
         clients.insert(client);
         asio::co_spawn(io, ServeTcp(client), [this, client](std::exception_ptr e) {
           clients.erase(client);
@@ -153,7 +193,7 @@ awaitable<void> Server::Impl::ServeTcp(std::shared_ptr<TcpClient> client) {
     co_await asio::async_read(client->socket, asio::buffer(query),
                               asio::redirect_error(kAwait, ec));
     if (ec) break;
-    std::vector<uint8_t> out = Answer(*CurrentZone(), query, 0);
+    std::vector<uint8_t> out = Answer(*CurrentZone(), query, 0, client->internal_allowed);
     if (out.empty()) continue;  // a response or a runt: ignored, as over UDP
     framed.clear();
     framed.push_back(static_cast<uint8_t>(out.size() >> 8));
@@ -192,6 +232,10 @@ base::Status Server::Start(const std::string& address, int port) {
     udp::endpoint uep(addr, static_cast<uint16_t>(port));
     s.udp_socket->open(uep.protocol(), ec);
     if (!ec) s.udp_socket->bind(uep, ec);
+    if (!ec) {
+      int err = ReportDestinations(s.udp_socket->native_handle(), addr.is_v6());
+      if (err != 0) ec = error_code(err, boost::system::system_category());
+    }
     if (ec) {
       error =
           "cannot bind DNS UDP " + address + " port " + std::to_string(port) + ": " + ec.message();

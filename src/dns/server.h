@@ -8,6 +8,11 @@
 // are bounded: one 64 KiB datagram buffer, and per TCP connection one query and one answer of at
 // most 64 KiB each.
 //
+// UDP answers leave from the address the query was sent to (datagram.h), so a server bound to
+// a wildcard answers correctly on every address of the host, IPv4 and IPv6 alike. Names in
+// `internal` are answered only to sources in `internal_from` (internal_access.h), over UDP
+// and TCP alike; any other source gets REFUSED for them.
+//
 // Thread safety: Start() and Stop() are called from one thread (not the server's). The provider
 // is called on the server's thread and must be thread-safe with respect to whoever swaps the
 // zone. No Asio in this header.
@@ -18,8 +23,10 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "base/status.h"
+#include "dns/internal_access.h"
 #include "dns/zone.h"
 
 namespace drawbridge::dns {
@@ -28,6 +35,8 @@ struct ServerOptions {
   size_t max_udp = kDefaultUdpSize;  // our UDP payload limit, advertised in OPT
   int max_tcp_connections = 256;
   std::chrono::milliseconds tcp_idle_timeout{10'000};
+  // The sources that may read `internal` (docs/dns.md): loopback unless told otherwise.
+  std::vector<SourceNetwork> internal_from = LoopbackNetworks();
 };
 
 class Server {

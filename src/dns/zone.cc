@@ -114,7 +114,7 @@ const std::vector<std::string>* FindApp(const std::map<std::string, std::vector<
 
 Rr Soa(const Name& apex) { return Rr{Rr::Kind::kSoa, kTypeSoa, apex, {}}; }
 
-Reply Resolve(const Zone& zone, const Names& names, const Question& q) {
+Reply Resolve(const Zone& zone, const Names& names, const Question& q, bool internal_allowed) {
   Reply r;
   if (q.klass != kClassIn && q.klass != kClassAny) {
     r.rcode = Rcode::kRefused;
@@ -125,7 +125,7 @@ Reply Resolve(const Zone& zone, const Names& names, const Question& q) {
 
   bool in_domain = HasSuffix(qname, names.domain);
   bool in_internal = !in_domain && HasSuffix(qname, names.internal);
-  if (!in_domain && !in_internal) {
+  if (!in_domain && (!in_internal || !internal_allowed)) {
     r.rcode = Rcode::kRefused;
     return r;
   }
@@ -270,7 +270,8 @@ Bytes Encode(const Header& query, const Question& q, const std::optional<Edns>& 
 
 }  // namespace
 
-std::vector<uint8_t> Answer(const Zone& zone, std::span<const uint8_t> query, size_t max_udp) {
+std::vector<uint8_t> Answer(const Zone& zone, std::span<const uint8_t> query, size_t max_udp,
+                            bool internal_allowed) {
   Header qh;
   if (!ParseHeader(query, &qh) || qh.qr()) return {};
   if (qh.opcode() != kOpcodeQuery) return HeaderOnly(qh, Rcode::kNotImp);
@@ -297,7 +298,7 @@ std::vector<uint8_t> Answer(const Zone& zone, std::span<const uint8_t> query, si
     reply.rcode = Rcode::kServFail;
     return Encode(qh, q, m.edns, nullptr, reply, limit, advertised);
   }
-  reply = Resolve(zone, *names, q);
+  reply = Resolve(zone, *names, q, internal_allowed);
   return Encode(qh, q, m.edns, &*names, reply, limit, advertised);
 }
 

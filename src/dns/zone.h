@@ -11,7 +11,8 @@
 //                skipped.
 // An app that is a key of the map is a known name even with no addresses (NODATA, not
 // NXDOMAIN). Matching is case-insensitive (ASCII, RFC 4343); the question is echoed with its
-// case as sent. Names outside both zones are REFUSED.
+// case as sent. Names outside both zones are REFUSED, and so is every name in `internal` when
+// the caller says the query's source may not read it (internal_access.h).
 //
 // Decisions beyond the RFCs' musts:
 //   - QTYPE ANY (255) is answered with every RRset the name has: A and AAAA at an app, SOA and
@@ -59,7 +60,10 @@ inline constexpr size_t kDefaultUdpSize = 1232;
 // to answer), or a response (QR=1). `max_udp` is our UDP payload limit when the query came over
 // UDP (it is also advertised in the OPT record); 0 over TCP. Over UDP the answer is at most
 // min(max_udp, client size) bytes, the client size being 512 without EDNS0 and the OPT's size
-// (at least 512) with it; over TCP at most 65535.
-std::vector<uint8_t> Answer(const Zone& zone, std::span<const uint8_t> query, size_t max_udp);
+// (at least 512) with it; over TCP at most 65535. `internal_allowed` false answers every name
+// in `internal` (the apex included) REFUSED, as a name outside both zones: the server passes
+// SourceAllowed() of the query's source.
+std::vector<uint8_t> Answer(const Zone& zone, std::span<const uint8_t> query, size_t max_udp,
+                            bool internal_allowed = true);
 
 }  // namespace drawbridge::dns

@@ -43,7 +43,8 @@ struct ConnRecord {
   uint64_t bytes_in = 0, bytes_out = 0;
   // Why the connection ended: a static string. SetReason() keeps the first one set; the
   // negotiation overwrites it on purpose where a later step says more (cancels, the machine
-  // connect, a refused route).
+  // connect, a refused route), and so does a session ended because its app no longer holds
+  // its address (after a half-close had noted the client's or the machine's end).
   const char* reason = nullptr;
 
   void SetReason(const char* why) {

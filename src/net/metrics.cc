@@ -9,6 +9,7 @@ const char* NetReasonName(NetReason r) {
     case NetReason::kTlsHandshakeFailed: return "tls_handshake_failed";
     case NetReason::kDirectTlsWithoutAlpn: return "direct_tls_without_alpn";
     case NetReason::kMachineUnreachable: return "machine_unreachable";
+    case NetReason::kNoMachines: return "no_machines";
     case NetReason::kCancelUnknownKey: return "cancel_unknown_key";
     case NetReason::kClientClosedEarly: return "client_closed_early";
     case NetReason::kCount: break;
@@ -22,6 +23,7 @@ std::string Metrics::Summary() const {
                     " active=" + std::to_string(active.load()) +
                     " cancels_forwarded=" + std::to_string(cancels_forwarded.load()) +
                     " accept_errors=" + std::to_string(accept_errors.load()) +
+                    " revoked=" + std::to_string(revoked.load()) +
                     " bytes_in=" + std::to_string(bytes_in.load()) +
                     " bytes_out=" + std::to_string(bytes_out.load());
   for (size_t i = 1; i < pg_.size(); ++i) {
@@ -54,6 +56,10 @@ std::string Metrics::Prometheus() const {
   metric("drawbridge_accept_errors_total", "counter",
          "accept() failures (out of descriptors or memory); each pauses that listener 100 ms.");
   sample("drawbridge_accept_errors_total", accept_errors.load());
+  metric("drawbridge_connections_revoked_total", "counter",
+         "Connections ended because their app no longer holds the address they came to "
+         "(address released or app destroyed).");
+  sample("drawbridge_connections_revoked_total", revoked.load());
   metric("drawbridge_bytes_total", "counter", "Bytes relayed, by direction (of closed connections).");
   sample("drawbridge_bytes_total{direction=\"client_to_machine\"}", bytes_in.load());
   sample("drawbridge_bytes_total{direction=\"machine_to_client\"}", bytes_out.load());

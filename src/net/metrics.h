@@ -17,6 +17,7 @@ enum class NetReason {
   kTlsHandshakeFailed,
   kDirectTlsWithoutAlpn,
   kMachineUnreachable,
+  kNoMachines,  // the route's app has no machine at all
   kCancelUnknownKey,
   kClientClosedEarly,
   kCount,
@@ -33,6 +34,9 @@ class Metrics {
   std::atomic<uint64_t> active{0};
   std::atomic<uint64_t> cancels_forwarded{0};
   std::atomic<uint64_t> accept_errors{0};  // accept() failed: out of descriptors or memory
+  // Connections the edge ended (or refused before they reached a machine) because their app
+  // no longer holds the address they came to: the address was released or the app destroyed.
+  std::atomic<uint64_t> revoked{0};
   std::atomic<uint64_t> bytes_in{0};
   std::atomic<uint64_t> bytes_out{0};
 

@@ -184,6 +184,10 @@ class Negotiation : public std::enable_shared_from_this<Negotiation> {
   awaitable<void> ForwardCancel(const pg::CancelKey& key);
   // Picks the route among candidates_ by SNI or the `app=` option. False: refused.
   awaitable<bool> Route(pg::StartupMessage* startup);
+  // False: the route's app no longer holds the dialled address (released, or the app
+  // destroyed, since the connection was accepted); refused with FATAL 57P01 saying so.
+  awaitable<bool> StillHeld();
+  // False: no machine could be reached, or the app has none; refused.
   awaitable<bool> ConnectMachine();
   // Sends what the machine must see first, then moves the connection into a Session for the
   // thread's relay loop. True: the session has the connection and finishes it.
@@ -256,7 +260,7 @@ void Negotiation::CloseAll() {
 
 tls::SessionPolicy Negotiation::PolicyFor(const control::Route& route) const {
   tls::SessionPolicy p;
-  if (candidates_.size() == 1) p.default_host = route.host;
+  if (candidates_.size() == 1 && !route.shared) p.default_host = route.host;
   if (!route.pg_tls) {
     p.alpn_policy = tls::AlpnPolicy::kList;
     p.alpn = route.tls_options.alpn;
@@ -501,11 +505,43 @@ awaitable<bool> Negotiation::Route(pg::StartupMessage* startup) {
   co_return false;
 }
 
+awaitable<bool> Negotiation::StillHeld() {
+  auto holders = ctx_.server->holders.Current();
+  auto revoked =
+      CheckRevoked(holders.get(), record_.route->app, record_.local.Ip(), record_.table->version());
+  if (!revoked) co_return true;
+  metrics().revoked++;
+  if (record_.route->pg_tls) {
+    co_await RefuseAndClose(pg::BuildFatal(pg::sqlstate::kAdminShutdown, revoked->message),
+                            revoked->reason);
+  } else {
+    record_.reason = revoked->reason;
+  }
+  co_return false;
+}
+
 awaitable<bool> Negotiation::ConnectMachine() {
   const control::Route& route = *record_.route;
   const auto& machines = route.machines;
+  if (machines.empty()) {
+    // Not a failure to reach anything: there is nothing to reach until the operator adds a
+    // machine. 57P03, as PostgreSQL says when it does not accept connections now: pg_isready
+    // and libpq's PQping report "rejecting connections" instead of "accepting", which any
+    // other SQLSTATE (08006 among them) would make them say.
+    metrics().Failed(NetReason::kNoMachines);
+    if (route.pg_tls) {
+      co_await RefuseAndClose(
+          pg::BuildFatal(pg::sqlstate::kCannotConnectNow,
+                         "app \"" + route.app + "\" has no machines", {},
+                         "Add one with: drawbridge machines add <address> -a " + route.app),
+          NetReasonName(NetReason::kNoMachines));
+    } else {
+      record_.reason = NetReasonName(NetReason::kNoMachines);
+    }
+    co_return false;
+  }
   static std::atomic<size_t> next{0};  // spreads first attempts; shared by design
-  size_t start = machines.empty() ? 0 : next++ % machines.size();
+  size_t start = next++ % machines.size();
   for (size_t i = 0; i < machines.size(); ++i) {
     const auto& m = machines[(start + i) % machines.size()];
     ArmDeadline(limits().connect_timeout, "machine_connect_timeout", false);
@@ -580,12 +616,15 @@ awaitable<void> Negotiation::Run() {
     ok = s == Startup::kRouted;
   } else if (first.tls) {
     ok = co_await TlsStartup();
-  } else if (candidates_.size() > 1) {
+  } else if (candidates_.size() > 1 || first.shared) {
     ok = co_await Route(nullptr);  // raw TCP on a shared address: nothing to go by
   }
   if (deadline_fired_) metrics().Failed(NetReason::kHandshakeTimeout);
   DisarmDeadline();
-  if (ok && !deadline_fired_ && co_await ConnectMachine() && co_await HandOff()) co_return;
+  if (ok && !deadline_fired_ && co_await StillHeld() && co_await ConnectMachine() &&
+      co_await HandOff()) {
+    co_return;
+  }
   Finish();
 }
 

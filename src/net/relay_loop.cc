@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <string>
+#include <utility>
 
 namespace drawbridge::net {
 
@@ -83,6 +84,16 @@ bool RelayLoop::Adopt(std::unique_ptr<RelayHandler>* handler, int client_fd, int
   return true;
 }
 
+void RelayLoop::RecheckAll() {
+  // The wake-up is written under the lock: Stop() marks the loop stopping under it before it
+  // closes the eventfd, so this never writes to a descriptor closed (or reused) meanwhile.
+  std::lock_guard lock(mu_);
+  if (stopping_ || !thread_.joinable()) return;
+  recheck_ = true;
+  uint64_t one = 1;
+  (void)!write(wake_fd_, &one, sizeof one);
+}
+
 void RelayLoop::AdoptPending() {
   std::vector<std::unique_ptr<Entry>> batch;
   {
@@ -92,6 +103,9 @@ void RelayLoop::AdoptPending() {
   for (auto& owned : batch) {
     Entry* e = owned.get();
     entries_.emplace(e, std::move(owned));
+    // Here, on the loop's thread, rather than before Adopt(): a RecheckAll() that this loop ran
+    // before the connection arrived cannot have seen it, so it looks for itself.
+    Handle(e, e->handler->Recheck());
     for (int i = 0; i < 2 && !e->done; ++i) {
       epoll_event ev{};
       // Edge-triggered for both directions, once: the handler reads and writes until a
@@ -110,7 +124,11 @@ void RelayLoop::AdoptPending() {
 
 void RelayLoop::Call(Entry* e, RelayHandler::Side side, uint32_t events) {
   if (e->done) return;
-  switch (e->handler->OnReady(side, events)) {
+  Handle(e, e->handler->OnReady(side, events));
+}
+
+void RelayLoop::Handle(Entry* e, RelayHandler::Result r) {
+  switch (r) {
     case RelayHandler::Result::kWait:
       break;
     case RelayHandler::Result::kMore:
@@ -124,6 +142,24 @@ void RelayLoop::Call(Entry* e, RelayHandler::Side side, uint32_t events) {
       finished_.push_back(e);
       break;
   }
+}
+
+bool RelayLoop::Wake() {
+  uint64_t count;
+  (void)!read(wake_fd_, &count, sizeof count);
+  bool recheck = false;
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return false;
+    recheck = std::exchange(recheck_, false);
+  }
+  AdoptPending();  // rechecks what it adopts
+  if (recheck) {
+    for (auto& [e, entry] : entries_) {
+      if (!entry->done) Handle(e, entry->handler->Recheck());
+    }
+  }
+  return true;
 }
 
 void RelayLoop::Run() {
@@ -146,13 +182,7 @@ void RelayLoop::Run() {
     again.swap(again_);
     for (int i = 0; i < n; ++i) {
       if (events[i].data.ptr == nullptr) {
-        uint64_t count;
-        (void)!read(wake_fd_, &count, sizeof count);
-        {
-          std::lock_guard lock(mu_);
-          if (stopping_) return;
-        }
-        AdoptPending();
+        if (!Wake()) return;
         continue;
       }
       auto* tag = static_cast<Tag*>(events[i].data.ptr);

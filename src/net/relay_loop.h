@@ -5,9 +5,10 @@
 // moves here once its startup is done (net/negotiation.h) and stays until it closes
 // (docs/architecture.md, "Why the relay has its own loop").
 //
-// Thread safety: Adopt() may be called from any thread; everything else happens on the loop's
-// own thread, and after the loop has stopped, on the thread that calls Stop(). The loop owns
-// each handler it adopted until the handler says kDone or is given up (OnStop).
+// Thread safety: Adopt() and RecheckAll() may be called from any thread; everything else
+// happens on the loop's own thread, and after the loop has stopped, on the thread that calls
+// Stop(). The loop owns each handler it adopted until the handler says kDone or is given up
+// (OnStop).
 #pragma once
 
 #include <cstdint>
@@ -37,6 +38,10 @@ class RelayHandler {
   enum class Stop : uint8_t { kLoopStopping, kCannotWatch };
   // The loop gives the connection up: close and finish it; no more calls.
   virtual void OnStop(Stop why) = 0;
+  // The loop asks the connection to look again at whether it may go on (as it is adopted, and
+  // at RelayLoop::RecheckAll()). kDone: it has finished itself (closed and logged); anything
+  // else: it goes on.
+  virtual Result Recheck() { return Result::kWait; }
 };
 
 class RelayLoop {
@@ -56,6 +61,11 @@ class RelayLoop {
   // they become ready (at once for what is already there). If the loop is not running (not
   // started, stopping, or failed), hands the handler back in `*handler` and returns false.
   bool Adopt(std::unique_ptr<RelayHandler>* handler, int client_fd, int server_fd);
+  // Thread-safe. Asks the loop's thread to call Recheck() on every connection it holds; those
+  // adopted after it are rechecked as they are adopted anyway. Returns at once; does nothing
+  // once the loop is stopping. Used when the control plane takes an address away (a connection
+  // idle in the loop is otherwise never called).
+  void RecheckAll();
 
  private:
   struct Entry;
@@ -77,14 +87,19 @@ class RelayLoop {
   // cannot wait any more.
   void Abandon(RelayHandler::Stop why);
   void Call(Entry* e, RelayHandler::Side side, uint32_t events);
+  // Acts on what a handler's call answered.
+  void Handle(Entry* e, RelayHandler::Result r);
+  // The eventfd fired: adopts what is pending and rechecks if asked. False: stop the loop.
+  bool Wake();
 
   int epoll_fd_ = -1;
   int wake_fd_ = -1;  // eventfd: Adopt() and Stop() write it
   std::thread thread_;
 
-  std::mutex mu_;  // guards pending_ and stopping_
+  std::mutex mu_;  // guards pending_, stopping_ and recheck_
   std::vector<std::unique_ptr<Entry>> pending_;
   bool stopping_ = false;  // Stop() was called, or the loop failed: Adopt() refuses
+  bool recheck_ = false;   // RecheckAll() asked, the loop's thread has not done it yet
 
   // Loop thread only.
   std::unordered_map<Entry*, std::unique_ptr<Entry>> entries_;

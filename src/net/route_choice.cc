@@ -31,11 +31,28 @@ RouteChoice ChooseRoute(std::span<const control::Route* const> candidates, std::
   }
   if (by_sni || by_name) return RouteChoice{by_sni ? by_sni : by_name, {}};
   if (app_option) return Refuse("unknown app \"" + *app_option + "\" on this address");
-  if (candidates.size() == 1) {
+  if (candidates.size() == 1 && !candidates.front()->shared) {
     if (!OtherNameOfZone(sni, candidates.front()->host)) return RouteChoice{candidates.front(), {}};
     return Refuse("the server name \"" + std::string(sni) + "\" does not belong to this address");
   }
-  return Refuse("this address is shared by several apps and the client did not say which one");
+  return Refuse("this address is shared by apps and the client did not say which one");
+}
+
+std::optional<Revocation> CheckRevoked(const control::AddressHolders* holders,
+                                       const std::string& app, const std::string& local_ip,
+                                       uint64_t table_version) {
+  if (holders == nullptr) return std::nullopt;
+  switch (holders->Check(app, local_ip, table_version)) {
+    case control::AddressHolders::Verdict::kHeld:
+      return std::nullopt;
+    case control::AddressHolders::Verdict::kAddressReleased:
+      return Revocation{"address_released", "terminating connection: address " + local_ip +
+                                                " was released from app \"" + app + "\""};
+    case control::AddressHolders::Verdict::kAppDestroyed:
+      return Revocation{"app_destroyed",
+                        "terminating connection: app \"" + app + "\" was destroyed"};
+  }
+  return std::nullopt;
 }
 
 }  // namespace drawbridge::net

@@ -1,9 +1,13 @@
 #include "net/server.h"
 
+#include <netinet/in.h>
 #include <sched.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <future>
 #include <map>
 #include <set>
@@ -50,6 +54,48 @@ base::Result<std::shared_ptr<Acceptor>> Listen(asio::io_context& io, const tcp::
   return a;
 }
 
+// The one place that decides whether the edge may open a port (a fleet whose nodes share ports
+// on purpose would say so here). The listeners set SO_REUSEPORT, which lets any process of the
+// same user join them silently, so this binds sockets that do not share, IPv4 and IPv6
+// wildcard, and closes them: EADDRINUSE means some other socket serves the port. SO_REUSEADDR
+// keeps connections lingering in TIME_WAIT from counting. Returns why the port cannot be
+// opened, or "" if it may be. Must not run while the edge itself listens on `port`.
+std::string ProbePort(int port) {
+  for (bool v6 : {false, true}) {
+    int fd = ::socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      if (v6) continue;  // no IPv6 here: Listen() says so
+      return std::string("cannot create a socket: ") + std::strerror(errno);
+    }
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    int rc;
+    if (v6) {
+      ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+      sockaddr_in6 a{};
+      a.sin6_family = AF_INET6;
+      a.sin6_addr = in6addr_any;
+      a.sin6_port = htons(static_cast<uint16_t>(port));
+      rc = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    } else {
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_addr.s_addr = htonl(INADDR_ANY);
+      a.sin_port = htons(static_cast<uint16_t>(port));
+      rc = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    }
+    int err = errno;
+    ::close(fd);
+    if (rc == 0) continue;
+    if (err == EADDRINUSE) {
+      return v6 ? "in use by another process (IPv6)" : "in use by another process";
+    }
+    if (!v6) return std::string("cannot bind: ") + std::strerror(err);
+    // Any other IPv6 failure (IPv6 off): the IPv4 listener still serves; Listen() logs it.
+  }
+  return "";
+}
+
 }  // namespace
 
 struct Server::Impl {
@@ -66,11 +112,18 @@ struct Server::Impl {
   ServerContext ctx;
   std::vector<std::unique_ptr<Worker>> workers;
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
-  std::mutex sync_mu;    // one SyncListeners() at a time; guards `closing`
+  std::mutex sync_mu;    // one SyncListeners() at a time; guards `closing` and `open`
   bool closing = false;  // Run() has closed the listeners for good: SyncListeners() does nothing
+  std::set<int> open;    // the ports every worker listens on
+  mutable std::mutex state_mu;          // guards `states`
+  std::map<int, ListenerState> states;  // every wanted port's, for Listeners()
+  std::mutex relays_mu;       // guards `relays_gone`: SetAddressHolders() against Run()'s end
+  bool relays_gone = false;   // Run() destroys the workers: no relay loop to ask any more
 
-  // Runs on the worker's thread (or before it starts).
-  base::Status Sync(Worker& w, const std::set<int>& ports) {
+  // Runs on the worker's thread (or before it starts). Opens `ports` not open yet and closes
+  // the others; returns the ports whose IPv4 listener could not be opened, with the reason.
+  std::map<int, std::string> Sync(Worker& w, const std::set<int>& ports) {
+    std::map<int, std::string> failed;
     for (auto it = w.listeners.begin(); it != w.listeners.end();) {
       if (ports.count(it->first)) {
         ++it;
@@ -85,7 +138,10 @@ struct Server::Impl {
     for (int port : ports) {
       if (w.listeners.count(port)) continue;
       auto v4 = Listen(w.io, tcp::endpoint(asio::ip::address_v4::any(), port));
-      if (!v4.ok()) return v4.status();
+      if (!v4.ok()) {
+        failed[port] = v4.message();
+        continue;
+      }
       auto& list = w.listeners[port];
       list.push_back(*v4);
       auto v6 = Listen(w.io, tcp::endpoint(asio::ip::address_v6::any(), port));
@@ -100,7 +156,55 @@ struct Server::Impl {
         });
       }
     }
-    return {};
+    return failed;
+  }
+
+  // Runs Sync() on every worker's thread and waits for each; the failures of all of them.
+  std::map<int, std::string> SyncWorkers(const std::set<int>& ports) {
+    std::map<int, std::string> failed;
+    for (auto& w : workers) {
+      std::promise<std::map<int, std::string>> done;
+      Worker* worker = w.get();
+      asio::post(w->io, [&, worker] { done.set_value(Sync(*worker, ports)); });
+      failed.merge(done.get_future().get());
+    }
+    return failed;
+  }
+
+  // Records each wanted port's state (`failed` with its reason, else listening), logging each
+  // change once; forgets ports no longer wanted.
+  void Record(const std::set<int>& wanted, const std::map<int, std::string>& failed) {
+    auto now = std::chrono::system_clock::now();
+    std::lock_guard lock(state_mu);
+    for (auto it = states.begin(); it != states.end();) {
+      it = wanted.count(it->first) ? std::next(it) : states.erase(it);
+    }
+    for (int port : wanted) {
+      auto f = failed.find(port);
+      ListenerState next{port, f == failed.end(), f == failed.end() ? "" : f->second, now};
+      auto it = states.find(port);
+      if (it != states.end() && it->second.listening == next.listening &&
+          it->second.error == next.error) {
+        continue;
+      }
+      if (next.listening) {
+        spdlog::info("port {}: listening", port);
+      } else if (options.reserved_ports.count(port)) {
+        spdlog::error("port {}: not listening: {}", port, next.error);
+      } else {
+        spdlog::error("port {}: not listening: {}; tried again every {} ms", port, next.error,
+                      options.retry_interval.count());
+      }
+      states[port] = std::move(next);
+    }
+  }
+
+  bool AnyFailed() const {
+    std::lock_guard lock(state_mu);
+    for (const auto& [port, state] : states) {
+      if (!state.listening && !options.reserved_ports.count(port)) return true;
+    }
+    return false;
   }
 
   std::set<int> WantedPorts() const {
@@ -151,10 +255,6 @@ Server::~Server() {
 }
 
 base::Status Server::Start() {
-  auto ports = impl_->WantedPorts();
-  for (auto& w : impl_->workers) {
-    if (auto s = impl_->Sync(*w, ports); !s.ok()) return s;
-  }
   for (auto& w : impl_->workers) {
     if (auto s = w->relay.Start(); !s.ok()) return s;
   }
@@ -163,26 +263,52 @@ base::Status Server::Start() {
     Impl::Worker* worker = w.get();
     w->thread = std::thread([worker] { worker->io.run(); });
   }
+  SyncListeners();
   return {};
 }
 
 const Metrics& Server::metrics() const { return impl_->ctx.metrics; }
 
-base::Status Server::SyncListeners() {
+void Server::SetAddressHolders(std::shared_ptr<const control::AddressHolders> holders) {
+  impl_->ctx.holders.Swap(std::move(holders));
+  std::lock_guard lock(impl_->relays_mu);
+  if (impl_->relays_gone) return;
+  for (auto& w : impl_->workers) w->relay.RecheckAll();  // also during the drain
+}
+
+std::vector<ListenerState> Server::Listeners() const {
+  std::lock_guard lock(impl_->state_mu);
+  std::vector<ListenerState> out;
+  for (const auto& [port, state] : impl_->states) out.push_back(state);
+  return out;
+}
+
+void Server::SyncListeners() {
   std::lock_guard lock(impl_->sync_mu);
   // A route change during the drain (the control plane keeps publishing) must not reopen the
   // listeners, nor wait on io threads that are stopping.
-  if (impl_->closing) return {};
-  auto ports = impl_->WantedPorts();
-  base::Status result;
-  for (auto& w : impl_->workers) {
-    std::promise<base::Status> done;
-    Impl::Worker* worker = w.get();
-    asio::post(w->io, [&, worker] { done.set_value(impl_->Sync(*worker, ports)); });
-    auto s = done.get_future().get();
-    if (!s.ok() && result.ok()) result = s;
+  if (impl_->closing) return;
+  std::set<int> wanted = impl_->WantedPorts();
+  std::map<int, std::string> failed;
+  std::set<int> ports;  // to listen on
+  for (int port : wanted) {
+    if (auto r = impl_->options.reserved_ports.find(port); r != impl_->options.reserved_ports.end()) {
+      failed[port] = "used by " + r->second;
+    } else if (std::string why = impl_->open.count(port) ? "" : ProbePort(port); !why.empty()) {
+      failed[port] = std::move(why);
+    } else {
+      ports.insert(port);
+    }
   }
-  return result;
+  auto not_opened = impl_->SyncWorkers(ports);
+  if (!not_opened.empty()) {
+    // Opened by some workers only (another process took it in between): closed on all.
+    for (const auto& [port, why] : not_opened) ports.erase(port);
+    failed.merge(not_opened);
+    (void)impl_->SyncWorkers(ports);  // opens nothing new, so it cannot fail
+  }
+  impl_->open = ports;
+  impl_->Record(wanted, failed);
 }
 
 void Server::Run(const std::function<void()>& on_reload, const std::function<void()>& on_tick) {
@@ -194,7 +320,7 @@ void Server::Run(const std::function<void()>& on_reload, const std::function<voi
     if (sig == SIGHUP) {
       spdlog::info("SIGHUP: reloading");
       on_reload();
-      if (auto s = SyncListeners(); !s.ok()) spdlog::error("listeners: {}", s.message());
+      SyncListeners();
       signals.async_wait(on_signal);
       return;
     }
@@ -202,9 +328,14 @@ void Server::Run(const std::function<void()>& on_reload, const std::function<voi
   };
   signals.async_wait(on_signal);
   asio::steady_timer tick(signals_io);
+  auto next_retry = std::chrono::steady_clock::now() + impl_->options.retry_interval;
   std::function<void(error_code)> on_timer = [&](error_code ec) {
     if (ec) return;
     if (on_tick) on_tick();
+    if (auto now = std::chrono::steady_clock::now(); now >= next_retry) {
+      next_retry = now + impl_->options.retry_interval;
+      if (impl_->AnyFailed()) SyncListeners();
+    }
     tick.expires_after(std::chrono::seconds(1));
     tick.async_wait(on_timer);
   };
@@ -264,6 +395,10 @@ void Server::Run(const std::function<void()>& on_reload, const std::function<voi
   for (auto& w : impl_->workers) w->relay.Stop();
   // Destroying the io_contexts finishes what was still negotiating (each logs itself), so the
   // counters are final when Run() returns.
+  {
+    std::lock_guard lock(impl_->relays_mu);
+    impl_->relays_gone = true;
+  }
   impl_->workers.clear();
 }
 

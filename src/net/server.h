@@ -5,10 +5,21 @@
 // until it closes. What the connections share lives in one ServerContext per server.
 // Routing happens per connection by its local address, so allocating an address opens no
 // socket; only a new public port does.
+//
+// SO_REUSEPORT would also let any other process of the same user join a port silently (the
+// kernel then splits its connections between the two), so before a port's listeners open it is
+// probed with a socket that does not share (ProbePort() in server.cc, the one place that
+// decides): a port that another process serves, or that this process serves otherwise (the
+// admin API, DNS), is not opened but reported, per port, by Listeners(), and tried again every
+// retry interval while it is wanted. Each change of a port's state is logged once.
 #pragma once
 
+#include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "base/status.h"
 #include "control/route_table.h"
@@ -22,6 +33,19 @@ struct ServerOptions {
   int threads = 0;  // 0: one per core
   Limits limits;
   ServerVersionObserver on_server_version;
+  // Ports this process serves by other means, never opened by the edge: port -> what holds it
+  // ("the admin API"), which becomes the port's error.
+  std::map<int, std::string> reserved_ports;
+  // How often Run() tries again the ports that could not be opened.
+  std::chrono::milliseconds retry_interval{5000};
+};
+
+// One public port of the route table, as the edge serves it.
+struct ListenerState {
+  int port = 0;
+  bool listening = false;
+  std::string error;  // why it is not listening; empty when it is
+  std::chrono::system_clock::time_point since;  // when it entered this state
 };
 
 class Server {
@@ -31,17 +55,30 @@ class Server {
          const tls::CertStore* certs);
   ~Server();
 
-  // Binds the listeners of the current route table and starts the loops. Fails if an IPv4
-  // listener cannot be bound (an IPv6 one that fails is logged and skipped).
+  // Starts the loops and opens the listeners of the current route table. Fails only if a loop
+  // cannot start: a port that cannot be opened is in Listeners() (the caller decides whether
+  // that is fatal). An IPv6 listener that fails otherwise than by the port being in use
+  // (IPv6 off) is logged and skipped.
   base::Status Start();
-  // Opens listeners for new ports and closes those of removed ports; call after a route table
-  // swap. Thread-safe.
-  base::Status SyncListeners();
+  // Opens listeners for new ports (and for those that failed before) and closes those of
+  // removed ports; call after a route table swap. Returns once every loop has done so, so
+  // Listeners() then tells the outcome. Thread-safe.
+  void SyncListeners();
   // Blocks until SIGTERM or SIGINT, calling `on_reload` on SIGHUP and `on_tick` (if set) about
-  // once a second. Then stops accepting, lets open connections finish up to the drain
-  // timeout (or until a second SIGTERM or SIGINT), and stops the loops.
+  // once a second, and SyncListeners() every retry interval while a port is failed. Then stops
+  // accepting, lets open connections finish up to the drain timeout (or until a second SIGTERM
+  // or SIGINT), and stops the loops.
   void Run(const std::function<void()>& on_reload, const std::function<void()>& on_tick = {});
 
+  // Control-plane mode: swaps in who holds which public address (after each route table swap)
+  // and has every relay loop recheck its connections, so that those whose app no longer holds
+  // the address they came to end now; connections still negotiating check it before they dial
+  // a machine (docs/connection.md, "Released addresses and destroyed apps"). Returns at once.
+  // Thread-safe.
+  void SetAddressHolders(std::shared_ptr<const control::AddressHolders> holders);
+
+  // The state of every port of the route table, by port. Thread-safe.
+  std::vector<ListenerState> Listeners() const;
   // This server's counters; thread-safe.
   const Metrics& metrics() const;
 

@@ -1,7 +1,8 @@
-// What every connection of one Server shares (docs/architecture.md, "net"): the route table
-// and certificates it reads, its limits, and the parts of the server's state that connections
-// write: counters, cancel keys and the registry of open connections. One per Server, created
-// before its threads and destroyed after them; every member is thread-safe or immutable.
+// What every connection of one Server shares (docs/architecture.md, "net"): the route table,
+// address holders and certificates it reads, its limits, and the parts of the server's state
+// that connections write: counters, cancel keys and the registry of open connections. One per
+// Server, created before its threads and destroyed after them; every member is thread-safe or
+// immutable.
 #pragma once
 
 #include "control/route_table.h"
@@ -18,6 +19,10 @@ class RelayLoop;
 struct ServerContext {
   const control::RouteTableHolder* routes = nullptr;
   const tls::CertStore* certs = nullptr;
+  // Who holds which address, as the control plane last said (Server::SetAddressHolders); empty
+  // in static mode, where nothing is ever released. Connections check it before they dial a
+  // machine and as their relay loop adopts them and rechecks them.
+  control::AddressHoldersHolder holders;
   Limits limits;
   ServerVersionObserver on_server_version;  // may be empty
   Metrics metrics;

@@ -6,6 +6,7 @@
 
 #include <cerrno>
 
+#include "net/route_choice.h"
 #include "net/scratch.h"
 #include "pg/sqlstate.h"
 
@@ -296,6 +297,20 @@ void Session::OnStop(Stop why) {
                        "terminating connection because the edge is shutting down");
   }
   Finish();
+}
+
+RelayHandler::Result Session::Recheck() {
+  if (finished_) return Result::kDone;
+  auto holders = ctx_->holders.Current();
+  auto revoked = CheckRevoked(holders.get(), record_.route->app, record_.local.Ip(),
+                              record_.table ? record_.table->version() : 0);
+  if (!revoked) return Result::kWait;
+  ctx_->metrics.revoked++;
+  // This is why it ended, whatever a half-close noted before.
+  record_.reason = revoked->reason;
+  TellClientAndClose(pg::sqlstate::kAdminShutdown, revoked->message);
+  Finish();
+  return Result::kDone;
 }
 
 void Session::CloseFds() {

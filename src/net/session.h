@@ -49,6 +49,10 @@ class Session final : public RelayHandler {
   // Logs `reason=relay_stopped`; when the edge stops, a pg_tls client between two of the
   // server's messages first gets FATAL 57P01, as from PostgreSQL at a fast shutdown.
   void OnStop(Stop why) override;
+  // Ends the session if its app no longer holds the address it came to (ServerContext's
+  // holders): a pg_tls client between two of the server's messages first gets FATAL 57P01
+  // saying so; logged `reason=address_released` or `app_destroyed`.
+  Result Recheck() override;
 
  private:
   // Bytes for a socket that would not take them all at once, sent when it is writable again.

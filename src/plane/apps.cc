@@ -54,7 +54,14 @@ Status Apps::Destroy(const std::string& name) {
   txn.ops.push_back(store::Op::Delete(records::AppKey(name)));
   txn.ops.push_back(store::Op::DeletePrefix(records::MachinePrefix(name)));
   txn.ops.push_back(store::Op::DeletePrefix(records::ReleasePrefix(name)));
-  for (const auto& ip : *ips) txn.ops.push_back(store::Op::Delete(records::IpRecordKey(ip)));
+  // Its dedicated addresses go into quarantine as `ips release` puts them (ips.h).
+  for (const auto& ip : *ips) ips_->AddReleaseOps(ip, &txn);
+  // Its certificates and their keys, the CA's and the operator's alike, go with it.
+  auto certs = store_->List(records::kCertPrefix);
+  if (!certs.ok()) return certs.status();
+  for (const auto& kv : *certs) {
+    if (records::CertFrom(kv).info.app == name) txn.ops.push_back(store::Op::Delete(kv.key));
+  }
   auto r = store_->Commit(txn);
   if (!r.ok()) return r.status();
   return {};

@@ -1,6 +1,7 @@
 // The apps aggregate: creating, listing (with the counts of the other aggregates) and
-// destroying an app, which takes its machines, releases and addresses with it. Errors follow
-// plane.h. Thread-safe: all state lives in the store.
+// destroying an app, which takes its machines, releases, addresses and certificates (the
+// CA's and the operator's for its host, with their keys) with it in one transaction, so that
+// no key outlives its app in the store. Errors follow plane.h. Thread-safe: all state lives in the store.
 #pragma once
 
 #include <string>

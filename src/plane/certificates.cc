@@ -3,8 +3,11 @@
 #include <chrono>
 #include <cstdint>
 #include <regex>
+#include <set>
+#include <utility>
 
 #include "base/host_name.h"
+#include "base/logfmt.h"
 #include "plane/common.h"
 #include "plane/records.h"
 
@@ -25,6 +28,18 @@ bool ValidHostName(const std::string& host) {
   static const std::regex re(
       R"(^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$)");
   return host.size() <= 253 && std::regex_match(host, re);
+}
+
+// A host name from a request path, as `certs show` and `certs remove` take it: normalized, and
+// refused unless it could be a certificate's host. Its bytes come from a percent-decoded URL
+// segment and reach the error text, so they are shown escaped (base/logfmt.h).
+Result<std::string> RequestedHost(const std::string& host) {
+  if (host.empty()) return Status::InvalidArgument("a host name is required");
+  std::string h = base::NormalizeHost(host);
+  if (ValidHostName(h)) return h;
+  std::string shown = base::LogfmtValue(host);
+  if (shown.front() != '"') shown = "\"" + shown + "\"";
+  return Status::InvalidArgument("invalid host name " + shown);
 }
 
 }  // namespace
@@ -65,11 +80,51 @@ Result<std::vector<CertInfo>> Certificates::List() {
 }
 
 Result<CertInfo> Certificates::Show(const std::string& host) {
-  std::string h = base::NormalizeHost(host);
-  auto kv = store_->Get(records::CertKey(h));
+  auto h = RequestedHost(host);
+  if (!h.ok()) return h.status();
+  auto kv = store_->Get(records::CertKey(*h));
   if (!kv.ok()) return kv.status();
-  if (!kv->has_value()) return Status::NotFound("no certificate for " + h);
+  if (!kv->has_value()) return NotFoundError("certificate for", *h);
   return records::CertFrom(**kv).info;
+}
+
+Result<CertInfo> Certificates::Remove(const std::string& host) {
+  auto requested = RequestedHost(host);
+  if (!requested.ok()) return requested.status();
+  const std::string& h = *requested;
+  std::string key = records::CertKey(h);
+  auto kv = store_->Get(key);
+  if (!kv.ok()) return kv.status();
+  if (!kv->has_value()) return NotFoundError("certificate for", h);
+  auto r = store_->Commit(
+      {{store::Compare::ModRevision(key, (*kv)->mod_revision)}, {store::Op::Delete(key)}});
+  if (!r.ok()) return r.status();
+  if (!r->succeeded) {
+    return Status::Conflict("the certificate for " + h + " changed while removing it; try again");
+  }
+  return records::CertFrom(**kv).info;
+}
+
+Result<std::vector<CertInfo>> Certificates::RemoveOrphanedCaCerts() {
+  auto apps = store_->List(records::kAppPrefix);
+  if (!apps.ok()) return apps.status();
+  std::set<std::string> served;  // the host of every app under the current domain
+  for (const auto& kv : *apps) {
+    served.insert(base::NormalizeHost(records::AppFrom(kv).name + "." + options_.domain));
+  }
+  auto kvs = store_->List(records::kCertPrefix);
+  if (!kvs.ok()) return kvs.status();
+  std::vector<CertInfo> removed;
+  for (const auto& kv : *kvs) {
+    CertInfo info = records::CertFrom(kv).info;
+    if (info.source != "ca" || served.count(base::NormalizeHost(info.host))) continue;
+    // Guarded: a certificate reissued meanwhile (another process on the store) is left alone.
+    auto r = store_->Commit(
+        {{store::Compare::ModRevision(kv.key, kv.mod_revision)}, {store::Op::Delete(kv.key)}});
+    if (!r.ok()) return r.status();
+    if (r->succeeded) removed.push_back(std::move(info));
+  }
+  return removed;
 }
 
 Result<std::string> Certificates::CaPem() { return issuer_->CaPem(); }

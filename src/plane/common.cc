@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <ctime>
+#include <utility>
 
 #include "plane/apps.h"
 #include "plane/records.h"
@@ -19,11 +20,18 @@ std::string Now() {
 
 base::Status AsInternal(const base::Status& s) { return base::Status::Internal(s.message()); }
 
+base::Status NotFoundError(const std::string& what, const std::string& name,
+                           const std::string& app) {
+  std::string message = what + " \"" + name + "\" not found";
+  if (!app.empty()) message += " in app \"" + app + "\"";
+  return base::Status::NotFound(std::move(message));
+}
+
 base::Status RequireApp(store::Store* store, const std::string& app) {
   if (!ValidAppName(app)) return base::Status::InvalidArgument("invalid app name \"" + app + "\"");
   auto kv = store->Get(records::AppKey(app));
   if (!kv.ok()) return kv.status();
-  if (!kv->has_value()) return base::Status::NotFound("app \"" + app + "\" not found");
+  if (!kv->has_value()) return NotFoundError("app", app);
   return {};
 }
 

@@ -33,7 +33,7 @@ ControlPlane::ControlPlane(store::Store* store, PlaneOptions options, control::I
       v6_(v6),
       certificates_(store, options_, issuer),
       machines_(store),
-      ips_(store, v4, v6, &certificates_),
+      ips_(store, v4, v6, &certificates_, options_),
       releases_(store, options_, &machines_),
       apps_(store, &machines_, &ips_, &releases_) {}
 
@@ -90,6 +90,7 @@ Result<std::shared_ptr<const control::RouteTable>> ControlPlane::BuildRouteTable
       for (auto& e : control::RoutesForApp(*parsed, ms)) {
         e.local_ip = ip.address;
         e.route.host = app + "." + options_.domain;
+        e.route.shared = ip.type == "shared_v4";
         entries.push_back(std::move(e));
       }
     }

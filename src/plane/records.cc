@@ -82,6 +82,22 @@ IpInfo IpFrom(const store::KeyValue& kv) {
   return ip;
 }
 
+std::string QuarantineKey(const std::string& address) { return kQuarantinePrefix + address; }
+
+std::string QuarantineValue(const QuarantineRecord& q) {
+  json j = {{"address", q.address}, {"app", q.app}, {"released_at", q.released_at}};
+  return j.dump();
+}
+
+QuarantineRecord QuarantineFrom(const store::KeyValue& kv) {
+  json j = Parse(kv);
+  QuarantineRecord q;
+  q.address = j.value("address", kv.key.substr(std::strlen(kQuarantinePrefix)));
+  q.app = j.value("app", "");
+  q.released_at = j.value("released_at", int64_t{0});
+  return q;
+}
+
 std::string ReleasePrefix(const std::string& app) { return "releases/" + app + "/"; }
 
 std::string ReleaseKey(const std::string& app, int version) {

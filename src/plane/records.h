@@ -6,6 +6,8 @@
 //   machines/<app>/<id>          {"id", "address", "region", "role", "created_at"}
 //   ips/<address>                {"address", "type", "region", "app", "created_at"} (dedicated)
 //   shared/<address>/<app>       same as ips/, for the shared IPv4 address
+//   quarantine/<address>         {"address", "app", "released_at"} (Unix seconds): a released
+//                                 dedicated address, kept from allocation for a while (ips.h)
 //   releases/<app>/<%08d>        {"version", "toml", "file", "image", "created_at"}
 //   certs/<host>                 {"host", "app", "source", "issuer", "names", "not_after",
 //                                 "created_at", "cert_pem", "key_pem"}
@@ -13,6 +15,7 @@
 // Pure functions; thread-safe.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include "plane/values.h"
@@ -44,6 +47,19 @@ std::string IpRecordKey(const IpInfo& ip);
 std::string AddressOfIpKey(const std::string& key);
 std::string IpValue(const IpInfo& ip);  // without "version", which follows from "type"
 IpInfo IpFrom(const store::KeyValue& kv);
+
+// quarantine/: one key per released dedicated address, written with the release and deleted
+// by the allocation that takes the address again. Kept after the quarantine ends: the record
+// says when the address was released, the allocator decides how long that keeps it.
+inline constexpr const char* kQuarantinePrefix = "quarantine/";
+struct QuarantineRecord {
+  std::string address;
+  std::string app;          // the app it was released from
+  int64_t released_at = 0;  // Unix seconds
+};
+std::string QuarantineKey(const std::string& address);
+std::string QuarantineValue(const QuarantineRecord& q);
+QuarantineRecord QuarantineFrom(const store::KeyValue& kv);
 
 // releases/<app>/, in version order.
 std::string ReleasePrefix(const std::string& app);

@@ -3,7 +3,9 @@
 // is records.h's business, how the API renders them api/handlers.cc's.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -15,6 +17,14 @@ struct PlaneOptions {
   std::string v6_pool = "fd5b:d8e0:7a1f::/64";
   int cert_days = 90;          // validity of issued certificates
   int renew_before_days = 30;  // reissue when fewer days remain
+  // How long a released dedicated address (`ips release`, `apps destroy`) is kept from the next
+  // allocation: clients, poolers and DNS caches keep a resolved address long after it changed
+  // hands, and one that reached the next tenant's database at once would be a leak between
+  // tenants. 0: reusable at once.
+  std::chrono::seconds ip_quarantine = std::chrono::hours(24);
+  // The wall clock in Unix seconds that quarantine is measured with; empty: the system clock.
+  // Tests inject their own.
+  std::function<int64_t()> clock;
 };
 
 struct AppInfo {

@@ -1,5 +1,10 @@
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <mutex>
 
 #include "store/store.h"
@@ -242,9 +247,36 @@ class SqliteStore : public Store {
   std::vector<std::function<void(int64_t)>> watchers_;
 };
 
+// The store holds private keys (certs/), so the database is 0600 from its first byte, and so
+// are its -wal and -shm files: SQLite gives those the mode of the database file. The file is
+// created here, empty, with mode 0600 (which a umask can only narrow) before SQLite opens it;
+// a database and -wal/-shm files left by an older version, created 0644, are narrowed to 0600.
+// A file whose mode cannot be narrowed (owned by another user) is an error, not a warning.
+base::Status MakePrivate(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return base::Status::Internal(path + ": cannot open: " + std::strerror(errno));
+  struct stat st {};
+  bool ok = ::fstat(fd, &st) == 0 && ((st.st_mode & 0077) == 0 || ::fchmod(fd, 0600) == 0);
+  int err = errno;
+  ::close(fd);
+  if (!ok) return base::Status::Internal(path + ": cannot make it 0600: " + std::strerror(err));
+  for (const char* suffix : {"-wal", "-shm"}) {
+    std::string side = path + suffix;
+    if (::lstat(side.c_str(), &st) != 0) {
+      if (errno == ENOENT) continue;
+      return base::Status::Internal(side + ": " + std::strerror(errno));
+    }
+    if (S_ISREG(st.st_mode) && (st.st_mode & 0077) != 0 && ::chmod(side.c_str(), 0600) != 0) {
+      return base::Status::Internal(side + ": cannot make it 0600: " + std::strerror(errno));
+    }
+  }
+  return {};
+}
+
 }  // namespace
 
 base::Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) {
+  if (auto s = MakePrivate(path); !s.ok()) return s;
   sqlite3* db = nullptr;
   int rc = sqlite3_open_v2(path.c_str(), &db,
                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,

@@ -77,7 +77,9 @@ class Store {
 
 std::unique_ptr<Store> NewMemoryStore();
 // Opens (creating and migrating if needed) the SQLite store at `path`: WAL journal,
-// synchronous=FULL, a busy timeout so that concurrent processes queue instead of failing.
+// synchronous=FULL, a busy timeout so that concurrent processes queue instead of failing. The
+// database and its -wal and -shm files are mode 0600 (it holds private keys): created so, and
+// narrowed to it when an older version left them wider.
 base::Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path);
 
 }  // namespace drawbridge::store

@@ -7,7 +7,7 @@ namespace drawbridge::tls {
 
 base::Result<plane::PemPair> CaCertIssuer::Issue(const std::vector<std::string>& dns_names,
                                                  int days) const {
-  if (!ca_) return base::Status::NotFound("this daemon has no built-in CA");
+  if (!ca_) return base::Status::NotFound("built-in CA not found: this daemon has none");
   auto pem = IssueLeaf(*ca_, dns_names, days);
   if (!pem.ok()) return pem.status();
   return plane::PemPair{std::move(pem->cert_pem), std::move(pem->key_pem)};
@@ -23,7 +23,7 @@ base::Result<plane::CertFacts> CaCertIssuer::Check(const std::string& host,
 }
 
 base::Result<std::string> CaCertIssuer::CaPem() const {
-  if (!ca_) return base::Status::NotFound("this daemon has no built-in CA");
+  if (!ca_) return base::Status::NotFound("built-in CA not found: this daemon has none");
   std::ifstream in(ca_->cert_path);
   if (!in) return base::Status::Internal(ca_->cert_path + ": cannot read");
   std::stringstream ss;

@@ -537,6 +537,74 @@ def test_bytes_that_are_not_http_get_an_error_or_a_close(daemon):
     assert_healthy(d)
 
 
+def test_ambiguous_body_framing_gets_a_json_400(daemon):
+    """Two Content-Length headers (equal or not), Content-Length with Transfer-Encoding (in
+    either order), and a Transfer-Encoding that does not end in chunked leave the body's length
+    to whoever reads the request (RFC 9112 section 6.3: request smuggling through a proxy): each
+    gets 400 with a JSON error and the connection closed, and nothing is created."""
+    d = daemon
+    before = apps(d)
+    body = b'{"name": "smuggled-app"}'
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    n = len(body)
+    cases: dict[str, tuple[str, bytes]] = {
+        "two equal Content-Lengths": (f"Content-Length: {n}\r\nContent-Length: {n}\r\n", body),
+        "two different Content-Lengths": (f"Content-Length: {n}\r\nContent-Length: 2\r\n",
+                                          body),
+        "Content-Length, then Transfer-Encoding": (
+            f"Content-Length: {n}\r\nTransfer-Encoding: chunked\r\n", chunked),
+        "Transfer-Encoding, then Content-Length": (
+            f"Transfer-Encoding: chunked\r\nContent-Length: {n}\r\n", chunked),
+        "Transfer-Encoding gzip with Content-Length": (
+            f"Transfer-Encoding: gzip\r\nContent-Length: {n}\r\n", body),
+        "Transfer-Encoding not ending in chunked": ("Transfer-Encoding: chunked, gzip\r\n",
+                                                    chunked),
+    }
+    failures = []
+    for label, (framing, payload) in cases.items():
+        head = (f"POST /v1/apps HTTP/1.1\r\nHost: localhost\r\n"
+                f"Authorization: Bearer {d.token()}\r\nContent-Type: application/json\r\n"
+                f"{framing}\r\n").encode()
+        o = raw_exchange(d, head + payload)
+        if not o.answer:
+            failures.append(f"{label}: closed without an answer (closed={o.closed})")
+            continue
+        a = parse_raw(o.answer)
+        if a.status != 400:
+            failures.append(f"{label}: {o.answer[:200]!r}")
+            continue
+        assert_json_error(a, 400, label)
+        assert o.closed and o.elapsed < CLOSE_BOUND_S, f"{label}: not closed after the 400"
+        assert_healthy(d)
+    assert not failures, failures
+    assert apps(d) == before
+
+
+def test_auth_scheme_and_host_name_ignore_case(daemon):
+    """HTTP makes the auth scheme and the host name case-insensitive: `Authorization: bearer
+    <token>` and `Host: LOCALHOST:<port>` are accepted; the token itself is not: the right
+    token in other letter case gets 401."""
+    d = daemon
+    token = d.token()
+    failures = []
+    for scheme in ("bearer", "BEARER", "Bearer"):
+        a = request(d, "GET", "/v1/status",
+                    {"Host": f"127.0.0.1:{d.api_port}", "Authorization": f"{scheme} {token}"})
+        if a.status != 200:
+            failures.append(f"Authorization: {scheme} <token> -> {a.status} {a.body[:200]!r}")
+    for host in ("LOCALHOST", f"LOCALHOST:{d.api_port}", f"LocalHost:{d.api_port}"):
+        a = request(d, "GET", "/v1/status",
+                    {"Host": host, "Authorization": f"Bearer {token}"})
+        if a.status != 200:
+            failures.append(f"Host: {host} -> {a.status} {a.body[:200]!r}")
+    assert not failures, failures
+    assert token.swapcase() != token, "the token has no letters to change the case of"
+    a = request(d, "GET", "/v1/status",
+                {"Host": "localhost", "Authorization": f"bearer {token.swapcase()}"})
+    assert_json_error(a, 401, "the token in other letter case")
+    assert_healthy(d)
+
+
 # ------------------------------------------------------------------------------ concurrency
 
 

@@ -17,6 +17,7 @@ import os
 import pty
 import re
 import select
+import shutil
 import subprocess
 import tempfile
 import time
@@ -77,6 +78,17 @@ def one_error_line(p: subprocess.CompletedProcess) -> str:
     assert lines, f"no 'Error: ' line on stderr:\n{p.stderr}"
     assert "Traceback" not in p.stderr and "terminate called" not in p.stderr, p.stderr
     return lines[-1]
+
+
+def usage_error_line(p: subprocess.CompletedProcess) -> str:
+    """A usage error (the command line itself is wrong): exit 2, `Error: <message>` then where
+    to read the usage, nothing on stdout."""
+    assert p.returncode == 2, f"rc={p.returncode}\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}"
+    lines = p.stderr.splitlines()
+    assert lines and lines[0].startswith("Error: "), p.stderr
+    assert re.fullmatch(r"Run 'drawbridge( [a-z0-9-]+)* --help' for usage\.", lines[-1]), p.stderr
+    assert p.stdout == "", p.stdout
+    return lines[0]
 
 
 def replace_services(toml: str, section: str) -> str:
@@ -275,6 +287,24 @@ def test_config_save_then_refuses_to_overwrite(st):
     assert other.read_text() == saved
 
 
+def test_config_save_c_without_a_takes_the_app_from_dot_fly_toml(st):
+    """-c names the file to write (which need not exist yet); the app comes from -a,
+    $DRAWBRIDGE_APP, else ./fly.toml, as for every command that does not read the -c file."""
+    d = st.daemon
+    fly = d.workdir / "fly.toml"
+    assert fly.exists(), "needs test_config_save_then_refuses_to_overwrite"
+    target = d.workdir / "copy" / "saved.toml"
+    target.parent.mkdir(exist_ok=True)
+    p = d.cli("config", "save", "-c", str(target), check=False)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout == f"Wrote config file {target}\n", p.stdout
+    assert target.read_text() == fly.read_text()
+    # The app of ./fly.toml, not of the file being overwritten.
+    target.write_text('app = "someone-else"\n')
+    d.cli("config", "save", "-c", str(target), "--yes")
+    assert target.read_text() == fly.read_text()
+
+
 def test_replace_services_and_validate(st):
     d = st.daemon
     fly = d.workdir / "fly.toml"
@@ -379,6 +409,54 @@ def test_app_certificate_verifies_with_the_built_in_ca(st, tmp_path):
     assert one_error_line(refused) == (
         f"Error: certificate for {host} refused: the key does not match the certificate")
     assert verify_full(host).returncode == 0
+
+
+def test_pg_connection_string_has_a_verify_full_form_that_connects(st, tmp_path):
+    v4 = st.need("v4", "test_allocate_v4_with_yes_and_v6")
+    assert st.deployed, "needs test_deploy_with_image"
+    d = st.daemon
+    internal = f"postgres://alice:alice-secret@{APP}.internal:{st.pg.port}/app"
+    home = tmp_path / "home"
+    home.mkdir()
+    p = run(d.cli_cmd("pg", "connection-string", "-a", APP, "--internal", internal),
+            timeout=60, cwd=d.workdir, env={**cli_env(), "HOME": str(home)},
+            stdin=subprocess.DEVNULL)
+    lines = p.stdout.splitlines()
+    assert len(lines) == 2, p.stdout
+    require, verify_full = lines
+    host = f"{APP}.{DOMAIN}"
+    ca_path = home / ".postgresql" / "drawbridge-ca.pem"
+    assert require == (f"postgres://alice:alice-secret@{host}:{st.public_port}/app"
+                       "?sslmode=require"), require
+    assert verify_full == (f"postgres://alice:alice-secret@{host}:{st.public_port}/app"
+                           f"?sslmode=verify-full&sslrootcert={ca_path}"), verify_full
+    # stderr says how to get the CA there.
+    assert f"drawbridge certs ca > {ca_path}" in p.stderr, p.stderr
+    assert f"mkdir -p {ca_path.parent}" in p.stderr, p.stderr
+
+    # Before the CA is saved, verify-full cannot connect; after, the exact string does. The name
+    # is the public one; PGHOSTADDR stands in for DNS (the test's resolver does not ask ours).
+    def connect(conn: str) -> subprocess.CompletedProcess:
+        return run([PSQL, "-X", "-d", conn, "-c", "\\conninfo", "-c", "SELECT current_user"],
+                   timeout=60, check=False, env=libpq_env(PGHOSTADDR=v4))
+
+    before = connect(verify_full)
+    assert before.returncode != 0 and "drawbridge-ca.pem" in before.stderr, before.stderr
+    ca_path.parent.mkdir()
+    ca_path.write_text(d.cli("certs", "ca").stdout)
+    ok = connect(verify_full)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "SSL connection (protocol: TLSv1.3" in ok.stdout and "alice" in ok.stdout, ok.stdout
+    assert connect(require).returncode == 0
+
+    # --json: one document with both forms, nothing on stderr.
+    p = run(d.cli_cmd("pg", "connection-string", "-a", APP, "--internal", internal, "--json",
+                      "--sslrootcert", str(ca_path)),
+            timeout=60, cwd=d.workdir, env=cli_env(), stdin=subprocess.DEVNULL)
+    doc = json.loads(p.stdout)
+    assert doc["url"] == require and doc["verify_full_url"] == verify_full, doc
+    assert doc["sslrootcert"] == str(ca_path) and doc["host"] == host, doc
+    assert p.stderr == "", p.stderr
 
 
 def test_metrics_endpoint_counts_connections_and_refusals(st):
@@ -567,10 +645,157 @@ def test_bad_arguments_are_clean_errors(st):
     line = one_error_line(d.cli("ips", "list", "-a", "ghost", check=False))
     assert "ghost" in line, line
     line = one_error_line(d.cli("certs", "show", "nope.example.com", check=False))
-    assert line == "Error: no certificate for nope.example.com", line
+    assert line == 'Error: certificate for "nope.example.com" not found', line
     line = one_error_line(d.cli("apps", "destroy", APP, check=False))
     assert "--yes" in line, line
     assert APP in {a["name"] for a in json.loads(d.cli("apps", "list", "--json").stdout)}
+
+
+def test_unknown_commands_are_named_with_the_nearest(st):
+    d = st.daemon
+    line = usage_error_line(d.cli("aps", "list", check=False))
+    assert line == 'Error: unknown command "aps" for "drawbridge"; did you mean "apps"?', line
+    line = usage_error_line(d.cli("ips", "allocate-v5", "-a", APP, check=False))
+    assert line == ('Error: unknown command "allocate-v5" for "drawbridge ips"; did you mean '
+                    '"allocate-v4" or "allocate-v6"?'), line
+    # A flag's value is not taken for a command.
+    line = usage_error_line(d.cli("-a", APP, "confg", "show", check=False))
+    assert line == 'Error: unknown command "confg" for "drawbridge"; did you mean "config"?', line
+    line = usage_error_line(d.cli("zzzz", check=False))
+    assert line == 'Error: unknown command "zzzz" for "drawbridge"', line
+    # Every usage error exits 2, the same way: a group without its command, a missing flag.
+    line = usage_error_line(d.cli("ips", check=False))
+    assert line == ('Error: "drawbridge ips" needs a command: list, allocate-v4, allocate-v6, '
+                    'release'), line
+    line = usage_error_line(d.cli("certs", "add", "h.example", check=False))
+    assert "--cert" in line, line
+    # A command that ran and failed is not a usage error: exit 1.
+    one_error_line(d.cli("ips", "list", "-a", "ghost", check=False))
+
+
+def test_help_lists_every_command_and_serve(st):
+    d = st.daemon
+    for args in (("help",), ("--help",)):
+        p = d.cli(*args)
+        assert p.stderr == "", p.stderr
+        commands = {m.group(1) for m in re.finditer(r"^  ([a-z-]+)[ ,]", p.stdout, re.M)}
+        assert {"serve", "apps", "machines", "ips", "config", "deploy", "services", "image",
+                "pg", "status", "certs", "version", "help"} <= commands, p.stdout
+        assert re.search(r"^  serve +Run the daemon", p.stdout, re.M), p.stdout
+    # help COMMAND is COMMAND --help.
+    assert d.cli("help", "ips").stdout == d.cli("ips", "--help").stdout
+    assert "allocate-v4" in d.cli("help", "ips").stdout
+    usage_error_line(d.cli("help", "aps", check=False))
+
+
+def test_version_flag_command_and_json(st):
+    d = st.daemon
+    version = d.cli("--version")
+    assert re.fullmatch(r"drawbridge \d+\.\d+\.\d+\n", version.stdout), version.stdout
+    assert d.cli("version").stdout == version.stdout
+    doc = json.loads(d.cli("version", "--json").stdout)
+    assert doc == {"name": "drawbridge", "version": version.stdout.split()[1]}, doc
+    # The daemon reports the same version.
+    assert json.loads(d.cli("status", "--json").stdout)["version"] == doc["version"]
+
+
+def test_a_fly_toml_that_does_not_parse_is_reported_with_its_line(st, tmp_path):
+    """The app is read from ./fly.toml when -a is not given; a file that does not parse (and so
+    names no app) says so with file:line, without the daemon."""
+    d = st.daemon
+    (tmp_path / "fly.toml").write_text('primary_region = "local"\n\n[[services]\n'
+                                       '  internal_port = 5432\n')
+    no_daemon = tmp_path / "no-daemon"  # no token, no socket
+    no_daemon.mkdir()
+    for args in (("machines", "list"), ("deploy",), ("config", "validate"), ("ips", "list")):
+        for data_dir in (d.data, no_daemon):
+            p = run(d.cli_cmd(*args, data_dir=data_dir), timeout=60, check=False, cwd=tmp_path,
+                    env=cli_env(), stdin=subprocess.DEVNULL)
+            line = one_error_line(p)
+            assert line.startswith("Error: fly.toml:3: "), (args, line)
+            assert "missing an app name" not in line and "-a" in line, (args, line)
+    # -a still works beside it (the file is not needed then).
+    p = run(d.cli_cmd("machines", "list", "-a", APP), timeout=60, cwd=tmp_path, env=cli_env(),
+            stdin=subprocess.DEVNULL)
+    assert table_rows(p.stdout), p.stdout
+
+
+def test_a_fly_toml_too_large_for_the_api_is_refused_by_the_cli(st, tmp_path):
+    d = st.daemon
+    assert st.deployed, "needs test_deploy_with_image"
+    good = (d.workdir / "fly.toml").read_text()
+    big = tmp_path / "big.toml"
+    big.write_text(good + "# " + "x" * (2 * 1024 * 1024) + "\n")
+    size = big.stat().st_size
+    releases = d.api("GET", f"/v1/apps/{APP}/releases")
+    for args in (("config", "validate", "-c", str(big), "-a", APP),
+                 ("deploy", "-c", str(big), "-a", APP)):
+        p = d.cli(*args, check=False)
+        line = one_error_line(p)
+        assert line.startswith(f"Error: {big} is 2.0 MiB ({size} bytes), too large to send: "), line
+        assert "at most 1 MiB (1048576 bytes)" in line, line
+        assert "pipe" not in p.stderr.lower(), p.stderr
+        assert p.stdout == ""
+    assert d.api("GET", f"/v1/apps/{APP}/releases") == releases, "a refused deploy made a release"
+
+
+@pytest.fixture
+def open_tmp():
+    """A directory anyone may enter (pytest's tmp_path is below a 0700 one)."""
+    path = Path(tempfile.mkdtemp(prefix="drawbridge-it-cli-perm-"))
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_a_token_the_user_may_not_read_says_whose_it_is(st, open_tmp):
+    """The tests run as root, who reads anything: the CLI runs as nobody here, so open() really
+    fails with EACCES."""
+    d = st.daemon
+    token = d.token()
+    tmp_path = open_tmp
+    # The token readable only by root, in a directory anyone may enter.
+    open_dir = tmp_path / "open"
+    open_dir.mkdir()
+    os.chmod(open_dir, 0o755)
+    (open_dir / "admin.token").write_text(token + "\n")
+    os.chmod(open_dir / "admin.token", 0o600)
+    # The daemon's own layout: a data directory only root may enter.
+    closed_dir = tmp_path / "closed"
+    closed_dir.mkdir()
+    (closed_dir / "admin.token").write_text(token + "\n")
+    os.chmod(closed_dir, 0o700)
+
+    def as_nobody(data_dir: Path) -> subprocess.CompletedProcess:
+        return run(["runuser", "-u", "nobody", "--", str(d.bin), "apps", "list", "--data-dir",
+                    str(data_dir)], timeout=60, check=False, cwd="/", env=cli_env(),
+                   stdin=subprocess.DEVNULL)
+
+    line = one_error_line(as_nobody(open_dir))
+    assert line == (f"Error: cannot read the admin token {open_dir}/admin.token: Permission "
+                    "denied: the file is owned by root with mode 0600; run the command as root "
+                    "(e.g. with sudo)"), line
+    line = one_error_line(as_nobody(closed_dir))
+    assert line == (f"Error: cannot read the admin token {closed_dir}/admin.token: Permission "
+                    f"denied: the directory {closed_dir} is owned by root with mode 0700; run the "
+                    "command as root (e.g. with sudo)"), line
+    # Only a token that is not there at all means the daemon never ran.
+    line = one_error_line(as_nobody(tmp_path / "missing"))
+    assert "No such file or directory" in line and "drawbridge serve" in line, line
+
+
+def test_errors_are_the_daemons_words_in_one_format(st):
+    d = st.daemon
+    status, body = d.api("GET", "/v1/apps/ghost/ips")
+    assert status == 404, (status, body)
+    api_error = json.loads(body)["error"]
+    for args in (("ips", "list", "-a", "ghost"), ("status", "-a", "ghost"),
+                 ("status", "-a", "ghost", "--json"), ("machines", "list", "-a", "ghost"),
+                 ("config", "show", "-a", "ghost")):
+        p = d.cli(*args, check=False)
+        assert one_error_line(p) == f"Error: {api_error}", (args, p.stderr)
+        assert p.stderr == f"Error: {api_error}\n", (args, p.stderr)
+        assert p.stdout == "", (args, p.stdout)
 
 
 def test_release_v4_refuses_new_connections(st):

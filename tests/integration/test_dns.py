@@ -151,13 +151,18 @@ def dns_server_bin() -> Path:
 
 
 class DnsServer:
-    def __init__(self, zone: dict, *args: str):
+    """dns_test_server on `address` and a free port; inside network namespace `netns` when
+    given (`ip netns exec` execs it, so the PID is the server's own)."""
+
+    def __init__(self, zone: dict, *args: str, address: str = "127.0.0.1",
+                 netns: str | None = None):
         self.dir = Path(tempfile.mkdtemp(prefix="drawbridge-dns-"))
         self.zone_file = self.dir / "zone.json"
         self.zone_file.write_text(json.dumps(zone))
+        wrapper = ["ip", "netns", "exec", netns] if netns else []
         self.proc = subprocess.Popen(
-            [str(dns_server_bin()), "--zone", str(self.zone_file), "--address", "127.0.0.1",
-             "--port", "0", *args],
+            [*wrapper, str(dns_server_bin()), "--zone", str(self.zone_file), "--address",
+             address, "--port", "0", *args],
             stdout=subprocess.PIPE, stderr=open(self.dir / "stderr", "wb"), text=True)
         line = self.proc.stdout.readline()  # blocks until ready, or EOF if it died
         m = re.match(r"ready (\d+)$", line.strip())
@@ -485,3 +490,158 @@ def test_daemon_allocation_and_release_change_the_answer_at_once():
             harness.stop_pid(proc.pid)
         proc.wait(timeout=10)
         shutil.rmtree(work, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------ other addresses
+#
+# An edge has addresses besides loopback, and a query may arrive at any of them. These tests
+# make a network namespace of their own (so no traffic leaves this machine, and no address of
+# the host changes) with a veth pair whose end `v0` holds two addresses of each family from the
+# documentation ranges (192.0.2.0/24, 2001:db8::/32), run the server inside it and ask with
+# `dig -b SOURCE @DESTINATION` inside it too. They need root, as in CI; without it they fail.
+
+NS_V4 = ("192.0.2.1", "192.0.2.2")
+NS_V6 = ("2001:db8::1", "2001:db8::2")
+
+
+def _ip(*args: str) -> None:
+    harness.run(["ip", *args], timeout=30)
+
+
+@pytest.fixture(scope="module")
+def netns():
+    assert os.geteuid() == 0, "these tests make a network namespace: run them as root"
+    assert shutil.which("ip"), "ip not found: apt-get install iproute2"
+    name = f"dbdns-{os.getpid()}-{os.urandom(3).hex()}"
+    _ip("netns", "add", name)
+    try:
+        _ip("-n", name, "link", "set", "lo", "up")
+        _ip("-n", name, "link", "add", "v0", "type", "veth", "peer", "name", "v1")
+        _ip("-n", name, "link", "set", "v0", "up")
+        _ip("-n", name, "link", "set", "v1", "up")
+        for a in NS_V4:
+            _ip("-n", name, "addr", "add", f"{a}/24", "dev", "v0")
+        for a in NS_V6:
+            _ip("-n", name, "-6", "addr", "add", f"{a}/64", "dev", "v0", "nodad")
+        yield name
+    finally:
+        harness.run(["ip", "netns", "del", name], timeout=30, check=False)
+
+
+def dig_in(netns: str, server: str, port: int, name: str, rtype: str, *opts: str,
+           source: str | None = None) -> DigResult:
+    """dig inside `netns`, from `source` (when given) to `server`; 2 s and one try, so a
+    dropped answer fails fast with dig's own explanation in the message."""
+    cmd = ["ip", "netns", "exec", netns, dig_bin(), f"@{server}", "-p", str(port), name,
+           rtype, "+time=2", "+tries=1", *opts]
+    if source:
+        cmd[5:5] = ["-b", source]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, f"{cmd} exited {out.returncode}\n{out.stdout}\n{out.stderr}"
+    r = parse_dig(out.stdout)
+    assert r.status, f"no answer parsed from dig:\n{out.stdout}"
+    return r
+
+
+@pytest.fixture(scope="module")
+def ns_server(netns):
+    s = DnsServer(ZONE, address="::", netns=netns)
+    yield s
+    assert s.alive(), f"dns_test_server died:\n{s.stderr()}"
+    s.stop()
+
+
+def test_internal_names_are_refused_to_non_loopback_sources(netns, ns_server, transport):
+    """Item 3 of issue 12: `<app>.internal` is the machines' private addresses; a source
+    outside loopback (the default set) gets REFUSED, without AA and without a hint whether
+    the app exists, over UDP and TCP, IPv4 and IPv6. Loopback gets the answer; public names are
+    answered to everyone."""
+    p = ns_server.port
+    for src in (NS_V4[0], NS_V6[0]):
+        for name in ("pgapp.internal", "nope.internal", "internal"):
+            r = dig_in(netns, src, p, name, "A", *transport, source=src)
+            expect_transport(r, transport)
+            assert r.status == "REFUSED", f"{name} from {src}:\n{r.text}"
+            assert "aa" not in r.flags and r.answer == [] and r.authority == [], r.text
+        r = dig_in(netns, src, p, "pgapp.drawbridge.test", "A", *transport, source=src)
+        assert r.status == "NOERROR" and r.rdatas("A") == ["127.0.10.1"], r.text
+    for src in ("127.0.0.1", "::1"):
+        r = dig_in(netns, src, p, "pgapp.internal", "A", *transport, source=src)
+        assert r.status == "NOERROR" and r.rdatas("A") == ["10.0.0.5"], f"from {src}:\n{r.text}"
+
+
+def test_udp_answers_come_from_the_address_asked(netns, ns_server):
+    """Item 4 of issue 12: over UDP, a query sent to an address that is not the one the
+    kernel would pick for the way back (the second address of an interface, or any address
+    when the client is on loopback) is answered from the address it was sent to; dig drops an
+    answer from any other ("reply from unexpected source"). IPv4 and IPv6 on one dual-stack
+    socket."""
+    p = ns_server.port
+    cases = [(NS_V4[0], NS_V4[1]), (NS_V4[1], NS_V4[0]), ("127.0.0.1", NS_V4[1]),
+             (NS_V6[0], NS_V6[1]), (NS_V6[1], NS_V6[0]), ("::1", NS_V6[1]),
+             ("127.0.0.1", "127.0.0.2")]
+    for src, dst in cases:
+        r = dig_in(netns, dst, p, "pgapp.drawbridge.test", "AAAA", "+notcp", source=src)
+        assert r.transport == "UDP", r.text
+        assert "unexpected source" not in r.text, r.text
+        assert r.status == "NOERROR" and r.rdatas("AAAA") == ["fd5b:d8e0:7a1f::1"], \
+            f"{src} -> {dst}:\n{r.text}"
+
+
+def test_daemon_dns_internal_from_flag(netns):
+    """`drawbridge serve --dns-internal-from 192.0.2.0/24` inside the namespace: a source in
+    that network gets `<app>.internal` (over UDP, from the address asked), one outside it
+    (an IPv6 address here) gets REFUSED, loopback still gets the answer, and the public name is
+    answered to all. The CLI reaches the daemon through its Unix socket (--api-port 0)."""
+    work = Path(tempfile.mkdtemp(prefix="drawbridge-dns-ns-"))
+    data = work / "data"
+    log = work / "daemon.log"
+    dns_port = 53  # the namespace is ours: every port is free
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", netns, str(harness.drawbridge_bin()), "serve", "--data-dir",
+         str(data), "--api-port", "0", "--dns-port", str(dns_port), "--domain",
+         "drawbridge.test", "--v4-pool", "127.0.31.0/24", "--v6-pool", "fd00:db:31::/64",
+         "--threads", "1", "--drain-timeout-ms", "500", "--dns-internal-from", "192.0.2.0/24"],
+        stdout=open(log, "ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        harness.wait_until(lambda: b"drawbridge: ready" in log.read_bytes()
+                           or proc.poll() is not None, timeout=20, what="daemon ready")
+        assert proc.poll() is None, log.read_text()
+
+        def cli(*args: str) -> None:
+            harness.run([str(harness.drawbridge_bin()), *args, "--data-dir", str(data)],
+                        env=harness.cli_env(), stdin=subprocess.DEVNULL)
+
+        cli("apps", "create", "nsapp")
+        cli("machines", "add", "10.0.0.7", "-a", "nsapp")
+        cli("ips", "allocate-v4", "--yes", "-a", "nsapp")
+        r = dig_in(netns, NS_V4[1], dns_port, "nsapp.internal", "A", "+notcp", source=NS_V4[0])
+        assert r.status == "NOERROR" and r.rdatas("A") == ["10.0.0.7"], r.text
+        r = dig_in(netns, NS_V4[0], dns_port, "nsapp.internal", "A", "+tcp", source=NS_V4[0])
+        assert r.rdatas("A") == ["10.0.0.7"], r.text
+        r = dig_in(netns, "127.0.0.1", dns_port, "nsapp.internal", "A", source="127.0.0.1")
+        assert r.rdatas("A") == ["10.0.0.7"], r.text
+        for transport in ("+notcp", "+tcp"):
+            r = dig_in(netns, NS_V6[1], dns_port, "nsapp.internal", "A", transport,
+                       source=NS_V6[0])
+            assert r.status == "REFUSED" and r.answer == [], r.text
+            r = dig_in(netns, NS_V6[1], dns_port, "nsapp.drawbridge.test", "A", transport,
+                       source=NS_V6[0])
+            assert r.status == "NOERROR" and len(r.rdatas("A")) == 1, r.text
+        assert "internal answered to loopback, 192.0.2.0/24" in log.read_text(), log.read_text()
+    finally:
+        if proc.poll() is None:
+            harness.stop_pid(proc.pid)
+        proc.wait(timeout=10)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_daemon_refuses_a_bad_dns_internal_from(tmp_path):
+    """A value that is not a network stops `drawbridge serve` at once, naming it."""
+    out = subprocess.run(
+        [str(harness.drawbridge_bin()), "serve", "--data-dir", str(tmp_path / "data"),
+         "--api-port", "0", "--dns-port", "0", "--dns-internal-from", "192.0.2.0/33"],
+        capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert out.returncode == 1, out
+    assert '--dns-internal-from: network "192.0.2.0/33"' in out.stderr, out.stderr
+    assert not (tmp_path / "data").exists()  # refused before anything was made

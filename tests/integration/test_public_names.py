@@ -522,7 +522,7 @@ def test_shared_v4_unknown_or_missing_app_is_a_fatal_that_says_how(st, case):
     if case == "unknown":
         assert 'unknown app "ghost" on this address' in p.stderr, p.stderr
     else:
-        assert ("this address is shared by several apps and the client did not say which one"
+        assert ("this address is shared by apps and the client did not say which one"
                 in p.stderr), p.stderr
     assert HINT_RE.search(p.stderr), p.stderr
     # No private address leaks into the message.

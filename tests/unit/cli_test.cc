@@ -17,6 +17,7 @@
 #include "cli/commands.h"
 #include "cli/settings.h"
 #include "cli/table.h"
+#include "cli/usage.h"
 
 namespace drawbridge::cli {
 namespace {
@@ -261,6 +262,160 @@ TEST(Settings, ResolveConfigPathIpAndUrlEncoding) {
   EXPECT_EQ(UrlEncode("fd00:db:1::2", /*keep_colon=*/true), "fd00:db:1::2");
 }
 
+TEST(Settings, TokenThatCannotBeReadSaysWhyNotToStartTheDaemon) {
+  auto dir =
+      std::filesystem::temp_directory_path() / ("cli-test-token-dir-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir / "admin.token");  // a directory where the file goes
+  auto r = ReadToken(dir.string());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.message(),
+            "cannot read the admin token " + (dir / "admin.token").string() + ": it is a directory");
+  std::filesystem::remove_all(dir);
+}
+
+TEST(Settings, AccessHintNamesOwnerAndModeOfTheRefusingPart) {
+  auto dir =
+      std::filesystem::temp_directory_path() / ("cli-test-access-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "f") << "x";
+  std::filesystem::permissions(
+      dir / "f", std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  // This process owns what it created: no other user to name.
+  EXPECT_EQ(AccessHint((dir / "f").string()),
+            "the file is yours with mode 0600, which does not let you read it");
+  // A path below a file: the deepest part that exists is the one described.
+  EXPECT_EQ(AccessHint((dir / "f" / "g").string()),
+            "the file " + (dir / "f").string() +
+                " is yours with mode 0600, which does not let you read it");
+  // Someone else's file (root's, unless the tests run as root).
+  if (::geteuid() != 0) {
+    EXPECT_NE(AccessHint("/").find("is owned by root with mode 0755; run the command as root"),
+              std::string::npos)
+        << AccessHint("/");
+  }
+  std::filesystem::remove_all(dir);
+}
+
+// The app, or the error as text (so a failure shows it).
+std::string AppOf(const base::Result<std::string>& r) {
+  return r.ok() ? *r : "error: " + r.message();
+}
+
+class ResolveAppTest : public ::testing::Test {
+ protected:
+  ResolveAppTest()
+      : dir_(std::filesystem::temp_directory_path() /
+             ("cli-test-app-" + std::to_string(::getpid()) + "-" +
+              ::testing::UnitTest::GetInstance()->current_test_info()->name())) {
+    std::filesystem::create_directories(dir_);
+  }
+  ~ResolveAppTest() override { std::filesystem::remove_all(dir_); }
+  std::string Write(const std::string& name, const std::string& text) {
+    std::string path = (dir_ / name).string();
+    std::ofstream(path) << text;
+    return path;
+  }
+  std::filesystem::path dir_;
+};
+
+TEST_F(ResolveAppTest, TheNamedAppWinsOverTheFile) {
+  std::string fly = Write("fly.toml", "app = \"fromfile\"\n");
+  EXPECT_EQ(AppOf(ResolveApp("named", fly)), "named");
+  EXPECT_EQ(AppOf(ResolveApp("", fly)), "fromfile");
+  // Even when the file does not parse: -a needs no file at all.
+  std::string broken = Write("broken.toml", "[[services]\n");
+  EXPECT_EQ(AppOf(ResolveApp("named", broken)), "named");
+}
+
+TEST_F(ResolveAppTest, NoFileOrNoAppKeyIsNoApp) {
+  EXPECT_EQ(AppOf(ResolveApp("", (dir_ / "none.toml").string())), "");
+  EXPECT_EQ(AppOf(ResolveApp("", Write("noapp.toml", "primary_region = \"ams\"\n"))), "");
+}
+
+TEST_F(ResolveAppTest, ASyntaxErrorWithoutAnAppLineIsReportedWithFileAndLine) {
+  std::string fly =
+      Write("fly.toml", "primary_region = \"ams\"\n\n[[services]\ninternal_port = 1\n");
+  auto r = ResolveApp("", fly);
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(r.message().starts_with(fly + ":3: ")) << r.message();
+  EXPECT_NE(r.message().find("-a"), std::string::npos) << r.message();
+  EXPECT_EQ(r.message().find("missing an app name"), std::string::npos) << r.message();
+  // A wrongly typed app is the parser's error too, with its line.
+  auto typed = ResolveApp("", Write("typed.toml", "\napp = 5\n"));
+  ASSERT_FALSE(typed.ok());
+  EXPECT_TRUE(typed.message().starts_with((dir_ / "typed.toml").string() + ":2: app: "))
+      << typed.message();
+}
+
+TEST_F(ResolveAppTest, AFileThatDoesNotParseStillNamesItsApp) {
+  // The commands that do not deploy it need only the name; deploy reports the rest.
+  EXPECT_EQ(AppOf(ResolveApp("", Write("fly.toml", "app = \"mydb\"\n[[services]\n"))), "mydb");
+  EXPECT_EQ(
+      AppOf(ResolveApp("", Write("typo.toml", "app = \"mydb\"\n[[services]]\n  handler = 1\n"))),
+      "mydb");
+}
+
+TEST(Settings, DefaultCaPath) {
+  EXPECT_EQ(DefaultCaPath("/home/ann"), "/home/ann/.postgresql/drawbridge-ca.pem");
+  EXPECT_EQ(DefaultCaPath(""), "./drawbridge-ca.pem");
+  EXPECT_EQ(DefaultCaPath(nullptr), "./drawbridge-ca.pem");
+}
+
+// ------------------------------------------------------------------------------ usage
+
+TEST(Usage, EditDistance) {
+  EXPECT_EQ(EditDistance("", ""), 0u);
+  EXPECT_EQ(EditDistance("aps", "apps"), 1u);
+  EXPECT_EQ(EditDistance("apps", "aps"), 1u);
+  EXPECT_EQ(EditDistance("APPS", "apps"), 0u);
+  EXPECT_EQ(EditDistance("deplyo", "deploy"), 2u);
+  EXPECT_EQ(EditDistance("kitten", "sitting"), 3u);
+  EXPECT_EQ(EditDistance("", "ips"), 3u);
+}
+
+TEST(Usage, SuggestsTheNearestCommands) {
+  std::vector<CommandName> top = {{"serve", "serve"},       {"apps", "apps"},
+                                  {"machines", "machines"}, {"machines", "machine"},
+                                  {"ips", "ips"},           {"config", "config"},
+                                  {"deploy", "deploy"},     {"services", "services"},
+                                  {"image", "image"},       {"pg", "pg"},
+                                  {"pg", "postgres"},       {"status", "status"},
+                                  {"certs", "certs"},       {"version", "version"},
+                                  {"help", "help"}};
+  using V = std::vector<std::string>;
+  EXPECT_EQ(SuggestCommands("aps", top), V{"apps"});
+  EXPECT_EQ(SuggestCommands("confg", top), V{"config"});
+  EXPECT_EQ(SuggestCommands("deplyo", top), V{"deploy"});
+  EXPECT_EQ(SuggestCommands("machin", top), V{"machines"});  // via the alias, named once
+  EXPECT_EQ(SuggestCommands("postgre", top), V{"pg"});
+  EXPECT_EQ(SuggestCommands("Apps", top), V{"apps"});
+  EXPECT_EQ(SuggestCommands("ser", top), (V{"serve", "services"}));  // prefixes
+  EXPECT_EQ(SuggestCommands("x", top), V{});
+  EXPECT_EQ(SuggestCommands("zzzzzz", top), V{});
+  std::vector<CommandName> ips = {{"list", "list"},
+                                  {"list", "ls"},
+                                  {"allocate-v4", "allocate-v4"},
+                                  {"allocate-v6", "allocate-v6"},
+                                  {"release", "release"}};
+  EXPECT_EQ(SuggestCommands("allocate-v5", ips), (V{"allocate-v4", "allocate-v6"}));
+  EXPECT_EQ(SuggestCommands("lst", ips), V{"list"});
+  EXPECT_EQ(SuggestCommands("allocate", ips), (V{"allocate-v4", "allocate-v6"}));
+}
+
+TEST(Usage, Messages) {
+  EXPECT_EQ(UnknownCommandMessage("aps", "drawbridge", {"apps"}),
+            "unknown command \"aps\" for \"drawbridge\"; did you mean \"apps\"?");
+  EXPECT_EQ(UnknownCommandMessage("allocate-v5", "drawbridge ips", {"allocate-v4", "allocate-v6"}),
+            "unknown command \"allocate-v5\" for \"drawbridge ips\"; did you mean "
+            "\"allocate-v4\" or \"allocate-v6\"?");
+  EXPECT_EQ(UnknownCommandMessage("x", "drawbridge", {"a", "b", "c"}),
+            "unknown command \"x\" for \"drawbridge\"; did you mean \"a\", \"b\" or \"c\"?");
+  EXPECT_EQ(UnknownCommandMessage("zz", "drawbridge", {}),
+            "unknown command \"zz\" for \"drawbridge\"");
+  EXPECT_EQ(MissingCommandMessage("drawbridge ips", {"list", "release"}),
+            "\"drawbridge ips\" needs a command: list, release");
+}
+
 // ------------------------------------------------------------------------------ client
 
 TEST(Client, InterpretsAnswers) {
@@ -292,6 +447,28 @@ TEST(Client, ErrorCodes) {
   EXPECT_EQ(Client::Interpret({503, R"({"error": "x"})"}, "").code(), StatusCode::kUnavailable);
   EXPECT_EQ(Client::Interpret({500, ""}, "").code(), StatusCode::kInternal);
   EXPECT_EQ(Client::Interpret({502, "bad gateway"}, "").code(), StatusCode::kInternal);
+}
+
+TEST(Client, RefusesABodyOverTheApiLimitWithoutSending) {
+  class CountingTransport : public Transport {
+   public:
+    base::Result<HttpResponse> Send(std::string_view, std::string_view,
+                                    std::string_view body) override {
+      sent.push_back(body.size());
+      return HttpResponse{200, "{}"};
+    }
+    std::vector<size_t> sent;
+  } transport;
+  Client client(&transport, "");
+  // The body as encoded: {"t":"..."} is 8 bytes around the string.
+  Json fits{{"t", std::string(kMaxRequestBody - 8, 'x')}};
+  ASSERT_EQ(Client::Encode(fits).size(), kMaxRequestBody);
+  EXPECT_TRUE(client.Post("/v1/x", fits).ok());
+  Json over{{"t", std::string(kMaxRequestBody - 7, 'x')}};
+  auto r = client.Post("/v1/x", over);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.message().find("1 MiB"), std::string::npos) << r.message();
+  EXPECT_EQ(transport.sent, std::vector<size_t>{kMaxRequestBody});
 }
 
 // ------------------------------------------------------------------------------ commands
@@ -588,11 +765,54 @@ TEST_F(CommandTest, ImageShowWarnsWhenTheTagIsNotTheObservedMajor) {
 TEST_F(CommandTest, ConnectionStringEncodesTheInternalUrl) {
   transport_.Answer(200, R"({"url": "postgres://u:p@mydb.drawbridge.test:5432/db?sslmode=require",
                              "host": "mydb.drawbridge.test"})");
-  ASSERT_TRUE(PgConnectionString(ctx_, "mydb", "postgres://u:p@mydb.internal:5432/db").ok());
+  ASSERT_TRUE(
+      PgConnectionString(ctx_, "mydb", "postgres://u:p@mydb.internal:5432/db", "/ca.pem").ok());
   EXPECT_EQ(transport_.requests[0].target,
             "/v1/apps/mydb/connection-string?internal=postgres%3A%2F%2Fu%3Ap%40mydb.internal%3A5432"
             "%2Fdb");
+  // A daemon that offers no verify-full form: the one line, as before.
   EXPECT_EQ(out_.str(), "postgres://u:p@mydb.drawbridge.test:5432/db?sslmode=require\n");
+  EXPECT_EQ(err_.str(), "");
+}
+
+TEST_F(CommandTest, ConnectionStringAlsoInVerifyFullWithTheCaPath) {
+  std::string answer = R"({"url": "postgres://u:p@mydb.drawbridge.test:5432/db?sslmode=require",
+      "verify_full_url": "postgres://u:p@mydb.drawbridge.test:5432/db?sslmode=verify-full",
+      "host": "mydb.drawbridge.test"})";
+  transport_.Answer(200, answer);
+  ASSERT_TRUE(PgConnectionString(ctx_, "mydb", "", "/home/ann/.postgresql/drawbridge ca.pem").ok());
+  EXPECT_EQ(out_.str(),
+            "postgres://u:p@mydb.drawbridge.test:5432/db?sslmode=require\n"
+            "postgres://u:p@mydb.drawbridge.test:5432/db?sslmode=verify-full"
+            "&sslrootcert=/home/ann/.postgresql/drawbridge%20ca.pem\n");
+  EXPECT_EQ(err_.str(),
+            "verify-full checks the edge's certificate against the built-in CA; save it first: "
+            "mkdir -p /home/ann/.postgresql && drawbridge certs ca > '/home/ann/.postgresql/"
+            "drawbridge ca.pem'\n");
+
+  // --json: one document, the verify-full form completed the same way.
+  out_.str("");
+  err_.str("");
+  ctx_.json = true;
+  transport_.Answer(200, answer);
+  ASSERT_TRUE(PgConnectionString(ctx_, "mydb", "", "/ca.pem").ok());
+  Json printed = Json::parse(out_.str());
+  EXPECT_EQ(printed["url"], "postgres://u:p@mydb.drawbridge.test:5432/db?sslmode=require");
+  EXPECT_EQ(printed["verify_full_url"],
+            "postgres://u:p@mydb.drawbridge.test:5432/db?sslmode=verify-full&sslrootcert=/ca.pem");
+  EXPECT_EQ(printed["sslrootcert"], "/ca.pem");
+  EXPECT_EQ(printed["host"], "mydb.drawbridge.test");
+  EXPECT_EQ(err_.str(), "");
+
+  // An internal string that names its own sslrootcert keeps it.
+  out_.str("");
+  ctx_.json = false;
+  transport_.Answer(200, R"({"url": "postgres://h:1/d?sslmode=require&sslrootcert=/mine.pem",
+      "verify_full_url": "postgres://h:1/d?sslmode=verify-full&sslrootcert=/mine.pem"})");
+  ASSERT_TRUE(PgConnectionString(ctx_, "mydb", "", "/ca.pem").ok());
+  EXPECT_EQ(out_.str(),
+            "postgres://h:1/d?sslmode=require&sslrootcert=/mine.pem\n"
+            "postgres://h:1/d?sslmode=verify-full&sslrootcert=/mine.pem\n");
 }
 
 TEST_F(CommandTest, MachinesAndApps) {
@@ -726,9 +946,9 @@ class EveryCommandTest : public FileCommandTest {
                                                {"Repository", "flyio/postgres"},
                                                {"Tag", "15"},
                                                {"Version", "N/A"}})},
-        {"pg connection-string", [](Context& c) { return PgConnectionString(c, "mydb", ""); },
-         "GET", "/v1/apps/mydb/connection-string", R"({"url": "postgres://h/db"})",
-         "postgres://h/db\n"},
+        {"pg connection-string",
+         [](Context& c) { return PgConnectionString(c, "mydb", "", "/ca.pem"); }, "GET",
+         "/v1/apps/mydb/connection-string", R"({"url": "postgres://h/db"})", "postgres://h/db\n"},
         {"status", [](Context& c) { return ShowStatus(c, ""); }, "GET", "/v1/status",
          R"({"version": "0.1.0", "store": "sqlite", "node": "n1", "domain": "drawbridge.test",
              "routes_version": 3, "ports": [5432, 5433],
@@ -849,7 +1069,7 @@ TEST_F(CommandTest, AppCommandsWithoutAnAppSendNothing) {
       [](Context& c) { return Deploy(c, "", "", ""); },
       [](Context& c) { return ServicesList(c, ""); },
       [](Context& c) { return ImageShow(c, ""); },
-      [](Context& c) { return PgConnectionString(c, "", ""); },
+      [](Context& c) { return PgConnectionString(c, "", "", "/ca.pem"); },
   };
   for (size_t i = 0; i < commands.size(); ++i) {
     SCOPED_TRACE(i);
@@ -897,8 +1117,36 @@ TEST_F(CommandTest, StatusOfAnApp) {
   transport_.Answer(200, apps);
   auto ghost = ShowStatus(ctx_, "ghost");
   ASSERT_FALSE(ghost.ok());
-  EXPECT_EQ(ghost.message(), "app not found: ghost");
+  EXPECT_EQ(ghost.message(), "app \"ghost\" not found");
   EXPECT_EQ(out_.str(), "");
+}
+
+TEST_F(FileCommandTest, AFileTooLargeForOneRequestIsRefusedBeforeSending) {
+  std::string big = (dir_ / "big.toml").string();
+  std::ofstream(big) << "app = \"mydb\"\n" << std::string(2 * 1024 * 1024, '#') << "\n";
+  for (bool deploy : {false, true}) {
+    SCOPED_TRACE(deploy ? "deploy" : "config validate");
+    auto s = deploy ? Deploy(ctx_, "mydb", big, "") : ConfigValidate(ctx_, "mydb", big);
+    ASSERT_FALSE(s.ok());
+    EXPECT_TRUE(s.message().starts_with(big + " is 2.0 MiB (2097166 bytes), too large to send: "))
+        << s.message();
+    EXPECT_NE(s.message().find("at most 1 MiB (1048576 bytes)"), std::string::npos) << s.message();
+  }
+  EXPECT_TRUE(transport_.requests.empty());
+
+  // Measured as encoded: 600 KiB of characters JSON escapes (`"` is `\"`) is too much...
+  std::string quotes = (dir_ / "quotes.toml").string();
+  std::ofstream(quotes) << "app = \"mydb\"\n#" << std::string(600 * 1024, '"') << "\n";
+  auto refused = ConfigValidate(ctx_, "mydb", quotes);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.message().find("600.0 KiB"), std::string::npos) << refused.message();
+  EXPECT_TRUE(transport_.requests.empty());
+  // ...while 1000 KiB that needs no escaping goes.
+  std::string plain = (dir_ / "plain.toml").string();
+  std::ofstream(plain) << "app = \"mydb\"\n#" << std::string(1000 * 1024, 'x') << "\n";
+  transport_.Answer(200, R"({"valid": true})");
+  EXPECT_TRUE(ConfigValidate(ctx_, "mydb", plain).ok());
+  EXPECT_EQ(transport_.requests.size(), 1u);
 }
 
 TEST_F(FileCommandTest, AnswersThatAreNotWhatTheCommandNeeds) {
@@ -910,7 +1158,8 @@ TEST_F(FileCommandTest, AnswersThatAreNotWhatTheCommandNeeds) {
   EXPECT_EQ(ConfigValidate(ctx_, "mydb", path).message(), path + ": invalid configuration");
   EXPECT_EQ(err_.str(), "Warning: w\n");
   transport_.Answer(200, R"({"host": "h"})");
-  EXPECT_EQ(PgConnectionString(ctx_, "mydb", "").message(), "the daemon's answer has no url");
+  EXPECT_EQ(PgConnectionString(ctx_, "mydb", "", "/ca.pem").message(),
+            "the daemon's answer has no url");
   transport_.Answer(200, R"({"release": 1})");
   EXPECT_EQ(ConfigSave(ctx_, "mydb", path, true).message(),
             "the daemon's answer to config has no toml");

@@ -5,12 +5,16 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "api/http_status.h"
 #include "store/store.h"
+#include "tls/ca.h"
 #include "tls/ca_issuer.h"
 
 namespace drawbridge::api {
@@ -121,7 +125,7 @@ TEST_F(HandlersTest, CodesPickTheStatus) {
   EXPECT_EQ(ExpectError(Call("GET", "/v1/apps/my%zzdb/machines"), 400),
             "bad escape in the app name");
   EXPECT_EQ(ExpectError(Call("GET", "/v1/certs/nope.example.com"), 404),
-            "no certificate for nope.example.com");
+            "certificate for \"nope.example.com\" not found");
   ASSERT_EQ(Call("POST", "/v1/apps/mydb/deploy", {{"toml", kPgTls}}).status, 201);
   std::string port = ExpectError(
       Call("GET", "/v1/apps/mydb/connection-string?internal=postgres%3A%2F%2Fu%40h%3A99999999999"),
@@ -135,6 +139,70 @@ TEST_F(HandlersTest, CodesPickTheStatus) {
   foreign.has_origin = false;
   foreign.unix_socket = true;
   ExpectError(Handle(ctx_, foreign), 401);
+}
+
+// DELETE /v1/certs/{host}: 200 with what went, a JSON 404 when there is none, a JSON 400 (not
+// an exception out of Handle) for a name that cannot be one.
+TEST_F(HandlersTest, DeleteACertificate) {
+  auto dir = std::filesystem::temp_directory_path() /
+             ("drawbridge-handlers-certs-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  auto ca = tls::EnsureCa(dir.string(), "Test CA");
+  ASSERT_TRUE(ca.ok()) << ca.message();
+  auto leaf = tls::IssueLeaf(*ca, {"db.example.com"}, 30);
+  std::filesystem::remove_all(dir);
+  ASSERT_TRUE(leaf.ok());
+  ASSERT_EQ(Call("POST", "/v1/certs",
+                 {{"host", "db.example.com"}, {"cert_pem", leaf->cert_pem}, {"key_pem", leaf->key_pem}})
+                .status,
+            201);
+  Response removed = Call("DELETE", "/v1/certs/DB.example.com");
+  EXPECT_EQ(removed.status, 200) << removed.body;
+  EXPECT_EQ(json::parse(removed.body), (json{{"host", "db.example.com"}, {"removed", true}}));
+  EXPECT_EQ(Call("GET", "/v1/certs").body, "[]");
+  EXPECT_EQ(ExpectError(Call("DELETE", "/v1/certs/db.example.com"), 404),
+            "certificate for \"db.example.com\" not found");
+  EXPECT_EQ(ExpectError(Call("DELETE", "/v1/certs/db%ffexample.com"), 400),
+            "invalid host name \"db\\xffexample.com\"");
+  EXPECT_EQ(ExpectError(Call("GET", "/v1/certs/db%ffexample.com"), 400),
+            "invalid host name \"db\\xffexample.com\"");
+  EXPECT_EQ(ExpectError(Call("DELETE", "/v1/certs/db%zz"), 400), "bad escape in the host name");
+  ExpectError(Call("PUT", "/v1/certs/db.example.com"), 405);
+  ExpectError(Call("DELETE", "/v1/certs"), 405);
+}
+
+// HTTP makes the auth scheme and host names case-insensitive (RFC 9110 11.1, 4.2.3); the
+// token itself is compared exactly.
+TEST_F(HandlersTest, AuthSchemeAndHostNameIgnoreCaseTheTokenDoesNot) {
+  auto call = [&](const std::string& host, const std::string& authorization) {
+    Request req;
+    req.method = "GET";
+    req.target = "/v1/apps";
+    req.host = host;
+    req.authorization = authorization;
+    return Handle(ctx_, req);
+  };
+  const std::string good = std::string("Bearer ") + kToken;
+  for (const char* host : {"localhost", "LOCALHOST", "LocalHost:4280", "127.0.0.1:1", "[::1]",
+                           "[::1]:65535"}) {
+    EXPECT_EQ(call(host, good).status, 200) << host;
+  }
+  for (const char* host : {"LOCALHOST.evil.example", "EVIL.EXAMPLE", "LOCALHOST:", "LOCALHOST:x",
+                           "Localhost:123456", "LOCALHOSTEVIL.example"}) {
+    ExpectError(call(host, good), 403);
+  }
+  for (std::string scheme : {"Bearer", "bearer", "BEARER", "bEaReR"}) {
+    EXPECT_EQ(call("localhost", scheme + " " + kToken).status, 200) << scheme;
+    EXPECT_EQ(call("localhost", scheme + "   " + kToken).status, 200) << scheme;  // 1*SP
+  }
+  for (std::string bad : {"Bearer SECRET", "Bearer Secret", "Bearer secre", "Bearer secrets",
+                          "Bearer secret ", "Bearersecret", "Bearer", "Bearer ", "bearer",
+                          "Bearer\tsecret", "Basic secret", "xBearer secret", " Bearer secret",
+                          "Bear secret", "", "secret"}) {
+    EXPECT_EQ(ExpectError(call("localhost", bad), 401),
+              "missing or wrong bearer token (see admin.token in the data directory)")
+        << bad;
+  }
 }
 
 }  // namespace

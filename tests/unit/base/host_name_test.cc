@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+
 namespace drawbridge::base {
 namespace {
 
@@ -28,6 +30,27 @@ TEST(HostName, UnderZoneNeedsALabelBoundary) {
   EXPECT_FALSE(UnderZone("evildrawbridge.test", "drawbridge.test"));
   EXPECT_FALSE(UnderZone("x.drawbridge.test", ""));
   EXPECT_FALSE(UnderZone("", "drawbridge.test"));
+}
+
+TEST(HostName, IsHostNameTakesDnsNamesOnly) {
+  for (const char* good : {"drawbridge.test", "Example.COM.", "localhost", "pg-1.internal",
+                           "1password.com", "a.b.c.d.e", "x1"}) {
+    EXPECT_TRUE(IsHostName(good)) << good;
+  }
+  std::string label63(63, 'a'), label64(64, 'a');
+  EXPECT_TRUE(IsHostName(label63 + ".test"));
+  EXPECT_FALSE(IsHostName(label64 + ".test"));
+  std::string long_name;
+  while (long_name.size() < 250) long_name += "abcdefghi.";
+  long_name += "test";  // 254 characters
+  EXPECT_FALSE(IsHostName(long_name));
+  EXPECT_TRUE(IsHostName(long_name.substr(10)));
+  for (const char* bad : {"", ".", "BAD DOMAIN", "a..b", ".a", "a..", "-a.test", "a-.test",
+                          "a_b.test", "*.test", "999.1.1.1", "10.0.0", "1.2.3.4.5", "x.123",
+                          "a.b/c", "caf\xc3\xa9.test", "a:b"}) {
+    EXPECT_FALSE(IsHostName(bad)) << bad;
+  }
+  EXPECT_TRUE(IsHostName("a.")) << "one root dot";
 }
 
 }  // namespace

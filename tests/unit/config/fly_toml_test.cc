@@ -3,11 +3,16 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <string_view>
+#include <utility>
+
+#include "config/toml_text.h"
 
 namespace drawbridge::config {
 namespace {
@@ -118,7 +123,16 @@ primary_region = "ord"
   EXPECT_TRUE(HasWarning(
       c, "fly.toml:7: services[0].auto_start_machines: not acted on by this edge; kept as written"))
       << AllWarnings(c);
-  EXPECT_EQ(c.warnings.size(), 2u) << AllWarnings(c);
+  // The limits are checked but not enforced: each warns at its own line.
+  EXPECT_TRUE(HasWarning(c,
+                         "fly.toml:10: services[0].concurrency.hard_limit: not enforced by this "
+                         "edge yet (connections are not limited); kept as written"))
+      << AllWarnings(c);
+  EXPECT_TRUE(HasWarning(c,
+                         "fly.toml:11: services[0].concurrency.soft_limit: not enforced by this "
+                         "edge yet (connections are not limited); kept as written"))
+      << AllWarnings(c);
+  EXPECT_EQ(c.warnings.size(), 4u) << AllWarnings(c);
 }
 
 TEST(FlyTomlTest, PortRange) {
@@ -630,6 +644,380 @@ TEST(FlyTomlHttpServiceTest, IsValidatedAndWarnedAbout) {
   EXPECT_EQ(stop.message(),
             "fly.toml:3: http_service.auto_stop_machines: expected a boolean or \"off\", \"stop\", "
             "\"suspend\"");
+}
+
+}  // namespace
+}  // namespace drawbridge::config
+
+// Issue 12: TOML is UTF-8. Comments, strings and a byte order mark are accepted; bytes that are
+// not UTF-8, and non-ASCII text where TOML allows only ASCII, are refused at their line, before
+// toml++ 3.3 (which reaches undefined behaviour on such code points) reads them.
+namespace drawbridge::config {
+namespace {
+
+using namespace std::string_view_literals;
+
+const std::string kPgTlsServices = R"([[services]]
+  internal_port = 5432
+  protocol = "tcp"
+  [[services.ports]]
+    handlers = ["pg_tls"]
+    port = 5432
+)";
+
+TEST(FlyTomlUtf8Test, CommentsMayHoldAnyText) {
+  ParsedConfig c = MustParse("# Base de données — Zürich · 東京 · 🐘\napp = \"a\" # café ☕\n" +
+                             kPgTlsServices);
+  EXPECT_EQ(c.config.app, "a");
+  ASSERT_EQ(c.config.services.size(), 1u);
+  EXPECT_EQ(c.config.services[0].ports[0].port, 5432);
+  EXPECT_TRUE(c.warnings.empty()) << AllWarnings(c);
+}
+
+TEST(FlyTomlUtf8Test, StringsAndQuotedKeysMayHoldAnyText) {
+  auto app = AppNameOfFlyToml("app = \"café-☕\"\n", "fly.toml");
+  ASSERT_TRUE(app.ok()) << app.message();
+  EXPECT_EQ(*app, "café-☕");
+  ParsedConfig c = MustParse(
+      "app = 'littéral'\n[env]\n  \"clé\" = \"¡Hola! Привет! こんにちは\"\n  NOTES = \"\"\"\n"
+      "Première ligne.\n\"\"\"\n  RAW = '''Grüße'''\n" +
+      kPgTlsServices);
+  EXPECT_EQ(c.config.app, "littéral");
+  EXPECT_TRUE(HasWarning(c, "fly.toml:2: env: not acted on by this edge; kept as written"))
+      << AllWarnings(c);
+  ParsedConfig fixture = MustParse(Fixture("utf8_comments_and_strings"));
+  EXPECT_EQ(fixture.config.app, "my-pg");
+  ASSERT_EQ(fixture.config.services.size(), 1u);
+  EXPECT_EQ(fixture.config.services[0].ports[0].HasHandler("pg_tls"), true);
+}
+
+TEST(FlyTomlUtf8Test, ALeadingByteOrderMarkIsSkippedAndLinesStayTheSame) {
+  ParsedConfig plain = MustParse(Fixture("docs_page_pg_tls"));
+  ParsedConfig bom = MustParse(Fixture("bom_docs_page_pg_tls"));
+  EXPECT_EQ(bom.config, plain.config);
+  EXPECT_EQ(bom.config.app, "my-pg") << "the key after the mark is `app`, not \"\\uFEFFapp\"";
+  EXPECT_EQ(ErrorOf("\xEF\xBB\xBF" "app = \"a\"\n[[services]]\n  internal_port = \"x\"\n"),
+            "fly.toml:3: services[0].internal_port: expected an integer");
+  EXPECT_EQ(ErrorOf("\xEF\xBB\xBF" "app = \"a\"\n\nx = = 1\n").rfind("fly.toml:3: ", 0), 0u);
+  // A mark anywhere else is an ordinary character: not allowed between tokens.
+  EXPECT_EQ(ErrorOf("app = \"a\"\n\xEF\xBB\xBF" "x = 1\n").rfind("fly.toml:2: ", 0), 0u);
+}
+
+TEST(FlyTomlUtf8Test, BytesThatAreNotUtf8AreRefusedAtTheirLine) {
+  EXPECT_EQ(ErrorOf(Fixture("error_not_utf8")),
+            "fly.toml:3: not UTF-8: byte 0xE9 at column 15 (a fly.toml is UTF-8 text; was it "
+            "saved in another encoding?)");
+  const std::pair<std::string_view, std::string_view> bad[] = {
+      {"\x80", "a continuation byte without a lead"},
+      {"\xC0\xAF", "an overlong '/'"},
+      {"\xE0\x80\xAF", "an overlong '/' in three bytes"},
+      {"\xF0\x80\x80\xAF", "an overlong '/' in four bytes"},
+      {"\xED\xA0\x80", "a surrogate (U+D800)"},
+      {"\xF4\x90\x80\x80", "above U+10FFFF"},
+      {"\xF5\x80\x80\x80", "a lead byte that never occurs"},
+      {"\xFF", "0xFF"},
+      {"\xE2\x82", "a sequence cut short"},
+      {"\xC3(", "a lead byte without its continuation"},
+  };
+  for (const auto& [bytes, what] : bad) {
+    SCOPED_TRACE(what);
+    for (std::string_view where : {"# %\n", "x = \"%\"\n", "x = '''\n%'''\n"}) {
+      std::string body(where);
+      body.replace(body.find('%'), 1, bytes);
+      std::string toml = "app = \"a\"\n\n" + body;
+      std::string error = ErrorOf(toml);
+      EXPECT_EQ(error.rfind("fly.toml:", 0), 0u) << error;
+      EXPECT_NE(error.find(": not UTF-8: byte 0x"), std::string::npos) << error;
+      int line = body.starts_with("x = '''") ? 4 : 3;
+      EXPECT_EQ(error.rfind("fly.toml:" + std::to_string(line) + ": ", 0), 0u) << error;
+    }
+  }
+  // A cut-short sequence at the very end of the file is refused too.
+  EXPECT_EQ(ErrorOf("app = \"a\" # \xE2\x82").rfind("fly.toml:1: not UTF-8: byte 0xE2 at column 13",
+                                                     0),
+            0u);
+  EXPECT_EQ(ErrorOf("app = \"a\"\n# nul \0 here\n"sv),
+            "fly.toml:2: a NUL byte: a fly.toml is text");
+}
+
+TEST(FlyTomlUtf8Test, NonAsciiBetweenTokensIsRefusedAtItsLine) {
+  for (std::string_view toml : {"app = \"a\"\nx = é\n", "app = \"a\"\nclé = 1\n",
+                                "app = \"a\"\nx = 1é\n", "app = \"a\"\nx = true\xC2\xA0\n",
+                                "app = \"a\"\n[tablé]\n", "app = \"a\"\n\xE3\x80\x80x = 1\n",
+                                "app = \"a\"\nx = [1, \xCC\xAA" "2]\n"}) {
+    SCOPED_TRACE(toml);
+    std::string error = ErrorOf(toml);
+    EXPECT_EQ(error.rfind("fly.toml:2: unexpected character U+", 0), 0u) << error;
+    EXPECT_NE(error.find(" outside a string or comment (TOML allows only ASCII there)"),
+              std::string::npos)
+        << error;
+  }
+  EXPECT_EQ(ErrorOf("app = \"a\"\nx = é\n"),
+            "fly.toml:2: unexpected character U+00E9 outside a string or comment (TOML allows "
+            "only ASCII there)");
+}
+
+// The inputs fuzzing found: each reached toml++ 3.3's TOML_UNREACHABLE. Now each is refused with
+// a line before toml++ reads it, but #190's, which is valid TOML and read through an escape
+// (the fuzz replay runs them all under ASan/UBSan as well).
+TEST(FlyTomlUtf8Test, TheFuzzCrashesAreReadOrRefusedWithALine) {
+  const std::filesystem::path corpus =
+      std::filesystem::path(DRAWBRIDGE_TEST_DATA_DIR) / ".." / ".." / "fuzz" / "corpus" /
+      "fly_toml";
+  int crashes = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(corpus)) {
+    if (entry.path().filename().string().rfind("crash_", 0) != 0) continue;
+    ++crashes;
+    SCOPED_TRACE(entry.path().string());
+    std::ifstream in(entry.path(), std::ios::binary);
+    std::string text(std::istreambuf_iterator<char>(in), {});
+    auto r = ParseFlyToml(text, "fly.toml");
+    if (entry.path().filename() == "crash_tomlpp_issue190") {
+      EXPECT_TRUE(r.ok()) << r.message();
+    } else {
+      ASSERT_FALSE(r.ok());
+      EXPECT_EQ(r.message().rfind("fly.toml:", 0), 0u) << r.message();
+    }
+  }
+  EXPECT_GE(crashes, 4);
+  EXPECT_EQ(ErrorOf("\xCC\xAA"),
+            "fly.toml:1: unexpected character U+032A outside a string or comment (TOML allows "
+            "only ASCII there)");
+}
+
+// Right after a line-ending backslash in a """ string, toml++ 3.3 tests the next character for
+// whitespace (the input of marzer/tomlplusplus#190); as its \u escape it reads the same.
+TEST(FlyTomlUtf8Test, TextAfterALineEndingBackslashIsAccepted) {
+  auto app = AppNameOfFlyToml("app = \"\"\"\\\n    ¡Hola!\"\"\"\n", "fly.toml");
+  ASSERT_TRUE(app.ok()) << app.message();
+  EXPECT_EQ(*app, "¡Hola!");
+  app = AppNameOfFlyToml("app = \"\"\"x\\  \r\n\n \t🐘 §\\\n\n  é\"\"\"\n", "fly.toml");
+  ASSERT_TRUE(app.ok()) << app.message();
+  EXPECT_EQ(*app, "x🐘 §é");
+  auto text = CheckTomlText("s = \"\"\"\\\n  ¡Hola! ¡Hola!\\\n🐘\"\"\"\n", "fly.toml");
+  ASSERT_TRUE(text.ok()) << text.message();
+  EXPECT_EQ(*text, "s = \"\"\"\\\n  \\u00A1Hola! ¡Hola!\\\n\\U0001F418\"\"\"\n");
+  MustParse(Fixture("utf8_after_line_ending_backslash"));
+  // The crash input of #190 itself: valid TOML, now read.
+  ParsedConfig c = MustParse("s = \"\"\"\\\n\xC2\xA7\"\"\"\n");
+  EXPECT_TRUE(HasWarning(c, "fly.toml:1: s: unknown key; kept as written")) << AllWarnings(c);
+  // A backslash followed by anything but an escape or the end of the line is not TOML.
+  for (std::string_view toml : {"s = \"\"\"\\é\"\"\"\n", "s = \"\"\"\\  é\n\"\"\"\n"}) {
+    SCOPED_TRACE(toml);
+    std::string error = ErrorOf(toml);
+    EXPECT_EQ(error.rfind("fly.toml:1: unexpected character U+00E9 after a backslash", 0), 0u)
+        << error;
+  }
+}
+
+// The check follows strings and comments as toml++ does: quotes inside them, escapes and runs
+// of up to five closing quotes do not end them early or late.
+TEST(FlyTomlUtf8Test, StringsAndCommentsEndWhereTomlSays) {
+  for (std::string_view toml : {
+           "s = \"a \\\" é\" # ü\n",             // an escaped quote
+           "s = \"a \\\\\" # ü\n",               // an escaped backslash before the end
+           "s = 'a \\' # ü\n",                   // no escapes in literal strings
+           "s = \"\"\"a\"é\"\"é\"\"\" # ü\n",   // one and two quotes inside
+           "s = \"\"\"a\"\"\"\"\" # ü\n",       // five quotes: two of them text
+           "s = '''a''''' # ü\n",               // the same in a literal string
+           "s = \"\"\"\\\"\"\"é\"\"\" # ü\n",  // an escaped quote before two
+           "s = \"\" # é\n",                     // an empty string
+           "s = '' # é\n",
+           "\"é\" = 1 # ü\n",                    // quoted keys
+           "[\"é\".'ü'] # ü\n",
+           "s = [\"é\", # ü\n  'ü'] # é\n",
+           "s = { \"é\" = \"ü\" } # é\n",
+       }) {
+    SCOPED_TRACE(toml);
+    auto r = ParseFlyToml(toml, "fly.toml");
+    EXPECT_TRUE(r.ok()) << r.message();
+  }
+  // Six quotes end a """ string after five: the sixth starts another string where TOML allows
+  // none, which toml++ refuses.
+  EXPECT_EQ(ErrorOf("s = \"\"\"a\"\"\"\"\"\" é\n").rfind("fly.toml:1: ", 0), 0u);
+}
+
+// toml++ scans a value that starts with a digit, a sign or a '.' up to the next space, ',',
+// ']', '}' or '#', quotes included, testing each character for whitespace (found by fuzzing:
+// fuzz/corpus/fly_toml/crash_tomlpp_unreachable_number_scan). A quote there starts no string.
+TEST(FlyTomlUtf8Test, NonAsciiInAScannedValueIsRefused) {
+  for (std::string_view toml : {
+           "app = \"a\"\nx = 1\"é\"\n",
+           "app = \"a\"\nx = -\"é\"\n",
+           "app = \"a\"\nx = +'é'\n",
+           "app = \"a\"\nx = .5\"é\"\n",
+           "app = \"a\"\nx = [1, 2\"é\"]\n",
+           "app = \"a\"\nx = [ # c\n 1\"é\"]\n",
+           "app = \"a\"\nx = { y = 1\"é\" }\n",
+           "app = \"a\"\nx = 1979-05-27 \"é\"\n",  // a date may go on past one space
+           "app = \"a\"\nx = 1_0\"é\"\n",
+       }) {
+    SCOPED_TRACE(toml);
+    std::string error = ErrorOf(toml);
+    EXPECT_NE(error.find("unexpected character U+00E9 outside a string or comment"),
+              std::string::npos)
+        << error;
+    EXPECT_EQ(error.rfind("fly.toml:", 0), 0u) << error;
+  }
+  EXPECT_EQ(ErrorOf("app = \"a\"\nx = [ # c\n 1\"é\"]\n").rfind("fly.toml:3: ", 0), 0u);
+  // Where toml++ reads a string, and after a value's end, UTF-8 is as welcome as anywhere.
+  for (std::string_view toml : {
+           "x = 1 # é\n",
+           "x = -1.5e3 # é\n",
+           "x = 1979-05-27 # é\n",
+           "x = 1979-05-27 07:32:00 # é\n",
+           "x = 1979-05-27T07:32:00Z # é\n",
+           "x = [1, \"é\", 'ü', [2, \"é\"], { a = \"é\" }] # é\n",
+           "x = [\n  1, # é\n  2, # ü\n] # é\n",
+           "x = [] # é\ny = {} # é\n",
+           "x = { a = 1, \"é\" = 2 } # é\n",
+           "1.\"é\" = 1 # a dotted key: \"1\", then \"é\"\n",
+           "-.'é' = 1\n",
+           "[1.\"é\"] # a table header\nx = 1\n",
+           "[[2.\"é\"]]\nx = 1\n",
+           "x = true # é\ny = \"é\"\n",
+       }) {
+    SCOPED_TRACE(toml);
+    auto r = ParseFlyToml(toml, "fly.toml");
+    EXPECT_TRUE(r.ok()) << r.message();
+  }
+}
+
+TEST(FlyTomlWarningTest, ConcurrencyLimitsWarnAtTheirLines) {
+  ParsedConfig c = MustParse(R"(app = "a"
+[[services]]
+  internal_port = 5432
+  [services.concurrency]
+    type = "connections"
+    hard_limit = 25
+  [[services.ports]]
+    handlers = ["pg_tls"]
+    port = 5432
+[[services]]
+  internal_port = 5433
+  concurrency = { type = "connections", soft_limit = 20 }
+  [[services.ports]]
+    handlers = ["pg_tls"]
+    port = 5433
+)");
+  EXPECT_EQ(c.warnings,
+            (std::vector<std::string>{
+                "fly.toml:6: services[0].concurrency.hard_limit: not enforced by this edge yet "
+                "(connections are not limited); kept as written",
+                "fly.toml:12: services[1].concurrency.soft_limit: not enforced by this edge yet "
+                "(connections are not limited); kept as written"}));
+  ASSERT_TRUE(c.config.services[0].concurrency);
+  EXPECT_EQ(c.config.services[0].concurrency->hard_limit, 25) << "kept as written";
+}
+
+TEST(FlyTomlWarningTest, AConfigWithoutServicesWarns) {
+  for (std::string_view toml : {"", "app = \"a\"\n", "app = \"a\"\nservices = []\n"}) {
+    SCOPED_TRACE(toml);
+    ParsedConfig c = MustParse(toml);
+    EXPECT_EQ(c.warnings, (std::vector<std::string>{
+                              "fly.toml:1: services: no [[services]]: nothing will be served for "
+                              "this app"}));
+  }
+  // [http_service] says so itself.
+  ParsedConfig http = MustParse("app = \"a\"\n[http_service]\n  internal_port = 8080\n");
+  EXPECT_EQ(http.warnings.size(), 1u) << AllWarnings(http);
+}
+
+bool StartsWithFileAndLine(const std::string& w, const std::string& file) {
+  if (w.rfind(file + ":", 0) != 0) return false;
+  size_t i = file.size() + 1, digits = 0;
+  while (i + digits < w.size() && std::isdigit(static_cast<unsigned char>(w[i + digits]))) ++digits;
+  return digits > 0 && w[i] != '0' && w.compare(i + digits, 2, ": ") == 0;
+}
+
+// Every warning the parser makes names file:line, also for tables toml++ makes implicitly
+// (`[env.sub]` makes `env`, a dotted key makes its parents) and for every fixture.
+TEST(FlyTomlWarningTest, EveryWarningNamesFileAndLine) {
+  ParsedConfig c = MustParse(R"(app = "a"
+primary_region = "ord"
+kill_signal = "SIGINT"
+colour.shade = "blue"
+[env.sub]
+  X = "1"
+[[services]]
+  internal_port = 53
+  protocol = "udp"
+  processes = ["app"]
+  auto_stop_machines = "stop"
+  auto_start_machines = true
+  min_machines_running = 1
+  flavour = 1
+  concurrency.hard_limit = 10
+  concurrency.soft_limit = 5
+  [[services.tcp_checks]]
+    interval = "15s"
+  [[services.http_checks]]
+    path = "/"
+  [[services.ports]]
+    port = 53
+    http_options = {}
+    extra = 1
+    tls_options = { odd = 1 }
+[[services]]
+  internal_port = 9
+[http_service]
+  internal_port = 8080
+  processes = ["app"]
+  sparkle = 1
+[checks.x]
+  port = 1
+)");
+  EXPECT_GE(c.warnings.size(), 20u) << AllWarnings(c);
+  for (const auto& w : c.warnings) EXPECT_TRUE(StartsWithFileAndLine(w, "fly.toml")) << w;
+  EXPECT_TRUE(HasWarning(c, "fly.toml:2: primary_region: not acted on by this edge; kept as "
+                            "written"))
+      << AllWarnings(c);
+  EXPECT_TRUE(HasWarning(c, "fly.toml:5: env: not acted on by this edge; kept as written"))
+      << AllWarnings(c);
+  for (const auto& entry : std::filesystem::directory_iterator(kFixtures)) {
+    if (entry.path().extension() != ".toml") continue;
+    if (entry.path().stem().string().rfind("error_", 0) == 0) continue;
+    std::string path = entry.path().string();
+    auto r = LoadFlyToml(path);
+    ASSERT_TRUE(r.ok()) << r.message();
+    for (const auto& w : r->warnings) EXPECT_TRUE(StartsWithFileAndLine(w, path)) << w;
+  }
+}
+
+TEST(FlyTomlWarningTest, WhereNamesTheLinesOfAppServicesAndPorts) {
+  ParsedConfig c = MustParse("# a comment\napp = \"a\"\n\n" + kPgTlsServices);
+  EXPECT_EQ(c.Where("app"), "fly.toml:2: app: ");
+  EXPECT_EQ(c.Where("services[0]"), "fly.toml:4: services[0]: ");
+  EXPECT_EQ(c.Where("services[0].ports[0]"), "fly.toml:7: services[0].ports[0]: ");
+  EXPECT_EQ(c.Where("services[0].ports[0].handlers"),
+            "fly.toml:8: services[0].ports[0].handlers: ");
+  EXPECT_EQ(c.Where("services[3]"), "fly.toml:1: services[3]: ") << "not in the file: line 1";
+}
+
+// A file that does not parse is reported as such, also when it has no `app` line: its syntax
+// error, never "missing an app name". The CLI resolves the app with AppNameOfFlyToml.
+TEST(FlyTomlSyntaxTest, TheSyntaxErrorIsReportedFirst) {
+  constexpr std::string_view kBroken = "# no app line\n[[services]]\n  internal_port = = 5432\n";
+  std::string error = ErrorOf(kBroken);
+  EXPECT_EQ(error.rfind("fly.toml:3: ", 0), 0u) << error;
+  auto app = AppNameOfFlyToml(kBroken, "fly.toml");
+  ASSERT_FALSE(app.ok());
+  EXPECT_EQ(app.code(), base::StatusCode::kInvalidArgument);
+  EXPECT_EQ(app.message(), error);
+  // A valid file without `app`: no name, no error (the caller says what is missing).
+  auto none = AppNameOfFlyToml(kPgTlsServices, "fly.toml");
+  ASSERT_TRUE(none.ok()) << none.message();
+  EXPECT_EQ(*none, "");
+  // The name even when the rest would not validate (that is the deploy's to report).
+  auto named = AppNameOfFlyToml("app = \"a\"\n[[services]]\n  internal_port = \"x\"\n", "f");
+  ASSERT_TRUE(named.ok()) << named.message();
+  EXPECT_EQ(*named, "a");
+  auto typed = AppNameOfFlyToml("\napp = 7\n", "f.toml");
+  ASSERT_FALSE(typed.ok());
+  EXPECT_EQ(typed.message(), "f.toml:2: app: expected a string");
+  auto bytes = AppNameOfFlyToml("app = \"a\"\n# \xE9\n", "f.toml");
+  ASSERT_FALSE(bytes.ok());
+  EXPECT_EQ(bytes.message().rfind("f.toml:2: not UTF-8", 0), 0u) << bytes.message();
 }
 
 }  // namespace

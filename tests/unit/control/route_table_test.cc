@@ -128,6 +128,20 @@ TEST(RouteTableHolderTest, SwapPublishesAndOldSnapshotsLive) {
   EXPECT_NE(kept->Find("", 5432), nullptr) << "a connection keeps the table it started with";
 }
 
+TEST(AddressHoldersTest, SaysReleasedOrDestroyedUnlessTheTableIsNewer) {
+  AddressHolders holders(10, {{"mydb", {"127.0.10.2", "fd00::1"}}, {"bare", {}}});
+  using V = AddressHolders::Verdict;
+  EXPECT_EQ(holders.Check("mydb", "127.0.10.2", 9), V::kHeld);
+  EXPECT_EQ(holders.Check("mydb", "fd00::1", 10), V::kHeld);
+  EXPECT_EQ(holders.Check("mydb", "127.0.10.3", 10), V::kAddressReleased);
+  EXPECT_EQ(holders.Check("bare", "127.0.10.2", 3), V::kAddressReleased);
+  EXPECT_EQ(holders.Check("gone", "127.0.10.2", 3), V::kAppDestroyed);
+  // A connection routed by a table newer than this view: the table knows better (the address
+  // may have come back to the app since this view was read).
+  EXPECT_EQ(holders.Check("mydb", "127.0.10.3", 11), V::kHeld);
+  EXPECT_EQ(holders.Check("gone", "127.0.10.2", 11), V::kHeld);
+}
+
 TEST(ServicePortTest, PublicPorts) {
   ServicePort p;
   EXPECT_TRUE(p.PublicPorts().empty());

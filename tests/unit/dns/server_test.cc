@@ -13,6 +13,7 @@
 
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -53,6 +54,7 @@ std::shared_ptr<const Zone> MakeZone(std::vector<std::string> ips, uint32_t seri
   z->ns_name = "ns1.drawbridge.test";
   z->serial = serial;
   z->public_ips["pgapp"] = std::move(ips);
+  z->internal_ips["pgapp"] = {"10.0.0.5"};
   return z;
 }
 
@@ -150,11 +152,89 @@ bool ClosedByServer(int fd) {
   return r == 0 || (r < 0 && errno == ECONNRESET);
 }
 
+// An IPv4 or IPv6 literal and a port as a socket address.
+sockaddr_storage SockAddr(const std::string& ip, int port, socklen_t* len) {
+  sockaddr_storage ss{};
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
+  if (inet_pton(AF_INET, ip.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(static_cast<uint16_t>(port));
+    *len = sizeof(sockaddr_in);
+  } else {
+    EXPECT_EQ(inet_pton(AF_INET6, ip.c_str(), &v6->sin6_addr), 1) << ip;
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(static_cast<uint16_t>(port));
+    *len = sizeof(sockaddr_in6);
+  }
+  return ss;
+}
+
+std::string IpOf(const sockaddr_storage& ss) {
+  char text[INET6_ADDRSTRLEN] = {};
+  if (ss.ss_family == AF_INET) {
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&ss)->sin_addr, text, sizeof text);
+  } else {
+    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_addr, text,
+              sizeof text);
+  }
+  return text;
+}
+
+// A UDP socket bound to `from` (any port), with the receive timeout.
+std::unique_ptr<Fd> UdpFrom(const std::string& from) {
+  socklen_t len = 0;
+  sockaddr_storage a = SockAddr(from, 0, &len);
+  auto fd = std::make_unique<Fd>(socket(a.ss_family, SOCK_DGRAM, 0));
+  SetTimeout(fd->get());
+  EXPECT_EQ(bind(fd->get(), reinterpret_cast<sockaddr*>(&a), len), 0) << from;
+  return fd;
+}
+
+struct UdpReply {
+  Bytes body;
+  std::string from;  // the answer's source address
+};
+
+// Sends `query` from `from` to `to` and port; the answer and where it came from.
+std::optional<UdpReply> UdpAsk(const std::string& from, const std::string& to, int port,
+                               const Bytes& query) {
+  auto fd = UdpFrom(from);
+  socklen_t len = 0;
+  sockaddr_storage dst = SockAddr(to, port, &len);
+  if (sendto(fd->get(), query.data(), query.size(), 0, reinterpret_cast<sockaddr*>(&dst), len) !=
+      static_cast<ssize_t>(query.size())) {
+    return std::nullopt;
+  }
+  UdpReply r;
+  r.body.resize(65536);
+  sockaddr_storage src{};
+  socklen_t src_len = sizeof src;
+  ssize_t n = recvfrom(fd->get(), r.body.data(), r.body.size(), 0,
+                       reinterpret_cast<sockaddr*>(&src), &src_len);
+  if (n < 0) return std::nullopt;
+  r.body.resize(static_cast<size_t>(n));
+  r.from = IpOf(src);
+  return r;
+}
+
+// A TCP connection from `from` to `to` and port, or null.
+std::unique_ptr<Fd> TcpFromTo(const std::string& from, const std::string& to, int port) {
+  socklen_t len = 0;
+  sockaddr_storage src = SockAddr(from, 0, &len);
+  auto fd = std::make_unique<Fd>(socket(src.ss_family, SOCK_STREAM, 0));
+  SetTimeout(fd->get());
+  if (bind(fd->get(), reinterpret_cast<sockaddr*>(&src), len) != 0) return nullptr;
+  sockaddr_storage dst = SockAddr(to, port, &len);
+  if (connect(fd->get(), reinterpret_cast<sockaddr*>(&dst), len) != 0) return nullptr;
+  return fd;
+}
+
 class DnsServerTest : public ::testing::Test {
  protected:
-  void StartServer(ServerOptions options = {}) {
+  void StartServer(ServerOptions options = {}, const std::string& address = "127.0.0.1") {
     server_ = std::make_unique<Server>(holder_.Provider(), options);
-    base::Status s = server_->Start("127.0.0.1", 0);
+    base::Status s = server_->Start(address, 0);
     ASSERT_TRUE(s.ok()) << s.message();
     port_ = server_->udp_port();
     ASSERT_GT(port_, 0);
@@ -400,6 +480,106 @@ TEST_F(DnsServerTest, StartErrors) {
   EXPECT_FALSE(bad.Start("127.0.0.1", 70000).ok());
   Server never_started(holder_.Provider());
   never_started.Stop();
+}
+
+// All of 127.0.0.0/8 is local, so 127.0.0.2 stands for a second address of the host: bound to
+// a wildcard, the server must answer from the address the query went to, not from the one the
+// kernel would pick for the route back (127.0.0.1), which a resolver would drop.
+TEST_F(DnsServerTest, UdpAnswersFromTheAddressAsked) {
+  for (std::string wildcard : {"0.0.0.0", "::"}) {
+    SCOPED_TRACE(wildcard);
+    StartServer({}, wildcard);
+    std::vector<std::pair<std::string, std::string>> cases = {
+        {"127.0.0.1", "127.0.0.1"}, {"127.0.0.1", "127.0.0.2"}, {"127.0.0.1", "127.0.0.53"},
+        {"127.0.0.9", "127.0.0.2"}};
+    if (wildcard == "::") cases.push_back({"::1", "::1"});
+    for (const auto& [from, to] : cases) {
+      SCOPED_TRACE(from + " -> " + to);
+      auto r = UdpAsk(from, to, port_, Query("pgapp.drawbridge.test", kTypeA, {.id = 5}));
+      ASSERT_TRUE(r.has_value());
+      EXPECT_EQ(r->from, to);
+      EXPECT_EQ(Decode(r->body).id, 5);
+      EXPECT_EQ(Decode(r->body).answer.at(0).address, "127.0.10.1");
+    }
+    server_->Stop();
+  }
+}
+
+// More datagrams than one batch of the UDP loop, all queued before it runs: every one is
+// answered, from the address asked.
+TEST_F(DnsServerTest, UdpBurstIsAnsweredInFull) {
+  StartServer({}, "::");
+  auto fd = UdpFrom("127.0.0.1");
+  socklen_t len = 0;
+  sockaddr_storage dst = SockAddr("127.0.0.2", port_, &len);
+  constexpr uint16_t kQueries = 130;
+  for (uint16_t id = 1; id <= kQueries; ++id) {
+    Bytes q = Query("pgapp.drawbridge.test", kTypeA, {.id = id});
+    ASSERT_EQ(sendto(fd->get(), q.data(), q.size(), 0, reinterpret_cast<sockaddr*>(&dst), len),
+              static_cast<ssize_t>(q.size()));
+  }
+  std::set<uint16_t> ids;
+  Bytes buf(65536);
+  for (int i = 0; i < kQueries; ++i) {
+    sockaddr_storage src{};
+    socklen_t src_len = sizeof src;
+    ssize_t n = recvfrom(fd->get(), buf.data(), buf.size(), 0, reinterpret_cast<sockaddr*>(&src),
+                         &src_len);
+    ASSERT_GT(n, 0) << "answer " << i;
+    EXPECT_EQ(IpOf(src), "127.0.0.2");
+    ids.insert(Decode(Bytes(buf.begin(), buf.begin() + n)).id);
+  }
+  EXPECT_EQ(ids.size(), kQueries);
+}
+
+// Names in `internal` are answered only to the configured sources, over UDP and TCP, on a
+// dual-stack socket (IPv4 sources arrive IPv4-mapped); other sources get REFUSED.
+TEST_F(DnsServerTest, InternalNamesOnlyToAllowedSources) {
+  Bytes internal = Query("pgapp.internal", kTypeA, {.id = 8});
+  Bytes public_name = Query("pgapp.drawbridge.test", kTypeA, {.id = 9});
+  auto udp_rcode = [&](const std::string& from, const Bytes& q) {
+    auto r = UdpAsk(from, from.find(':') == std::string::npos ? "127.0.0.1" : "::1", port_, q);
+    return r ? Decode(r->body).rcode() : -1;
+  };
+  auto tcp_rcode = [&](const std::string& from, const Bytes& q) {
+    auto fd = TcpFromTo(from, from.find(':') == std::string::npos ? "127.0.0.1" : "::1", port_);
+    if (!fd || !SendAll(fd->get(), Framed(q))) return -1;
+    auto frame = ReadFrame(fd->get());
+    return frame ? Decode(*frame).rcode() : -1;
+  };
+  // The default: loopback, IPv4 and IPv6.
+  StartServer({}, "::");
+  for (const char* from : {"127.0.0.1", "127.0.0.2", "::1"}) {
+    SCOPED_TRACE(from);
+    EXPECT_EQ(udp_rcode(from, internal), 0);
+    EXPECT_EQ(tcp_rcode(from, internal), 0);
+  }
+  server_->Stop();
+  // Nobody: refused, while the public zone is still answered.
+  StartServer({.internal_from = {}}, "::");
+  for (const char* from : {"127.0.0.1", "::1"}) {
+    SCOPED_TRACE(from);
+    EXPECT_EQ(udp_rcode(from, internal), 5);
+    EXPECT_EQ(tcp_rcode(from, internal), 5);
+    EXPECT_EQ(udp_rcode(from, public_name), 0);
+    EXPECT_EQ(tcp_rcode(from, public_name), 0);
+  }
+  server_->Stop();
+  // One host: 127.0.0.2 may, 127.0.0.1 and ::1 may not.
+  StartServer({.internal_from = {*ParseSourceNetwork("127.0.0.2")}}, "::");
+  EXPECT_EQ(udp_rcode("127.0.0.2", internal), 0);
+  EXPECT_EQ(tcp_rcode("127.0.0.2", internal), 0);
+  for (const char* from : {"127.0.0.1", "::1"}) {
+    SCOPED_TRACE(from);
+    EXPECT_EQ(udp_rcode(from, internal), 5);
+    EXPECT_EQ(tcp_rcode(from, internal), 5);
+  }
+  server_->Stop();
+  // An IPv4-only socket sees plain IPv4 sources: the same rule.
+  StartServer({.internal_from = {*ParseSourceNetwork("127.0.0.2")}}, "0.0.0.0");
+  EXPECT_EQ(udp_rcode("127.0.0.2", internal), 0);
+  EXPECT_EQ(udp_rcode("127.0.0.1", internal), 5);
+  EXPECT_EQ(tcp_rcode("127.0.0.1", internal), 5);
 }
 
 }  // namespace

@@ -321,6 +321,42 @@ TEST(DnsAnswer, InternalNames) {
   EXPECT_EQ(Ask(TestZone(), "pgapp.internal.drawbridge.test", kTypeA).rcode(), 3);
 }
 
+// A source that may not read `internal` gets, for every name in it, known or not, exactly the
+// answer a name outside both zones gets: nothing tells which apps exist. The public zone is
+// unaffected.
+TEST(DnsAnswer, InternalNamesRefusedToOutsiders) {
+  for (auto [name, type] : std::vector<std::pair<std::string, uint16_t>>{
+           {"pgapp.internal", kTypeA},
+           {"PGAPP.Internal.", kTypeAaaa},
+           {"pgapp.internal", kTypeAny},
+           {"hostonly.internal", kTypeA},
+           {"nope.internal", kTypeA},
+           {"a.b.internal", kTypeA},
+           {"internal", kTypeSoa},
+           {"internal", kTypeNs}}) {
+    SCOPED_TRACE(name);
+    Bytes out = Answer(TestZone(), Query(name, type), kDefaultUdpSize, false);
+    Response r = Decode(out);
+    ExpectHeaderEcho(r);
+    EXPECT_FALSE(r.aa());
+    EXPECT_EQ(r.rcode(), 5);
+    EXPECT_EQ(r.qname + (name.ends_with('.') ? "." : ""), name);
+    EXPECT_EQ(r.an + r.ns + r.ar, 0);
+    // Byte for byte what example.com gets, but for the question.
+    Bytes outside = Answer(TestZone(), Query("example.com", type), kDefaultUdpSize, false);
+    EXPECT_EQ(out.size() - testing::WireName(name).size(),
+              outside.size() - testing::WireName("example.com").size());
+    EXPECT_EQ(Bytes(out.begin(), out.begin() + 12), Bytes(outside.begin(), outside.begin() + 12));
+  }
+  Response r = Decode(Answer(TestZone(), Query("pgapp.drawbridge.test", kTypeA), kDefaultUdpSize,
+                             false));
+  EXPECT_EQ(r.rcode(), 0);
+  EXPECT_EQ(Addresses(r.answer, kTypeA), std::vector<std::string>{"127.0.10.1"});
+  // Allowed (the default): answered as before.
+  r = Decode(Answer(TestZone(), Query("pgapp.internal", kTypeA), kDefaultUdpSize, true));
+  EXPECT_EQ(Addresses(r.answer, kTypeA), std::vector<std::string>{"10.0.0.5"});
+}
+
 TEST(DnsAnswer, SerialAndTtlComeFromTheSnapshot) {
   Zone z = TestZone();
   z.serial = 4000000000u;

@@ -195,5 +195,90 @@ TEST(RelayLoopTest, MoreMeansCalledAgainWithoutAnEvent) {
   close(b.ours);
 }
 
+// Finishes itself at the first Recheck() once `revoked` is set; counts the rechecks.
+class Revocable : public RelayHandler {
+ public:
+  Revocable(int client, int server, std::atomic<bool>* revoked, std::atomic<int>* rechecks,
+            Probe* probe)
+      : fds_{client, server}, revoked_(revoked), rechecks_(rechecks), probe_(probe) {}
+  ~Revocable() override {
+    CloseFds();
+    probe_->destroyed = true;
+  }
+  Result OnReady(Side, uint32_t) override {
+    probe_->calls++;
+    return Result::kWait;
+  }
+  void OnStop(Stop) override {
+    probe_->stops++;
+    CloseFds();
+  }
+  Result Recheck() override {
+    ++*rechecks_;
+    if (!*revoked_) return Result::kWait;
+    CloseFds();
+    return Result::kDone;
+  }
+
+ private:
+  void CloseFds() {
+    for (int& fd : fds_) {
+      if (fd >= 0) close(fd);
+      fd = -1;
+    }
+  }
+  int fds_[2];
+  std::atomic<bool>* revoked_;
+  std::atomic<int>* rechecks_;
+  Probe* probe_;
+};
+
+TEST(RelayLoopTest, RecheckAllAsksEveryIdleConnectionAndFinishesThoseThatAreDone) {
+  RelayLoop loop;
+  ASSERT_TRUE(loop.Start().ok());
+  SocketPair c1, s1, c2, s2;
+  std::atomic<bool> keep{false}, revoke{false};
+  std::atomic<int> rechecks1{0}, rechecks2{0};
+  Probe p1, p2;
+  std::unique_ptr<RelayHandler> h1 =
+      std::make_unique<Revocable>(c1.ours, s1.ours, &keep, &rechecks1, &p1);
+  std::unique_ptr<RelayHandler> h2 =
+      std::make_unique<Revocable>(c2.ours, s2.ours, &revoke, &rechecks2, &p2);
+  ASSERT_TRUE(loop.Adopt(&h1, c1.ours, s1.ours));
+  ASSERT_TRUE(loop.Adopt(&h2, c2.ours, s2.ours));
+  // Each is rechecked as it is adopted, then waits: idle, no event calls it again.
+  EXPECT_TRUE(Eventually([&] { return p1.calls.load() > 0 && p2.calls.load() > 0; }));
+  EXPECT_EQ(rechecks1.load(), 1);
+  EXPECT_EQ(rechecks2.load(), 1);
+  revoke = true;
+  loop.RecheckAll();
+  EXPECT_TRUE(Eventually([&] { return p2.destroyed.load(); }));
+  EXPECT_EQ(rechecks1.load(), 2);
+  EXPECT_FALSE(p1.destroyed.load());
+  char c;
+  EXPECT_EQ(recv(c2.theirs, &c, 1, MSG_DONTWAIT), 0) << "its sockets are closed";
+  loop.Stop();
+  EXPECT_EQ(p1.stops.load(), 1);
+  EXPECT_EQ(p2.stops.load(), 0);
+  loop.RecheckAll();  // a stopped loop: nothing, and no crash
+}
+
+TEST(RelayLoopTest, AConnectionAdoptedAfterRecheckAllLooksForItself) {
+  RelayLoop loop;
+  ASSERT_TRUE(loop.Start().ok());
+  loop.RecheckAll();
+  SocketPair c, s;
+  std::atomic<bool> revoked{true};
+  std::atomic<int> rechecks{0};
+  Probe probe;
+  std::unique_ptr<RelayHandler> h =
+      std::make_unique<Revocable>(c.ours, s.ours, &revoked, &rechecks, &probe);
+  ASSERT_TRUE(loop.Adopt(&h, c.ours, s.ours));
+  EXPECT_TRUE(Eventually([&] { return probe.destroyed.load(); }));
+  EXPECT_EQ(probe.calls.load(), 0) << "finished before its sockets were watched";
+  EXPECT_EQ(rechecks.load(), 1);
+  loop.Stop();
+}
+
 }  // namespace
 }  // namespace drawbridge::net

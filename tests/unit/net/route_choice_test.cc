@@ -80,8 +80,22 @@ TEST_F(RouteChoiceTest, SharedAddressRefusesAClientThatNamedNothingItKnows) {
     auto c = ChooseRoute(shared_, sni, std::nullopt);
     EXPECT_EQ(c.route, nullptr) << sni;
     EXPECT_EQ(c.problem,
-              "this address is shared by several apps and the client did not say which one");
+              "this address is shared by apps and the client did not say which one");
   }
+}
+
+TEST_F(RouteChoiceTest, ASharedAddressWithOneAppStillRefusesANamelessClient) {
+  // The app that left must not hand its nameless clients to the one that stays.
+  control::Route alone = App("mydb");
+  alone.shared = true;
+  std::vector<const control::Route*> one{&alone};
+  for (const char* sni : {"", "db.example.com"}) {
+    auto c = ChooseRoute(one, sni, std::nullopt);
+    EXPECT_EQ(c.route, nullptr) << sni;
+    EXPECT_EQ(c.problem, "this address is shared by apps and the client did not say which one");
+  }
+  EXPECT_EQ(ChooseRoute(one, "mydb.drawbridge.test", std::nullopt).route, &alone);
+  EXPECT_EQ(ChooseRoute(one, "", std::string("mydb")).route, &alone);
 }
 
 TEST_F(RouteChoiceTest, StaticModeRouteWithoutAHostTakesAnyName) {
@@ -89,6 +103,22 @@ TEST_F(RouteChoiceTest, StaticModeRouteWithoutAHostTakesAnyName) {
   any.app = "static";
   std::vector<const control::Route*> one{&any};
   EXPECT_EQ(ChooseRoute(one, "whatever.drawbridge.test", std::nullopt).route, &any);
+}
+
+TEST(CheckRevokedTest, NamesTheAddressOrTheAppAndTheLogReason) {
+  control::AddressHolders holders(7, {{"mydb", {"127.0.10.2"}}});
+  EXPECT_FALSE(CheckRevoked(nullptr, "mydb", "127.0.10.9", 0)) << "static mode: never";
+  EXPECT_FALSE(CheckRevoked(&holders, "mydb", "127.0.10.2", 7));
+  auto released = CheckRevoked(&holders, "mydb", "127.0.10.3", 7);
+  ASSERT_TRUE(released);
+  EXPECT_STREQ(released->reason, "address_released");
+  EXPECT_EQ(released->message,
+            "terminating connection: address 127.0.10.3 was released from app \"mydb\"");
+  auto destroyed = CheckRevoked(&holders, "other", "127.0.10.3", 2);
+  ASSERT_TRUE(destroyed);
+  EXPECT_STREQ(destroyed->reason, "app_destroyed");
+  EXPECT_EQ(destroyed->message, "terminating connection: app \"other\" was destroyed");
+  EXPECT_FALSE(CheckRevoked(&holders, "other", "127.0.10.3", 8)) << "routed after this view";
 }
 
 }  // namespace

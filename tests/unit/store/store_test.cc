@@ -2,6 +2,7 @@
 // cross-process (here: cross-connection) compare-and-set.
 #include "store/store.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -165,6 +166,64 @@ TEST(SqliteStoreTest, RefusesANewerSchema) {
   auto s = OpenSqliteStore(dir + "/state.db");
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.message().find("newer"), std::string::npos) << s.message();
+  std::filesystem::remove_all(dir);
+}
+
+// The permission bits of `path`, or -1 when it does not exist.
+int ModeOf(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 ? static_cast<int>(st.st_mode & 07777) : -1;
+}
+
+// Sets the process umask for one scope (the test's thread is the only one creating files).
+class ScopedUmask {
+ public:
+  explicit ScopedUmask(mode_t mask) : previous_(::umask(mask)) {}
+  ~ScopedUmask() { ::umask(previous_); }
+
+ private:
+  mode_t previous_;
+};
+
+// The store holds certificates' private keys: the database, its -wal and its -shm are 0600
+// from their creation, whatever the umask (0 here, so nothing else narrows them: SQLite alone
+// creates all three 0644).
+TEST(SqliteStoreTest, TheDatabaseAndItsWalAndShmAreOwnerOnly) {
+  std::string dir = TempDir();
+  std::string path = dir + "/state.db";
+  {
+    ScopedUmask open_umask(0);
+    auto s = OpenSqliteStore(path);
+    ASSERT_TRUE(s.ok()) << s.message();
+    ASSERT_TRUE((*s)->Commit({{}, {Op::Put("certs/h", "{\"key_pem\": \"secret\"}")}}).ok());
+    // While the store is open, all three exist (WAL mode keeps -wal and -shm until the close).
+    for (const char* suffix : {"", "-wal", "-shm"}) {
+      EXPECT_EQ(ModeOf(path + suffix), 0600) << path + suffix;
+    }
+  }
+  std::filesystem::remove_all(dir);
+}
+
+TEST(SqliteStoreTest, AnOlderInstallsWiderFilesAreNarrowedAtOpen) {
+  std::string dir = TempDir();
+  std::string path = dir + "/state.db";
+  // An older version's files, 0644, held open by another connection so that -wal and -shm
+  // stay (as with a daemon killed while they existed).
+  sqlite3* other = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &other), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(other, "PRAGMA journal_mode=WAL; CREATE TABLE t (x); INSERT INTO t VALUES (1)",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    ASSERT_EQ(::chmod((path + suffix).c_str(), 0644), 0) << path + suffix;
+  }
+  auto s = OpenSqliteStore(path);
+  ASSERT_TRUE(s.ok()) << s.message();
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    EXPECT_EQ(ModeOf(path + suffix), 0600) << path + suffix;
+  }
+  s->reset();
+  sqlite3_close(other);
   std::filesystem::remove_all(dir);
 }
 

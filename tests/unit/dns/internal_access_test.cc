@@ -1,0 +1,106 @@
+// dns::ParseSourceNetwork() and dns::SourceAllowed(): who may read `internal` (docs/dns.md),
+// IPv4 sources given as 4 bytes or IPv4-mapped as on the dual-stack socket, and the default
+// of loopback only.
+#include "dns/internal_access.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace drawbridge::dns {
+namespace {
+
+// An address as the server has it: 4 bytes for IPv4 text, 16 for IPv6 text.
+std::vector<uint8_t> Addr(const std::string& text) {
+  uint8_t buf[16];
+  if (inet_pton(AF_INET, text.c_str(), buf) == 1) return {buf, buf + 4};
+  EXPECT_EQ(inet_pton(AF_INET6, text.c_str(), buf), 1) << text;
+  return {buf, buf + 16};
+}
+
+std::vector<SourceNetwork> Nets(std::initializer_list<const char*> texts) {
+  std::vector<SourceNetwork> out;
+  for (const char* t : texts) {
+    auto n = ParseSourceNetwork(t);
+    EXPECT_TRUE(n.ok()) << t << ": " << n.message();
+    if (n.ok()) out.push_back(*n);
+  }
+  return out;
+}
+
+bool Allowed(const std::vector<SourceNetwork>& nets, const std::string& source) {
+  return SourceAllowed(nets, Addr(source));
+}
+
+TEST(InternalAccess, LoopbackByDefault) {
+  auto nets = LoopbackNetworks();
+  for (const char* inside : {"127.0.0.1", "127.0.0.53", "127.255.255.255", "::1",
+                             "::ffff:127.0.0.1", "::ffff:127.1.2.3"}) {
+    EXPECT_TRUE(Allowed(nets, inside)) << inside;
+  }
+  for (const char* outside :
+       {"192.0.2.1", "10.0.0.5", "128.0.0.1", "126.255.255.255", "0.0.0.0", "::", "::2",
+        "2001:db8::1", "fe80::1", "::ffff:192.0.2.1", "::127.0.0.1", "::ffff:128.0.0.1"}) {
+    EXPECT_FALSE(Allowed(nets, outside)) << outside;
+  }
+}
+
+TEST(InternalAccess, ConfiguredNetworks) {
+  auto nets = Nets({"192.0.2.0/24", "2001:db8:1::/48", "198.51.100.7"});
+  EXPECT_TRUE(Allowed(nets, "192.0.2.1"));
+  EXPECT_TRUE(Allowed(nets, "192.0.2.255"));
+  EXPECT_TRUE(Allowed(nets, "::ffff:192.0.2.9"));  // IPv4 on the dual-stack socket
+  EXPECT_FALSE(Allowed(nets, "192.0.3.1"));
+  EXPECT_FALSE(Allowed(nets, "127.0.0.1"));  // the set is exactly what it holds
+  EXPECT_TRUE(Allowed(nets, "2001:db8:1:ffff::1"));
+  EXPECT_FALSE(Allowed(nets, "2001:db8:2::1"));
+  EXPECT_TRUE(Allowed(nets, "198.51.100.7"));  // an address alone is one host
+  EXPECT_FALSE(Allowed(nets, "198.51.100.8"));
+  EXPECT_FALSE(SourceAllowed(nets, std::vector<uint8_t>{192, 0, 2}));  // not an address
+  EXPECT_FALSE(SourceAllowed(nets, std::vector<uint8_t>{}));
+  EXPECT_FALSE(SourceAllowed({}, Addr("127.0.0.1")));  // an empty set allows nobody
+}
+
+TEST(InternalAccess, PrefixLengthsAtTheEdges) {
+  EXPECT_TRUE(Allowed(Nets({"0.0.0.0/0"}), "203.0.113.5"));
+  EXPECT_TRUE(Allowed(Nets({"0.0.0.0/0"}), "::ffff:203.0.113.5"));
+  EXPECT_FALSE(Allowed(Nets({"0.0.0.0/0"}), "2001:db8::1"));  // IPv4 only
+  EXPECT_TRUE(Allowed(Nets({"::/0"}), "2001:db8::1"));
+  EXPECT_TRUE(Allowed(Nets({"::/0"}), "203.0.113.5"));  // everything, IPv4 included
+  EXPECT_TRUE(Allowed(Nets({"::ffff:0:0/96"}), "203.0.113.5"));
+  EXPECT_TRUE(Allowed(Nets({"10.0.0.0/9"}), "10.127.255.255"));
+  EXPECT_FALSE(Allowed(Nets({"10.0.0.0/9"}), "10.128.0.0"));
+  EXPECT_TRUE(Allowed(Nets({"2001:db8::/33"}), "2001:db8:7fff::1"));
+  EXPECT_FALSE(Allowed(Nets({"2001:db8::/33"}), "2001:db8:8000::1"));
+  EXPECT_TRUE(Allowed(Nets({"192.0.2.1/32"}), "192.0.2.1"));
+  EXPECT_FALSE(Allowed(Nets({"192.0.2.1/32"}), "192.0.2.0"));
+}
+
+TEST(InternalAccess, ParseClearsHostBits) {
+  auto a = ParseSourceNetwork("192.0.2.77/24");
+  auto b = ParseSourceNetwork("192.0.2.0/24");
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(*a, *b);
+  EXPECT_EQ(a->prefix, 96 + 24);
+  auto c = ParseSourceNetwork("2001:db8::ffff/32");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(*c, *ParseSourceNetwork("2001:db8::/32"));
+  EXPECT_EQ(ParseSourceNetwork("::1")->prefix, 128);
+}
+
+TEST(InternalAccess, ParseErrorsNameTheText) {
+  for (const char* bad :
+       {"", "/24", "localhost", "192.0.2.0/33", "2001:db8::/129", "192.0.2.0/", "192.0.2.0/-1",
+        "192.0.2.0/-0", "192.0.2.0/+8", "192.0.2.0/ 8", "192.0.2.0/8x", "192.0.2.0/0008",
+        " 192.0.2.0/24", "192.0.2/24", "192.0.2.0/24/8", "1.2.3.4.5"}) {
+    auto r = ParseSourceNetwork(bad);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.code(), base::StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(r.message().find(std::string("\"") + bad + "\""), std::string::npos) << r.message();
+  }
+}
+
+}  // namespace
+}  // namespace drawbridge::dns
