@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <cstdint>
+#include <ctime>
 #include <fstream>
 #include <sstream>
 
@@ -18,6 +20,18 @@ std::string ReadWholeFile(const std::string& path) {
 }
 
 constexpr int kDefaultCertDays = 825;
+// Reissued this long before it expires, as the store's certificates are (plane/certificates.h).
+constexpr int64_t kRenewBeforeSeconds = 30 * 24 * 3600;
+
+// Whether the apex certificate on disk may be served again: it exists, its key matches, and it
+// covers `domain` for at least the renewal margin. A --domain changed since it was issued, an
+// expiry near, or a file cut short by a crash all mean a new one.
+bool StillServes(const std::string& crt, const std::string& key, const std::string& domain) {
+  if (::access(crt.c_str(), F_OK) != 0) return false;
+  auto facts = tls::CheckCertificate(domain, ReadWholeFile(crt), ReadWholeFile(key));
+  return facts.ok() && facts->not_after - static_cast<int64_t>(std::time(nullptr)) >
+                           kRenewBeforeSeconds;
+}
 
 }  // namespace
 
@@ -36,7 +50,7 @@ base::Result<std::vector<BaseCert>> LoadBaseCerts(const std::vector<std::string>
   }
   if (!out.empty()) return out;
   std::string crt = certs_dir + "/default.crt", key = certs_dir + "/default.key";
-  if (::access(crt.c_str(), F_OK) != 0) {
+  if (!StillServes(crt, key, domain)) {
     auto pem = tls::IssueLeaf(ca, {domain}, kDefaultCertDays);
     if (!pem.ok()) return pem.status().WithPrefix("certificate: ");
     // The key first: a crash between the two leaves no certificate without its key.

@@ -1,6 +1,7 @@
 // The certificates served before the store's (PublisherOptions::base_certs): the operator's
 // --cert/--key pairs when given, else a certificate for the zone apex from the built-in CA,
-// issued once into `<certs_dir>/default.{crt,key}` and reused afterwards (deliberately not a
+// issued into `<certs_dir>/default.{crt,key}` and reused at each start while it covers the
+// current --domain and is more than 30 days from expiry, else issued again (deliberately not a
 // wildcard: a name must verify only on its own app). Called once at start, on the main thread.
 #pragma once
 

@@ -1,5 +1,5 @@
 // The certificates served before the store's: the operator's pairs, else the CA's default for
-// the zone apex, issued once and reused.
+// the zone apex, issued once and reused while it covers the domain and is not near expiry.
 #include "publish/base_certs.h"
 
 #include <unistd.h>
@@ -43,6 +43,24 @@ TEST_F(BaseCertsTest, TheApexCertificateIsIssuedOnceAndReused) {
   ASSERT_TRUE(again.ok());
   EXPECT_EQ((*again)[0].cert_pem, (*first)[0].cert_pem);
   EXPECT_EQ((*again)[0].key_pem, (*first)[0].key_pem);
+}
+
+TEST_F(BaseCertsTest, TheApexCertificateIsIssuedAgainForANewDomainOrNearItsExpiry) {
+  auto first = LoadBaseCerts({}, {}, Certs(), ca_, "example.test");
+  ASSERT_TRUE(first.ok()) << first.message();
+  auto moved = LoadBaseCerts({}, {}, Certs(), ca_, "other.test");
+  ASSERT_TRUE(moved.ok()) << moved.message();
+  EXPECT_NE((*moved)[0].cert_pem, (*first)[0].cert_pem) << "--domain changed";
+  auto covers = tls::CheckCertificate("other.test", (*moved)[0].cert_pem, (*moved)[0].key_pem);
+  EXPECT_TRUE(covers.ok()) << covers.message();
+  // One that expires within the renewal margin (issued for 10 days) is replaced too.
+  auto short_lived = tls::IssueLeaf(ca_, {"other.test"}, 10);
+  ASSERT_TRUE(short_lived.ok());
+  std::ofstream(dir_ / "certs" / "default.crt", std::ios::trunc) << short_lived->cert_pem;
+  std::ofstream(dir_ / "certs" / "default.key", std::ios::trunc) << short_lived->key_pem;
+  auto renewed = LoadBaseCerts({}, {}, Certs(), ca_, "other.test");
+  ASSERT_TRUE(renewed.ok()) << renewed.message();
+  EXPECT_NE((*renewed)[0].cert_pem, short_lived->cert_pem);
 }
 
 TEST_F(BaseCertsTest, TheOperatorsPairsAreReadInOrderAndNamed) {
