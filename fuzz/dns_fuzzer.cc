@@ -49,9 +49,9 @@ void CheckQuestionEcho(const Message& query, const Message& answer) {
   FUZZ_CHECK(answer.questions[0].klass == query.questions[0].klass);
 }
 
-void CheckAnswer(ByteSpan in, size_t max_udp) {
-  std::vector<uint8_t> out = dns::Answer(TestZone(), in, max_udp);
-  FUZZ_CHECK(out == dns::Answer(TestZone(), in, max_udp));
+void CheckAnswer(ByteSpan in, size_t max_udp, bool internal_allowed = true) {
+  std::vector<uint8_t> out = dns::Answer(TestZone(), in, max_udp, internal_allowed);
+  FUZZ_CHECK(out == dns::Answer(TestZone(), in, max_udp, internal_allowed));
   dns::Header qh;
   if (!dns::ParseHeader(in, &qh) || qh.qr()) {
     FUZZ_CHECK(out.empty());
@@ -127,7 +127,21 @@ void CheckAll(ByteSpan in) {
   CheckAnswer(in, 0);
   CheckAnswer(in, dns::kMinUdpPayload);
   CheckAnswer(in, dns::kDefaultUdpSize);
+  CheckAnswer(in, dns::kDefaultUdpSize, /*internal_allowed=*/false);
   CheckWriterRoundTrip(in);
+
+  // A source outside gets the same answer as one inside, or a bare REFUSED (for `internal`
+  // names): never an answer of its own, so nothing about `internal` reaches it.
+  {
+    std::vector<uint8_t> inside = dns::Answer(TestZone(), in, 0, true);
+    std::vector<uint8_t> outside = dns::Answer(TestZone(), in, 0, false);
+    if (outside != inside) {
+      Message a;
+      FUZZ_CHECK(dns::ParseMessage(outside, &a) == ParseError::kNone);
+      FUZZ_CHECK(a.header.rcode() == static_cast<uint8_t>(dns::Rcode::kRefused));
+      FUZZ_CHECK(!a.header.aa() && a.answers.empty() && a.authority.empty());
+    }
+  }
 
   // A well-formed standard query is FORMERR only for its OPT or QTYPE OPT.
   Message m;
