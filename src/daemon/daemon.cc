@@ -189,34 +189,62 @@ base::Status CheckV4Pool(const Flags& f) {
       "so anyway (the route is removed when the daemon exits)");
 }
 
-int ServeControlPlane(const Flags& f) {
-  if (auto s = CheckV4Pool(f); !s.ok()) {
-    spdlog::critical("{}", s.message());
-    return 1;
-  }
+// The flags that the parser cannot judge alone, checked before anything is created; fills
+// `dns_options` (loopback may read <app>.internal, and the networks of --dns-internal-from).
+base::Status CheckControlPlaneFlags(const Flags& f, dns::ServerOptions* dns_options) {
+  if (auto s = CheckV4Pool(f); !s.ok()) return s;
   // Every app's host name, certificate and DNS record ends in it: refused before any is made.
   // Written as stored and compared (lower case, no root dot), so that a certificate's key in
   // the store is the name `certs show` and `certs remove` look up.
   if (!base::IsHostName(f.domain)) {
-    spdlog::critical("--domain \"{}\" is not a DNS name: labels of 1-63 letters, digits and '-' "
-                     "(not starting or ending with '-'), separated by dots, at most 253 "
-                     "characters",
-                     f.domain);
-    return 1;
+    return base::Status::InvalidArgument(
+        "--domain \"" + f.domain +
+        "\" is not a DNS name: labels of 1-63 letters, digits and '-' (not starting or ending "
+        "with '-'), separated by dots, at most 253 characters");
   }
   if (base::NormalizeHost(f.domain) != f.domain) {
-    spdlog::critical("--domain \"{}\": write it in lower case and without a trailing dot: {}",
-                     f.domain, base::NormalizeHost(f.domain));
-    return 1;
+    return base::Status::InvalidArgument("--domain \"" + f.domain +
+                                         "\": write it in lower case and without a trailing "
+                                         "dot: " + base::NormalizeHost(f.domain));
   }
-  dns::ServerOptions dns_options;  // loopback may read <app>.internal, and the flag's networks
   for (const auto& cidr : f.dns_internal_from) {
     auto network = dns::ParseSourceNetwork(cidr);
-    if (!network.ok()) {
-      spdlog::critical("--dns-internal-from: {}", network.message());
-      return 1;
+    if (!network.ok()) return network.status().WithPrefix("--dns-internal-from: ");
+    dns_options->internal_from.push_back(*network);
+  }
+  return {};
+}
+
+// At start: the CA's certificates that serve no one leave the store, and every app with an
+// address has the CA's certificate for its name under `domain`.
+void TidyCertificates(plane::ControlPlane* cp, const std::string& domain) {
+  // The CA's certificates of another --domain, or of apps destroyed before destroy took their
+  // certificates along, serve no one: their keys leave the store (the operator's stay).
+  if (auto gone = cp->certificates().RemoveOrphanedCaCerts(); !gone.ok()) {
+    spdlog::warn("certificates of old hosts not removed: {}", gone.message());
+  } else {
+    for (const auto& c : *gone) {
+      spdlog::info("certificate for {} removed: issued by the built-in CA for no app of {}",
+                   c.host, domain);
     }
-    dns_options.internal_from.push_back(*network);
+  }
+  // An app with an address has the CA's certificate for <app>.<domain>; after a --domain
+  // change (its old one just went) it gets the new name's now, not at its next address.
+  if (auto apps = cp->apps().List(); apps.ok()) {
+    for (const auto& a : *apps) {
+      if (a.ips == 0) continue;
+      if (auto issued = cp->certificates().EnsureAppCert(a.name); issued.ok() && *issued) {
+        spdlog::info("certificate for {}.{} issued by the built-in CA", a.name, domain);
+      }
+    }
+  }
+}
+
+int ServeControlPlane(const Flags& f) {
+  dns::ServerOptions dns_options;
+  if (auto s = CheckControlPlaneFlags(f, &dns_options); !s.ok()) {
+    spdlog::critical("{}", s.message());
+    return 1;
   }
   std::string dir = f.data_dir.empty() ? DefaultDataDir() : f.data_dir;
   for (const auto& [path, mode] : {std::pair{dir, 0700}, {dir + "/ca", 0700}, {dir + "/certs", 0700}}) {
@@ -268,26 +296,7 @@ int ServeControlPlane(const Flags& f) {
   local_delivery.MakeLocallyDeliverable((*control_plane)->v4_pool());
   local_delivery.MakeLocallyDeliverable((*control_plane)->v6_pool());
   plane::ControlPlane* cp = control_plane->get();
-  // The CA's certificates of another --domain, or of apps destroyed before destroy took their
-  // certificates along, serve no one: their keys leave the store (the operator's stay).
-  if (auto gone = cp->certificates().RemoveOrphanedCaCerts(); !gone.ok()) {
-    spdlog::warn("certificates of old hosts not removed: {}", gone.message());
-  } else {
-    for (const auto& c : *gone) {
-      spdlog::info("certificate for {} removed: issued by the built-in CA for no app of {}",
-                   c.host, f.domain);
-    }
-  }
-  // An app with an address has the CA's certificate for <app>.<domain>; after a --domain
-  // change (its old one just went) it gets the new name's now, not at its next address.
-  if (auto apps = cp->apps().List(); apps.ok()) {
-    for (const auto& a : *apps) {
-      if (a.ips == 0) continue;
-      if (auto issued = cp->certificates().EnsureAppCert(a.name); issued.ok() && *issued) {
-        spdlog::info("certificate for {}.{} issued by the built-in CA", a.name, f.domain);
-      }
-    }
-  }
+  TidyCertificates(cp, f.domain);
   cp->certificates().RenewDue();
 
   // Certificates (the operator's or the apex's first, then the store's), the DNS zone and the
