@@ -13,6 +13,7 @@
 #include <map>
 #include <optional>
 
+#include "base/utc_time.h"
 #include "cli/settings.h"
 #include "config/toml_text.h"
 
@@ -698,12 +699,7 @@ namespace {
 
 std::string UnixDate(const Json& j, const char* key) {
   if (!j.contains(key) || !j[key].is_number_integer()) return "";
-  std::time_t t = j[key].get<int64_t>();
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
+  return base::UtcText(j[key].get<int64_t>());
 }
 
 std::string Names(const Json& j) {

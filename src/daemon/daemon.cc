@@ -7,7 +7,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -19,6 +18,7 @@
 #include "api/admin_server.h"
 #include "api/admin_token.h"
 #include "base/host_name.h"
+#include "base/utc_time.h"
 #include "config/fly_toml.h"
 #include "control/ip_pool.h"
 #include "control/route_table.h"
@@ -165,16 +165,6 @@ void PublishAddressHolders(plane::ControlPlane* cp, net::Server* server) {
   }
   server->SetAddressHolders(std::make_shared<const control::AddressHolders>(
       static_cast<uint64_t>(revision), std::move(*holders)));
-}
-
-// RFC 3339 UTC, as every time in the admin API.
-std::string Rfc3339(std::chrono::system_clock::time_point t) {
-  std::time_t secs = std::chrono::system_clock::to_time_t(t);
-  std::tm tm{};
-  ::gmtime_r(&secs, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
 }
 
 // A v4 pool outside 127.0.0.0/8 becomes a local route on lo for the whole host (every program
@@ -376,7 +366,7 @@ int ServeControlPlane(const Flags& f) {
     for (const auto& l : server.Listeners()) {
       nlohmann::json entry = {{"port", l.port},
                               {"state", l.listening ? "listening" : "failed"},
-                              {"since", Rfc3339(l.since)}};
+                              {"since", base::UtcText(std::chrono::system_clock::to_time_t(l.since))}};
       if (!l.listening) entry["error"] = l.error;
       listeners.push_back(std::move(entry));
     }

@@ -1,21 +1,16 @@
 #include "plane/common.h"
 
 #include <chrono>
-#include <ctime>
 #include <utility>
 
+#include "base/utc_time.h"
 #include "plane/apps.h"
 #include "plane/records.h"
 
 namespace drawbridge::plane {
 
 std::string Now() {
-  std::time_t t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
+  return base::UtcText(std::chrono::system_clock::to_time_t(std::chrono::system_clock::now()));
 }
 
 base::Status AsInternal(const base::Status& s) { return base::Status::Internal(s.message()); }

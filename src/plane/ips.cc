@@ -2,13 +2,13 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <ctime>
 #include <limits>
 #include <map>
 #include <set>
 #include <tuple>
 #include <utility>
 
+#include "base/utc_time.h"
 #include "plane/common.h"
 #include "plane/records.h"
 
@@ -16,20 +16,6 @@ namespace drawbridge::plane {
 
 using base::Result;
 using base::Status;
-
-namespace {
-
-// Unix seconds as the store's timestamps read: "2026-11-26T10:00:00Z".
-std::string UtcText(int64_t unix_seconds) {
-  std::time_t t = static_cast<std::time_t>(unix_seconds);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
-}  // namespace
 
 Ips::Ips(store::Store* store, control::IpPool v4, control::IpPool v6, Certificates* certificates,
          const PlaneOptions& options)
@@ -117,7 +103,7 @@ Result<IpInfo> Ips::Allocate(const std::string& app, const std::string& type) {
       if (quarantined == 0) return Status::Conflict(full);
       return Status::Conflict(full + ": " + std::to_string(quarantined) + " released " +
                               (quarantined == 1 ? "address is" : "addresses are") +
-                              " in quarantine, the first until " + UtcText(first_end) +
+                              " in quarantine, the first until " + base::UtcText(first_end) +
                               " (drawbridge serve --ip-quarantine sets how long)");
     }
     // The address must still be free, and its quarantine record (if any) the one judged
