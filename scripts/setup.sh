@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config
   libboost1.74-dev libssl-dev libtomlplusplus-dev libcli11-dev nlohmann-json3-dev
   libspdlog-dev libsqlite3-dev libgtest-dev libgmock-dev
-  postgresql-15 postgresql-client-15 openssl dnsutils iproute2
+  postgresql-15 postgresql-client-15 openssl dnsutils iproute2 etcd-server etcd-client
   python3 python3-pytest python3-psycopg python3-asyncpg
 )
 

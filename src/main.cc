@@ -55,6 +55,25 @@ int ServeMain(int argc, char** argv) {
   app.add_option("--dns-internal-from", f.dns_internal_from,
                  "a network (CIDR) besides loopback whose <app>.internal queries are answered "
                  "(repeatable); other sources get REFUSED");
+  app.add_option("--store", f.store_url,
+                 "where the control plane's state lives: etcd://HOST:PORT[,HOST:PORT...] makes "
+                 "this daemon a node of a fleet (default: SQLite in the data dir)");
+  app.add_option("--node", f.node,
+                 "this node's name in the fleet, a DNS label (default: the host name's first "
+                 "label)");
+  app.add_option("--fleet-secret-file", f.fleet_secret_file,
+                 "the fleet's shared secret (mode 0600; required with --store etcd://)");
+  app.add_option("--etcd-prefix", f.etcd_prefix,
+                 "the key prefix of this fleet's state in etcd (default /drawbridge/)");
+  app.add_option("--etcd-cacert", f.etcd_cacert, "CA certificate that signed etcd's (HTTPS)");
+  app.add_option("--etcd-cert", f.etcd_cert, "client certificate for etcd (HTTPS)");
+  app.add_option("--etcd-key", f.etcd_key, "client certificate's private key for etcd");
+  app.add_option("--etcd-user", f.etcd_user, "etcd user (with --etcd-password-file)");
+  app.add_option("--etcd-password-file", f.etcd_password_file,
+                 "file holding the etcd user's password (mode 0600)");
+  app.add_option("--peer-listen", f.peer_listen,
+                 "ADDR:PORT of the UDP channel cancels are forwarded over between nodes "
+                 "(default 127.0.0.1:0, any free port)");
   app.add_option("-c,--config", f.config_path,
                  "static mode: serve this fly.toml in front of --machine (no control plane)");
   app.add_option("--machine", f.machines, "static mode: a machine address (repeatable)");

@@ -98,6 +98,8 @@ asio::awaitable<void> Session(Socket socket, const ApiContext* ctx, bool unix) {
                parser.get().count(http::field::authorization) > 1) {
       // Which one would count is a guess a proxy in front may make differently (RFC 9112 3.2).
       res = {400, R"({"error":"more than one Host or Authorization header"})"};
+    } else if (parser.get().count("Idempotency-Key") > 1) {
+      res = {400, R"({"error":"more than one Idempotency-Key header"})"};
     } else {
       auto& msg = parser.get();
       Request req;
@@ -108,6 +110,7 @@ asio::awaitable<void> Session(Socket socket, const ApiContext* ctx, bool unix) {
       req.has_origin = msg.find(http::field::origin) != msg.end();
       req.authorization = std::string(msg[http::field::authorization]);
       req.unix_socket = unix;
+      req.idempotency_key = std::string(msg["Idempotency-Key"]);
       res = Handle(*ctx, req);
       // Blocks this thread for the few milliseconds publishing takes: the client that changed
       // state hears back only once the edge and DNS serve it.

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/http_status.h"
+#include "api/idempotency.h"
 #include "base/parse_int.h"
 
 namespace drawbridge::api {
@@ -308,15 +309,10 @@ base::Result<std::string> UrlDecode(std::string_view in) {
   return out;
 }
 
-Response Handle(const ApiContext& ctx, const Request& req) {
-  // DNS rebinding and cross-site requests: only local host names, never from a browser page.
-  if (req.has_origin) return Refuse(403, "requests with an Origin header are refused");
-  if (!req.unix_socket && !HostAllowed(req.host)) {
-    return Refuse(403, "Host \"" + req.host + "\" is not allowed; use localhost");
-  }
-  if (!BearerTokenMatches(req.authorization, ctx.token)) {
-    return Refuse(401, "missing or wrong bearer token (see admin.token in the data directory)");
-  }
+namespace {
+
+// An authorized request to its endpoint.
+Response Route(const ApiContext& ctx, const Request& req) {
   std::string path = req.target, query;
   if (auto q = path.find('?'); q != std::string::npos) {
     query = path.substr(q + 1);
@@ -332,6 +328,12 @@ Response Handle(const ApiContext& ctx, const Request& req) {
     json status = json::parse(ctx.status_json ? ctx.status_json() : "{}", nullptr, false);
     if (status.is_discarded()) status = json::object();
     return Json(200, status);
+  }
+  if (parts[1] == "nodes" && parts.size() == 2) {
+    if (req.method != "GET") return Refuse(405, "use GET on /v1/nodes");
+    json nodes = json::parse(ctx.nodes_json ? ctx.nodes_json() : "[]", nullptr, false);
+    if (nodes.is_discarded()) nodes = json::array();
+    return Json(200, nodes);
   }
   if (parts[1] == "ca" && parts.size() == 2 && req.method == "GET") {
     auto r = ctx.plane->certificates().CaPem();
@@ -388,6 +390,25 @@ Response Handle(const ApiContext& ctx, const Request& req) {
   auto app = Segment(parts[2], "the app name");
   if (!app.ok()) return Fail(app.status());
   return AppRoutes(ctx, req, *app, std::vector<std::string>(parts.begin() + 3, parts.end()), query);
+}
+
+}  // namespace
+
+Response Handle(const ApiContext& ctx, const Request& req) {
+  // DNS rebinding and cross-site requests: only local host names, never from a browser page.
+  if (req.has_origin) return Refuse(403, "requests with an Origin header are refused");
+  if (!req.unix_socket && !HostAllowed(req.host)) {
+    return Refuse(403, "Host \"" + req.host + "\" is not allowed; use localhost");
+  }
+  if (!BearerTokenMatches(req.authorization, ctx.token)) {
+    return Refuse(401, "missing or wrong bearer token (see admin.token in the data directory)");
+  }
+  // A request that may change state, sent with a key: done at most once per key.
+  if (ctx.requests && !req.idempotency_key.empty() && req.method != "GET" &&
+      req.method != "HEAD") {
+    return ctx.requests->Once(req, [&] { return Route(ctx, req); });
+  }
+  return Route(ctx, req);
 }
 
 }  // namespace drawbridge::api

@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -21,6 +22,8 @@ struct Request {
   bool has_origin = false;    // an Origin header was sent (a browser)
   std::string authorization;  // Authorization header
   bool unix_socket = false;
+  // Idempotency-Key header (idempotency.h); empty when none was sent.
+  std::string idempotency_key;
 };
 
 struct Response {
@@ -28,6 +31,8 @@ struct Response {
   std::string body;  // JSON, unless content_type says otherwise
   std::string content_type = "application/json";
 };
+
+class RequestRecords;  // idempotency.h
 
 struct ApiContext {
   drawbridge::plane::ControlPlane* plane = nullptr;
@@ -42,6 +47,11 @@ struct ApiContext {
   // Of the given public ports, those the edge is not listening on, with the reason (port
   // number -> error); a deploy's answer carries them. Unset: none reported.
   std::function<std::map<int, std::string>(const std::vector<int>& ports)> port_errors;
+  // GET /v1/nodes: every node of the fleet as a JSON array (a lone daemon: itself). Unset: [].
+  std::function<std::string()> nodes_json;
+  // Where requests that change state and carry an Idempotency-Key are recorded; unset: the
+  // header is ignored.
+  std::shared_ptr<RequestRecords> requests;
 };
 
 Response Handle(const ApiContext& ctx, const Request& req);

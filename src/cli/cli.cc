@@ -365,6 +365,15 @@ int Run(int argc, char** argv) {
   // Only an app named on purpose (-a or $DRAWBRIDGE_APP), not one found in ./fly.toml.
   on(status, [&](Context& c) { return ShowStatus(c, f.app); });
 
+  // nodes
+  auto* nodes = Sub(&app, "nodes", "Show the nodes of the fleet");
+  nodes->alias("node");
+  nodes->require_subcommand(1);
+  auto* nodes_list =
+      Sub(nodes, "list", "List every node: last seen, applied revision, store health, ports");
+  nodes_list->alias("ls");
+  on(nodes_list, NodesList);
+
   // certs
   auto* certs = Sub(&app, "certs", "Manage certificates");
   certs->require_subcommand(1);

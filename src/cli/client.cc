@@ -1,5 +1,8 @@
 #include "cli/client.h"
 
+#include <cstdio>
+#include <random>
+
 namespace drawbridge::cli {
 namespace {
 
@@ -22,7 +25,24 @@ base::Status ErrorFor(int http_status, std::string message) {
   return base::Status::Internal(std::move(message));
 }
 
+// 128 bits from the system's entropy source, as 32 hex digits.
+std::string RandomHex() {
+  std::random_device rd;
+  std::string out;
+  for (int i = 0; i < 4; ++i) {
+    char word[9];
+    std::snprintf(word, sizeof word, "%08x", static_cast<unsigned>(rd()));
+    out += word;
+  }
+  return out;
+}
+
 }  // namespace
+
+Client::Client(Transport* transport, std::string auth_hint, std::string key_prefix)
+    : transport_(transport),
+      auth_hint_(std::move(auth_hint)),
+      key_prefix_(key_prefix.empty() ? RandomHex() : std::move(key_prefix)) {}
 
 base::Result<Json> Client::Interpret(const HttpResponse& response, std::string_view auth_hint) {
   Json parsed = Json::parse(response.body, nullptr, /*allow_exceptions=*/false);
@@ -63,7 +83,11 @@ base::Result<Json> Client::Call(std::string_view method, std::string_view target
                                          std::to_string(kMaxRequestBody) +
                                          " bytes); nothing was sent");
   }
-  auto response = transport_->Send(method, target, payload);
+  RequestHeaders headers;
+  if (method != "GET" && method != "HEAD") {
+    headers.idempotency_key = key_prefix_ + "-" + std::to_string(++requests_);
+  }
+  auto response = transport_->SendWith(method, target, payload, headers);
   if (!response.ok()) return response.status();
   return Interpret(*response, auth_hint_);
 }

@@ -22,6 +22,11 @@ struct HttpResponse {
   std::string body;
 };
 
+// Headers a request may carry besides the transport's own (Host, Authorization, ...).
+struct RequestHeaders {
+  std::string idempotency_key;  // Idempotency-Key; empty: none (docs/admin-api.md)
+};
+
 // One HTTP/1.1 exchange with the daemon. Not thread-safe; one per command.
 class Transport {
  public:
@@ -30,14 +35,24 @@ class Transport {
   // no answer at all (cannot connect, timeout, garbled reply); any HTTP status is an answer.
   virtual base::Result<HttpResponse> Send(std::string_view method, std::string_view target,
                                           std::string_view body) = 0;
+  // The same with `headers`; a transport that has no use for them (a test's) sends without.
+  virtual base::Result<HttpResponse> SendWith(std::string_view method, std::string_view target,
+                                              std::string_view body,
+                                              const RequestHeaders& headers) {
+    (void)headers;
+    return Send(method, target, body);
+  }
 };
 
+// Every request that may change state (POST, DELETE) carries an Idempotency-Key of its own:
+// "<prefix>-<n>", the prefix random per client (per command run), n counting its requests, so
+// that a request sent again (by a retry of the transport or a node's) is done once.
 class Client {
  public:
   // transport is borrowed and must outlive the client. auth_hint is appended to 401 errors
-  // after "; " (e.g. which token file was used).
-  Client(Transport* transport, std::string auth_hint)
-      : transport_(transport), auth_hint_(std::move(auth_hint)) {}
+  // after "; " (e.g. which token file was used). key_prefix: the Idempotency-Keys' prefix;
+  // empty: 128 random bits in hex.
+  Client(Transport* transport, std::string auth_hint, std::string key_prefix = "");
 
   base::Result<Json> Get(std::string_view target) { return Call("GET", target, nullptr); }
   base::Result<Json> Post(std::string_view target, const Json& body) {
@@ -60,6 +75,8 @@ class Client {
  private:
   Transport* transport_;
   std::string auth_hint_;
+  std::string key_prefix_;
+  int requests_ = 0;  // requests that changed state so far: the keys' counter
 };
 
 }  // namespace drawbridge::cli

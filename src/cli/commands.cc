@@ -298,6 +298,41 @@ std::vector<std::vector<std::string>> ServiceRows(const Json& services) {
   return rows;
 }
 
+std::vector<std::vector<std::string>> NodeRows(const Json& nodes, TimePoint now) {
+  std::vector<std::vector<std::string>> rows;
+  if (!nodes.is_array()) return rows;
+  for (const auto& n : nodes) {
+    std::string last_seen;
+    if (int64_t t = Int(n, "last_seen"); t > 0) {
+      last_seen = RelativeTime(std::chrono::system_clock::from_time_t(static_cast<time_t>(t)), now);
+    }
+    bool healthy = !n.is_object() || !n.contains("store_healthy") || n["store_healthy"] != false;
+    std::string store = healthy ? "ok" : "degraded";
+    if (!healthy && !Str(n, "store_error").empty()) store += ": " + Str(n, "store_error");
+    std::string errors;
+    if (n.is_object() && n.contains("port_errors")) {
+      const Json& pe = n["port_errors"];
+      auto add = [&](const std::string& port, const std::string& why) {
+        errors += (errors.empty() ? "" : "; ") + port + ": " + why;
+      };
+      if (pe.is_object()) {
+        for (auto it = pe.begin(); it != pe.end(); ++it) {
+          add(it.key(), it.value().is_string() ? it.value().get<std::string>() : it.value().dump());
+        }
+      } else if (pe.is_array()) {
+        for (const auto& e : pe) add(Str(e, "port"), Str(e, "error"));
+      }
+    }
+    std::string listening;
+    if (n.is_object() && n.contains("listening") && n["listening"].is_array()) {
+      for (const auto& p : n["listening"]) listening += (listening.empty() ? "" : ",") + p.dump();
+    }
+    rows.push_back({Str(n, "name"), Str(n, "id"), last_seen, Str(n, "applied_revision"), store,
+                    listening, errors});
+  }
+  return rows;
+}
+
 // ------------------------------------------------------------------------------ apps
 
 Status AppsCreate(Context& ctx, const std::string& name) {
@@ -632,10 +667,21 @@ void PrintDaemonStatus(Context& ctx, const Json& daemon) {
   std::vector<std::pair<std::string, std::string>> rows = {
       {"Version", Str(daemon, "version")},
       {"Store", Str(daemon, "store")},
-      {"Node", Str(daemon, "node")},
-      {"Domain", Str(daemon, "domain")},
-      {"Routes", "v" + Str(daemon, "routes_version")},
-      {"Ports", ports.empty() ? "none" : ports}};
+      {"Node", Str(daemon, "node")}};
+  // A daemon that reports its store's health (every one since fleet mode) gets two rows more.
+  if (daemon.is_object() && daemon.contains("health")) {
+    std::string health = Str(daemon, "health");
+    if (!Str(daemon, "store_error").empty()) health += ": " + Str(daemon, "store_error");
+    rows.push_back({"Health", health});
+    rows.push_back({"Applied Revision", Str(daemon, "applied_revision")});
+    if (Str(daemon, "health") != "ok") {
+      *ctx.ui.err << "Warning: the store is not reachable; this node serves its last applied "
+                     "state and refuses writes\n";
+    }
+  }
+  rows.push_back({"Domain", Str(daemon, "domain")});
+  rows.push_back({"Routes", "v" + Str(daemon, "routes_version")});
+  rows.push_back({"Ports", ports.empty() ? "none" : ports});
   // A port of the route table that the edge could not open gets a row of its own, and the
   // command says so on stderr.
   if (daemon.contains("listeners") && daemon["listeners"].is_array()) {
@@ -689,6 +735,18 @@ Status ShowStatus(Context& ctx, const std::string& app) {
   return Show(ctx, Json{{"daemon", *daemon}, {"app", entry}}, [&](const Json& both) {
     PrintDaemonStatus(ctx, both.at("daemon"));
     PrintAppStatus(ctx, app, Str(both.at("daemon"), "domain"), both.at("app"));
+    return Status();
+  });
+}
+
+// ------------------------------------------------------------------------------ nodes
+
+Status NodesList(Context& ctx) {
+  return Run(ctx, Get("/v1/nodes"), [&](const Json& nodes) {
+    if (auto s = ExpectArray(nodes, "nodes list"); !s.ok()) return s;
+    *ctx.ui.out << RenderTable("", {"Name", "ID", "Last Seen", "Revision", "Store", "Listening",
+                                    "Port Errors"},
+                               NodeRows(nodes, ctx.ui.now()));
     return Status();
   });
 }

@@ -77,6 +77,8 @@ base::Status PgConnectionString(Context& ctx, const std::string& app,
                                 const std::string& internal_url, const std::string& ca_path);
 // app may be empty: then only the daemon's status.
 base::Status ShowStatus(Context& ctx, const std::string& app);
+// Every node of the fleet the daemon knows (a lone daemon: itself), one row each.
+base::Status NodesList(Context& ctx);
 base::Status CertsList(Context& ctx);
 base::Status CertsShow(Context& ctx, const std::string& host);
 // Installs the operator's certificate chain and key (PEM files) for `host`.
@@ -91,6 +93,9 @@ base::Status CertsRemove(Context& ctx, const std::string& host, bool yes);
 // Row builders, exposed for tests: one table row per element of the daemon's answer.
 std::vector<std::vector<std::string>> IpRows(const Json& ips, TimePoint now);
 std::vector<std::vector<std::string>> ServiceRows(const Json& services);
+// nodes list: NAME, ID, LAST SEEN, REVISION, STORE ("ok" or "degraded: <why>"), LISTENING
+// (ports), PORT ERRORS ("<port>: <why>", separated by "; ").
+std::vector<std::vector<std::string>> NodeRows(const Json& nodes, TimePoint now);
 // flyctl's TYPE column: v4 -> "public (dedicated)", shared_v4 -> "public (shared)",
 // v6 -> "public (dedicated)", private_v6 -> "private".
 std::string IpTypeLabel(std::string_view type);

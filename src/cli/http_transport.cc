@@ -63,6 +63,12 @@ class HttpTransport : public Transport {
 
   base::Result<HttpResponse> Send(std::string_view method, std::string_view target,
                                   std::string_view body) override {
+    return SendWith(method, target, body, RequestHeaders{});
+  }
+
+  base::Result<HttpResponse> SendWith(std::string_view method, std::string_view target,
+                                      std::string_view body,
+                                      const RequestHeaders& headers) override {
     Exchange ex;
     ex.parser.body_limit(kMaxAnswer);
     http::verb verb = http::string_to_verb(beast::string_view(method.data(), method.size()));
@@ -76,6 +82,9 @@ class HttpTransport : public Transport {
     ex.request.set(http::field::authorization, "Bearer " + token_);
     ex.request.set(http::field::user_agent, "drawbridge-cli/" DRAWBRIDGE_VERSION);
     ex.request.set(http::field::accept, "application/json");
+    if (!headers.idempotency_key.empty()) {
+      ex.request.set("Idempotency-Key", headers.idempotency_key);
+    }
     if (!body.empty() || verb == http::verb::post) {
       ex.request.set(http::field::content_type, "application/json");
     }

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -17,13 +18,19 @@
 
 #include "api/admin_server.h"
 #include "api/admin_token.h"
+#include "api/idempotency.h"
 #include "base/host_name.h"
 #include "base/utc_time.h"
 #include "config/fly_toml.h"
 #include "control/ip_pool.h"
 #include "control/route_table.h"
 #include "daemon/data_dir_lock.h"
+#include "daemon/fleet_flags.h"
+#include "daemon/fleet_node.h"
 #include "dns/server.h"
+#include "fleet/cancel_keys.h"
+#include "fleet/node_registry.h"
+#include "fleet/peer_channel.h"
 #include "net/local_delivery.h"
 #include "net/metrics.h"
 #include "net/server.h"
@@ -236,6 +243,11 @@ int ServeControlPlane(const Flags& f) {
     spdlog::critical("{}", s.message());
     return 1;
   }
+  auto choice = CheckFleetFlags(f);
+  if (!choice.ok()) {
+    spdlog::critical("{}", choice.message());
+    return 1;
+  }
   std::string dir = f.data_dir.empty() ? DefaultDataDir() : f.data_dir;
   for (const auto& [path, mode] : {std::pair{dir, 0700}, {dir + "/ca", 0700}, {dir + "/certs", 0700}}) {
     if (auto s = MakeDir(path, mode); !s.ok()) {
@@ -254,10 +266,34 @@ int ServeControlPlane(const Flags& f) {
     spdlog::critical("{}", token.message());
     return 1;
   }
-  auto store = store::OpenSqliteStore(dir + "/state.db");
-  if (!store.ok()) {
-    spdlog::critical("store: {}", store.message());
-    return 1;
+  // The store: SQLite in the data dir, or (fleet mode) etcd, opened by the fleet node along
+  // with the fleet check, the node id and the fleet's CA in <dir>/ca.
+  std::unique_ptr<store::Store> own_store;
+  std::unique_ptr<FleetNode> fleet_node;
+  if (choice->etcd) {
+    auto node = FleetNode::Open(f, *choice, dir);
+    if (!node.ok()) {
+      spdlog::critical("{}", node.message());
+      return 1;
+    }
+    fleet_node = std::move(*node);
+    spdlog::info("node {} (id {}) of the fleet in {}", fleet_node->name(),
+                 fleet_node->node_id(), fleet_node->store()->Describe());
+  } else {
+    auto opened = store::OpenSqliteStore(dir + "/state.db");
+    if (!opened.ok()) {
+      spdlog::critical("store: {}", opened.message());
+      return 1;
+    }
+    own_store = std::move(*opened);
+  }
+  store::Store* st = fleet_node ? fleet_node->store() : own_store.get();
+  // The name in status and nodes list: --node, the host name's first label, else the host name.
+  std::string node_name = choice->node;
+  if (node_name.empty()) {
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);
+    node_name = host;
   }
   plane::PlaneOptions plane_options;
   plane_options.domain = f.domain;
@@ -276,7 +312,7 @@ int ServeControlPlane(const Flags& f) {
     return 1;
   }
   tls::CaCertIssuer issuer(*ca);
-  auto control_plane = plane::ControlPlane::Create(store->get(), plane_options, &issuer);
+  auto control_plane = plane::ControlPlane::Create(st, plane_options, &issuer);
   if (!control_plane.ok()) {
     spdlog::critical("{}", control_plane.message());
     return 1;
@@ -300,6 +336,35 @@ int ServeControlPlane(const Flags& f) {
   // Ports this daemon serves itself: an app's port that names one is reported, not opened.
   if (f.api_port > 0) options.reserved_ports[f.api_port] = "this daemon's admin API";
   if (f.dns_port > 0) options.reserved_ports[f.dns_port] = "this daemon's DNS server";
+  // Fleet mode: a busy public port is joined when a node of this fleet on this host serves it.
+  if (fleet_node) {
+    options.may_share = [&fleet_node](int port) { return fleet_node->MayShare(port); };
+  }
+  // Fleet mode: cancel keys that name this node, and the node channel that carries a cancel
+  // landing here to the node that holds its session (docs/connection.md, "Cancel requests").
+  std::unique_ptr<fleet::PeerChannel> peer_channel;
+  if (fleet_node) {
+    auto channel = fleet::PeerChannel::Open(f.peer_listen.empty() ? "127.0.0.1:0" : f.peer_listen,
+                                            fleet_node->node_id(), fleet_node->keys().peer);
+    if (!channel.ok()) {
+      spdlog::critical("--peer-listen: {}", channel.message());
+      return 1;
+    }
+    peer_channel = std::move(*channel);
+    options.cancel_keys = std::make_shared<const fleet::CancelKeys>(fleet_node->node_id(),
+                                                                    fleet_node->keys().cancel);
+    options.forward_cancel = [&fleet_node, channel = peer_channel.get()](
+                                 int node, const pg::CancelKey& key,
+                                 const std::vector<std::string>& apps) {
+      auto directory = [&fleet_node](int id) -> std::optional<std::string> {
+        for (const auto& n : fleet_node->Nodes()) {
+          if (n.id == id) return n.peer;
+        }
+        return std::nullopt;
+      };
+      return channel->SendTo(node, directory, key, apps);
+    };
+  }
   options.on_server_version = [cp](const std::string& app, const std::string& machine,
                                    const std::string& version) {
     if (auto s = cp->releases().ObserveServerVersion(app, machine, version); !s.ok()) {
@@ -311,10 +376,27 @@ int ServeControlPlane(const Flags& f) {
     spdlog::critical("{}", s.message());
     return 1;
   }
+  // The node channel's thread hands cancels to the server: it stops before the server goes.
+  struct StopChannelFirst {
+    fleet::PeerChannel* channel;
+    ~StopChannelFirst() {
+      if (channel) channel->Stop();
+    }
+  } stop_channel_first{peer_channel.get()};
+  if (peer_channel) {
+    peer_channel->Start(
+        {[&server](fleet::PeerCancel c) {
+           server.CancelFromPeer(c.from_node, std::move(c.key), std::move(c.apps));
+         },
+         [&server](fleet::PeerRefusal why, const std::string&) { server.PeerCancelRefused(why); }});
+    spdlog::info("node channel on {} (UDP): cancels landing on other nodes come here",
+                 peer_channel->address());
+  }
   PublishAddressHolders(cp, &server);
-  publisher.Start([&server, cp] {
+  publisher.Start([&server, cp, &fleet_node] {
     server.SyncListeners();
     PublishAddressHolders(cp, &server);
+    if (fleet_node) fleet_node->Touch();  // the other nodes learn this node's ports now
   });
   // Its thread calls SyncListeners, which would wait forever on stopped workers: on every way
   // out, the publisher stops before the server does.
@@ -322,6 +404,40 @@ int ServeControlPlane(const Flags& f) {
     publish::Publisher* publisher;
     ~StopFirst() { publisher->Stop(); }
   } stop_publisher_first{&publisher};
+
+  // This node as `nodes list` shows it, with live values (any thread).
+  const int64_t started = static_cast<int64_t>(std::time(nullptr));
+  const std::string host_id = fleet::HostId();
+  auto self_info = [&, started]() {
+    fleet::NodeInfo n;
+    n.name = node_name;
+    n.id = fleet_node ? fleet_node->node_id() : 0;
+    n.host = host_id;
+    n.pid = ::getpid();
+    if (peer_channel) n.peer = peer_channel->address();
+    n.started = started;
+    n.last_seen = static_cast<int64_t>(std::time(nullptr));
+    n.applied_revision = std::max<int64_t>(0, publisher.published_revision());
+    store::StoreHealth health = st->Health();
+    n.store_healthy = health.healthy;
+    n.store_error = health.error;
+    for (const auto& l : server.Listeners()) {
+      if (l.listening) {
+        n.listening.push_back(l.port);
+      } else {
+        n.port_errors[l.port] = l.error;
+      }
+    }
+    return n;
+  };
+  if (fleet_node) fleet_node->StartRegistry(self_info);
+  // Its thread reads the server and the publisher: it stops before either goes.
+  struct StopRegistryFirst {
+    FleetNode* node;
+    ~StopRegistryFirst() {
+      if (node) node->StopRegistry();
+    }
+  } stop_registry_first{fleet_node.get()};
   dns::Server dns_server([&publisher]() { return publisher.zone(); }, dns_options);
   if (f.dns_port > 0) {
     if (auto s = dns_server.Start("::", f.dns_port); !s.ok()) {
@@ -349,15 +465,28 @@ int ServeControlPlane(const Flags& f) {
     }
     return errors;
   };
-  std::string store_desc = (*store)->Describe();
+  api_ctx.requests = std::make_shared<api::RequestRecords>(st);
+  api_ctx.nodes_json = [&]() {
+    nlohmann::json out = nlohmann::json::array();
+    auto nodes = fleet_node ? fleet_node->Nodes() : std::vector<fleet::NodeInfo>{self_info()};
+    for (const auto& n : nodes) out.push_back(fleet::ToJson(n));
+    return out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  };
+  std::string store_desc = st->Describe();
+  // Answers from this process's own state, also while the store cannot be reached.
   api_ctx.status_json = [&]() {
-    char host[256] = {};
-    ::gethostname(host, sizeof host - 1);
     auto table = publisher.routes()->Current();
     const auto& m = server.metrics();
+    store::StoreHealth health = st->Health();
     nlohmann::json j = {{"version", "0.1.0"},
                         {"store", store_desc},
-                        {"node", host},
+                        {"store_kind", fleet_node ? "etcd" : "sqlite"},
+                        {"store_endpoints", st->Endpoints()},
+                        {"health", health.healthy ? "ok" : "degraded"},
+                        {"degraded", !health.healthy},
+                        {"store_error", health.error},
+                        {"applied_revision", std::max<int64_t>(0, publisher.published_revision())},
+                        {"node", node_name},
                         {"domain", f.domain},
                         {"routes_version", table ? table->version() : 0},
                         {"ports", table ? table->Ports() : std::vector<int>{}},
@@ -371,29 +500,43 @@ int ServeControlPlane(const Flags& f) {
       listeners.push_back(std::move(entry));
     }
     j["listeners"] = std::move(listeners);
+    if (fleet_node) j["node_id"] = fleet_node->node_id();
     return j.dump();
   };
   api_ctx.metrics_text = [&]() {
     auto table = publisher.routes()->Current();
+    store::StoreHealth health = st->Health();
     return server.metrics().Prometheus() +
            "# HELP drawbridge_routes_version Revision of the route table being served.\n"
            "# TYPE drawbridge_routes_version gauge\n"
            "drawbridge_routes_version " +
-           std::to_string(table ? table->version() : 0) + "\n";
+           std::to_string(table ? table->version() : 0) +
+           "\n"
+           "# HELP drawbridge_store_healthy 1 while the store is reachable; 0: serving the last "
+           "applied state, writes refused.\n"
+           "# TYPE drawbridge_store_healthy gauge\n"
+           "drawbridge_store_healthy " +
+           std::string(health.healthy ? "1" : "0") +
+           "\n"
+           "# HELP drawbridge_store_applied_revision Store revision of the state being served.\n"
+           "# TYPE drawbridge_store_applied_revision gauge\n"
+           "drawbridge_store_applied_revision " +
+           std::to_string(std::max<int64_t>(0, publisher.published_revision())) + "\n";
   };
   api::AdminServer admin(api_ctx);
   if (auto s = admin.Start(f.api_port, dir + "/admin.sock"); !s.ok()) {
     spdlog::critical("{}", s.message());
     return 1;
   }
-  spdlog::info("data dir {}, store {}, admin API {}{}, domain {}", dir, store_desc,
+  spdlog::info("node {}, data dir {}, store {}, admin API {}{}, domain {}", node_name, dir,
+               store_desc,
                f.api_port > 0 ? "http://127.0.0.1:" + std::to_string(f.api_port) + " and " : "",
                dir + "/admin.sock", f.domain);
   Ready();
   int ticks = 0;
   server.Run([&] { publisher.Refresh(); },
              [&] {
-               (*store)->Poll();
+               st->Poll();
                if (++ticks % 60 == 0) {
                  if (int n = cp->certificates().RenewDue(); n > 0) spdlog::info("renewed {} certificates", n);
                }

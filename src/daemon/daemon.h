@@ -23,6 +23,14 @@ struct Flags {
   // Networks (CIDR) besides loopback whose queries for <app>.internal are answered; every
   // other source gets REFUSED for them (docs/dns.md).
   std::vector<std::string> dns_internal_from;
+  // Fleet mode (docs/fleet.md): the store and this node's place in the fleet.
+  std::string store_url;          // empty: SQLite in the data dir; etcd://HOST:PORT[,HOST:PORT]
+  std::string node;               // empty: this host's name (its first label, lower case)
+  std::string fleet_secret_file;  // required with etcd
+  std::string etcd_prefix;        // empty: /drawbridge/
+  std::string etcd_cacert, etcd_cert, etcd_key;  // TLS to etcd (client certificate)
+  std::string etcd_user, etcd_password_file;     // etcd authentication
+  std::string peer_listen;        // the node channel's UDP ADDR:PORT; empty: 127.0.0.1:0
   // Static mode: one app from a fly.toml in front of --machine addresses.
   std::string config_path;
   std::vector<std::string> machines;

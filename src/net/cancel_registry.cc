@@ -11,16 +11,26 @@ bool SameSecret(const pg::Bytes& a, const pg::Bytes& b) {
 }
 }  // namespace
 
+void CancelRegistry::UseFleetKeys(std::shared_ptr<const fleet::CancelKeys> keys) {
+  std::lock_guard lock(mu_);
+  fleet_keys_ = std::move(keys);
+}
+
 pg::CancelKey CancelRegistry::Register(CancelTarget target) {
   pg::CancelKey issued;
   issued.secret.resize(target.key.secret.size());
   std::lock_guard lock(mu_);
   while (true) {
-    RAND_bytes(reinterpret_cast<unsigned char*>(&issued.pid), sizeof issued.pid);
-    RAND_bytes(issued.secret.data(), static_cast<int>(issued.secret.size()));
-    // Clear the sign bit (clients have broken on negative pids) and never issue pid 0.
-    issued.pid &= 0x7FFFFFFF;
-    if (issued.pid == 0) continue;
+    if (fleet_keys_) {
+      // The pid carries the node id (never 0, sign bit clear) and 23 random bits.
+      issued = fleet_keys_->Issue(target.key.secret.size());
+    } else {
+      RAND_bytes(reinterpret_cast<unsigned char*>(&issued.pid), sizeof issued.pid);
+      RAND_bytes(issued.secret.data(), static_cast<int>(issued.secret.size()));
+      // Clear the sign bit (clients have broken on negative pids) and never issue pid 0.
+      issued.pid &= 0x7FFFFFFF;
+      if (issued.pid == 0) continue;
+    }
     bool taken = false;
     auto [lo, hi] = by_pid_.equal_range(issued.pid);
     for (auto it = lo; it != hi; ++it) taken |= SameSecret(it->second.first, issued.secret);

@@ -22,6 +22,8 @@ std::string Metrics::Summary() const {
                     " closed=" + std::to_string(closed.load()) +
                     " active=" + std::to_string(active.load()) +
                     " cancels_forwarded=" + std::to_string(cancels_forwarded.load()) +
+                    " cancels_to_peer=" + std::to_string(cancels_to_peer.load()) +
+                    " cancels_from_peer=" + std::to_string(cancels_from_peer.load()) +
                     " accept_errors=" + std::to_string(accept_errors.load()) +
                     " revoked=" + std::to_string(revoked.load()) +
                     " bytes_in=" + std::to_string(bytes_in.load()) +
@@ -33,6 +35,11 @@ std::string Metrics::Summary() const {
   for (size_t i = 0; i < net_.size(); ++i) {
     out += std::string(" failed_") + NetReasonName(static_cast<NetReason>(i)) + "=" +
            std::to_string(net_[i].load());
+  }
+  for (size_t i = 0; i < peer_refused_.size(); ++i) {
+    out += std::string(" peer_refused_") +
+           fleet::PeerRefusalName(static_cast<fleet::PeerRefusal>(i)) + "=" +
+           std::to_string(peer_refused_[i].load());
   }
   return out;
 }
@@ -51,8 +58,23 @@ std::string Metrics::Prometheus() const {
   sample("drawbridge_connections_closed_total", closed.load());
   metric("drawbridge_connections_active", "gauge", "Connections open now.");
   sample("drawbridge_connections_active", active.load());
-  metric("drawbridge_cancels_forwarded_total", "counter", "Cancel requests forwarded.");
+  metric("drawbridge_cancels_forwarded_total", "counter",
+         "Cancel requests forwarded to a machine (from clients, and from other nodes).");
   sample("drawbridge_cancels_forwarded_total", cancels_forwarded.load());
+  metric("drawbridge_cancels_to_peer_total", "counter",
+         "Cancel requests whose key names another node of the fleet, sent to that node.");
+  sample("drawbridge_cancels_to_peer_total", cancels_to_peer.load());
+  metric("drawbridge_cancels_from_peer_total", "counter",
+         "Cancel requests received from other nodes of the fleet (authenticated, fresh).");
+  sample("drawbridge_cancels_from_peer_total", cancels_from_peer.load());
+  metric("drawbridge_peer_cancels_refused_total", "counter",
+         "Cancel requests from other nodes (or datagrams claiming to be) that went nowhere, by "
+         "reason.");
+  for (size_t i = 0; i < peer_refused_.size(); ++i) {
+    sample(std::string("drawbridge_peer_cancels_refused_total{reason=\"") +
+               fleet::PeerRefusalName(static_cast<fleet::PeerRefusal>(i)) + "\"}",
+           peer_refused_[i].load());
+  }
   metric("drawbridge_accept_errors_total", "counter",
          "accept() failures (out of descriptors or memory); each pauses that listener 100 ms.");
   sample("drawbridge_accept_errors_total", accept_errors.load());

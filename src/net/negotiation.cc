@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "base/logfmt.h"
 #include "net/conn_log.h"
 #include "net/proxy_protocol.h"
 #include "net/relay_loop.h"
@@ -68,6 +69,19 @@ awaitable<error_code> Dial(Socket& socket, Resolver& resolver, const std::string
     }
   }
   co_return ec ? ec : asio::error::host_not_found;
+}
+
+// Sends the server's own key of `target` to its machine on `socket` and shuts the sending side
+// down: nullptr once sent, else the log reason. The caller's deadline bounds it.
+awaitable<const char*> SendCancel(Socket& socket, Resolver& resolver, const CancelTarget& target) {
+  error_code ec = co_await Dial(socket, resolver, target.address, target.port);
+  if (!ec) {
+    Bytes cancel = pg::BuildCancelRequest(target.key);
+    co_await asio::async_write(socket, asio::buffer(cancel), asio::redirect_error(kAwait, ec));
+  }
+  if (ec) co_return "cancel_machine_unreachable";
+  socket.shutdown(Socket::shutdown_send, ec);
+  co_return nullptr;
 }
 
 // One read of what `s` (a non-blocking socket) has into `buf`, without suspending. kData: *n
@@ -182,6 +196,8 @@ class Negotiation : public std::enable_shared_from_this<Negotiation> {
   // which lives as long as the negotiation, does not hold the handshake's temporaries.
   awaitable<bool> TlsStartup();
   awaitable<void> ForwardCancel(const pg::CancelKey& key);
+  // Fleet mode: hands a cancel whose key names node `node` (not this one) to that node.
+  void SendCancelToPeer(int node, const pg::CancelKey& key);
   // Picks the route among candidates_ by SNI or the `app=` option. False: refused.
   awaitable<bool> Route(pg::StartupMessage* startup);
   // False: the route's app no longer holds the dialled address (released, or the app
@@ -456,6 +472,21 @@ awaitable<bool> Negotiation::TlsStartup() {
 
 awaitable<void> Negotiation::ForwardCancel(const pg::CancelKey& key) {
   record_.reason = "cancel_request";
+  if (const auto& fleet = ctx_.server->cancel_keys) {
+    // In a fleet the key names the node that holds the session, under a MAC: a key that no
+    // node issued goes nowhere, one of another node's goes to that node, which checks the
+    // rest as below.
+    auto owner = fleet->Owner(key);
+    if (!owner) {
+      metrics().Failed(NetReason::kCancelUnknownKey);
+      record_.reason = "cancel_unknown_key";
+      co_return;
+    }
+    if (*owner != fleet->node_id()) {
+      SendCancelToPeer(*owner, key);
+      co_return;
+    }
+  }
   auto target = ctx_.server->cancels.Find(key);
   // A key counts only at an address and port where its session's app is reached: another
   // tenant that learnt it cannot cancel through an address of its own. (On a shared address
@@ -469,19 +500,39 @@ awaitable<void> Negotiation::ForwardCancel(const pg::CancelKey& key) {
     co_return;
   }
   ArmDeadline(limits().connect_timeout, "cancel_connect_timeout", false);
-  error_code ec = co_await Dial(server_, resolver_, target->address, target->port);
-  if (!ec) {
-    Bytes cancel = pg::BuildCancelRequest(target->key);
-    co_await asio::async_write(server_, asio::buffer(cancel), asio::redirect_error(kAwait, ec));
-  }
+  const char* failed = co_await SendCancel(server_, resolver_, *target);
   DisarmDeadline();
-  if (ec) {
-    record_.reason = "cancel_machine_unreachable";
+  if (failed != nullptr) {
+    record_.reason = failed;
     co_return;
   }
   metrics().cancels_forwarded++;
-  server_.shutdown(Socket::shutdown_send, ec);
   record_.reason = "cancel_forwarded";
+}
+
+void Negotiation::SendCancelToPeer(int node, const pg::CancelKey& key) {
+  // The owner checks the session's app against the apps reached here, as a local cancel does.
+  std::vector<std::string> apps;
+  for (const control::Route* r : candidates_) {
+    if (std::find(apps.begin(), apps.end(), r->app) == apps.end()) apps.push_back(r->app);
+  }
+  base::Status sent = ctx_.server->forward_cancel
+                          ? ctx_.server->forward_cancel(node, key, apps)
+                          : base::Status::Unavailable("no node channel");
+  if (sent.ok()) {
+    metrics().cancels_to_peer++;
+    record_.reason = "cancel_sent_to_peer";
+    return;
+  }
+  if (sent.code() == base::StatusCode::kNotFound) {
+    // Issued by a node that has left the fleet (or by one whose record is gone): its sessions
+    // are gone with it.
+    metrics().Failed(NetReason::kCancelUnknownKey);
+    record_.reason = "cancel_unknown_node";
+    return;
+  }
+  spdlog::warn("cancel for node {} not sent: {}", node, sent.message());
+  record_.reason = "cancel_peer_unreachable";
 }
 
 awaitable<bool> Negotiation::Route(pg::StartupMessage* startup) {
@@ -676,10 +727,66 @@ awaitable<bool> Negotiation::HandOff() {
   co_return true;
 }
 
+// A cancel from another node of the fleet (StartPeerCancel): the machine socket and what
+// bounds it, owned by the coroutine and by the deadline's pending wait.
+struct PeerCancelJob {
+  explicit PeerCancelJob(asio::io_context& io)
+      : socket(io.get_executor()), resolver(io.get_executor()), deadline(io.get_executor()) {}
+  Socket socket;
+  Resolver resolver;
+  Timer deadline;
+};
+
+awaitable<void> RunPeerCancel(std::shared_ptr<PeerCancelJob> job, ServerContext* ctx,
+                              int from_node, pg::CancelKey key, std::vector<std::string> apps) {
+  // The same checks as a local cancel: the whole key (so an ended session's reaches nobody),
+  // then its app among those the landing node reached at the address the cancel came to.
+  auto target = ctx->cancels.Find(key);
+  const char* reason = nullptr;
+  if (!target) {
+    ctx->metrics.PeerRefused(fleet::PeerRefusal::kUnknownKey);
+    reason = "cancel_from_peer_unknown_key";
+  } else if (std::find(apps.begin(), apps.end(), target->app) == apps.end()) {
+    ctx->metrics.PeerRefused(fleet::PeerRefusal::kKeyOfAnotherApp);
+    reason = "cancel_from_peer_key_of_another_app";
+  } else {
+    job->deadline.expires_after(ctx->limits.connect_timeout);
+    job->deadline.async_wait([job](error_code ec) {
+      if (ec) return;
+      error_code ignored;
+      job->socket.close(ignored);
+      job->resolver.cancel();
+    });
+    const char* failed = co_await SendCancel(job->socket, job->resolver, *target);
+    job->deadline.cancel();
+    if (failed != nullptr) {
+      reason = "cancel_from_peer_machine_unreachable";
+    } else {
+      ctx->metrics.cancels_forwarded++;
+      reason = "cancel_from_peer_forwarded";
+    }
+  }
+  spdlog::info("cancel from_node={} app={} reason={}", from_node,
+               base::LogfmtValue(target ? target->app : ""), reason);
+}
+
 }  // namespace
 
 void StartConnection(Socket socket, const tcp::endpoint& peer, WorkerContext ctx) {
   std::make_shared<Negotiation>(std::move(socket), peer, ctx)->Start();
+}
+
+void StartPeerCancel(asio::io_context& io, ServerContext* ctx, int from_node, pg::CancelKey key,
+                     std::vector<std::string> apps) {
+  // Posted first: the job's sockets and timer are created on the loop's own thread.
+  asio::post(io, [&io, ctx, from_node, key = std::move(key), apps = std::move(apps)]() mutable {
+    auto job = std::make_shared<PeerCancelJob>(io);
+    asio::co_spawn(io.get_executor(),
+                   RunPeerCancel(job, ctx, from_node, std::move(key), std::move(apps)),
+                   [](std::exception_ptr e) {
+                     if (e) spdlog::error("a cancel from another node ended with an exception");
+                   });
+  });
 }
 
 }  // namespace drawbridge::net

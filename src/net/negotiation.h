@@ -11,6 +11,9 @@
 // its generation and does nothing.
 #pragma once
 
+#include <string>
+#include <vector>
+
 #include "net/asio.h"
 #include "net/server_context.h"
 
@@ -21,5 +24,13 @@ namespace drawbridge::net {
 // again). The connection counts as live in `ctx.server` from here until it is logged. Never
 // throws.
 void StartConnection(Socket socket, const tcp::endpoint& peer, WorkerContext ctx);
+
+// Fleet mode: a cancel that another node received for a key this node issued
+// (fleet/peer_channel.h), run on `io`'s thread as a local one would be: sent to the machine
+// only if a session here holds exactly that key and its app is among `apps`, the apps the
+// other node reached where the cancel came in. Logs one line (`cancel from_node=.. app=..
+// reason=cancel_from_peer_...`) and counts it. Never throws.
+void StartPeerCancel(asio::io_context& io, ServerContext* ctx, int from_node, pg::CancelKey key,
+                     std::vector<std::string> apps);
 
 }  // namespace drawbridge::net

@@ -54,13 +54,16 @@ base::Result<std::shared_ptr<Acceptor>> Listen(asio::io_context& io, const tcp::
   return a;
 }
 
-// The one place that decides whether the edge may open a port (a fleet whose nodes share ports
-// on purpose would say so here). The listeners set SO_REUSEPORT, which lets any process of the
-// same user join them silently, so this binds sockets that do not share, IPv4 and IPv6
-// wildcard, and closes them: EADDRINUSE means some other socket serves the port. SO_REUSEADDR
-// keeps connections lingering in TIME_WAIT from counting. Returns why the port cannot be
-// opened, or "" if it may be. Must not run while the edge itself listens on `port`.
-std::string ProbePort(int port) {
+// The one place that decides whether the edge may open a port. The listeners set SO_REUSEPORT,
+// which lets any process of the same user join them silently, so this binds sockets that do
+// not share, IPv4 and IPv6 wildcard, and closes them: EADDRINUSE means some other socket serves
+// the port. SO_REUSEADDR keeps connections lingering in TIME_WAIT from counting. A busy port is
+// joined only when `may_share` says a node of this fleet on this host serves it (fleet mode:
+// the nodes of one fleet share their public ports on purpose, and the kernel spreads the
+// connections over them); any other holder is reported, as without a fleet. Returns why the
+// port cannot be opened, or "" if it may be. Must not run while the edge itself listens on
+// `port`.
+std::string ProbePort(int port, const std::function<bool(int)>& may_share) {
   for (bool v6 : {false, true}) {
     int fd = ::socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
@@ -88,6 +91,11 @@ std::string ProbePort(int port) {
     ::close(fd);
     if (rc == 0) continue;
     if (err == EADDRINUSE) {
+      if (may_share) {
+        if (may_share(port)) return "";
+        return v6 ? "in use by a process that is not a node of this fleet (IPv6)"
+                  : "in use by a process that is not a node of this fleet";
+      }
       return v6 ? "in use by another process (IPv6)" : "in use by another process";
     }
     if (!v6) return std::string("cannot bind: ") + std::strerror(err);
@@ -119,6 +127,7 @@ struct Server::Impl {
   std::map<int, ListenerState> states;  // every wanted port's, for Listeners()
   std::mutex relays_mu;       // guards `relays_gone`: SetAddressHolders() against Run()'s end
   bool relays_gone = false;   // Run() destroys the workers: no relay loop to ask any more
+  size_t next_peer_cancel = 0;  // guarded by relays_mu: the worker the next peer cancel runs on
 
   // Runs on the worker's thread (or before it starts). Opens `ports` not open yet and closes
   // the others; returns the ports whose IPv4 listener could not be opened, with the reason.
@@ -242,11 +251,18 @@ Server::Server(ServerOptions options, const control::RouteTableHolder* routes,
   impl_->ctx.certs = certs;
   impl_->ctx.limits = options.limits;
   impl_->ctx.on_server_version = options.on_server_version;
+  impl_->ctx.cancel_keys = options.cancel_keys;
+  impl_->ctx.forward_cancel = options.forward_cancel;
+  impl_->ctx.cancels.UseFleetKeys(options.cancel_keys);
   int n = options.threads > 0 ? options.threads : DefaultThreads();
   for (int i = 0; i < n; ++i) impl_->workers.push_back(std::make_unique<Impl::Worker>());
 }
 
 Server::~Server() {
+  {
+    std::lock_guard lock(impl_->relays_mu);
+    impl_->relays_gone = true;  // a late CancelFromPeer() posts nothing to a dying loop
+  }
   for (auto& w : impl_->workers) w->io.stop();
   for (auto& w : impl_->workers) {
     if (w->thread.joinable()) w->thread.join();
@@ -276,6 +292,17 @@ void Server::SetAddressHolders(std::shared_ptr<const control::AddressHolders> ho
   for (auto& w : impl_->workers) w->relay.RecheckAll();  // also during the drain
 }
 
+void Server::CancelFromPeer(int from_node, pg::CancelKey key, std::vector<std::string> apps) {
+  impl_->ctx.metrics.cancels_from_peer++;
+  // relays_mu also keeps the workers alive: Run() clears them only after relays_gone is set.
+  std::lock_guard lock(impl_->relays_mu);
+  if (impl_->relays_gone || impl_->workers.empty()) return;
+  size_t i = impl_->next_peer_cancel++ % impl_->workers.size();
+  StartPeerCancel(impl_->workers[i]->io, &impl_->ctx, from_node, std::move(key), std::move(apps));
+}
+
+void Server::PeerCancelRefused(fleet::PeerRefusal why) { impl_->ctx.metrics.PeerRefused(why); }
+
 std::vector<ListenerState> Server::Listeners() const {
   std::lock_guard lock(impl_->state_mu);
   std::vector<ListenerState> out;
@@ -294,7 +321,10 @@ void Server::SyncListeners() {
   for (int port : wanted) {
     if (auto r = impl_->options.reserved_ports.find(port); r != impl_->options.reserved_ports.end()) {
       failed[port] = "used by " + r->second;
-    } else if (std::string why = impl_->open.count(port) ? "" : ProbePort(port); !why.empty()) {
+    } else if (std::string why = impl_->open.count(port)
+                                     ? ""
+                                     : ProbePort(port, impl_->options.may_share);
+               !why.empty()) {
       failed[port] = std::move(why);
     } else {
       ports.insert(port);

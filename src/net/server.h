@@ -23,6 +23,9 @@
 
 #include "base/status.h"
 #include "control/route_table.h"
+#include "fleet/cancel_keys.h"
+#include "fleet/peer_refusal.h"
+#include "net/cancel_registry.h"
 #include "net/limits.h"
 #include "net/metrics.h"
 #include "tls/cert_store.h"
@@ -38,6 +41,16 @@ struct ServerOptions {
   std::map<int, std::string> reserved_ports;
   // How often Run() tries again the ports that could not be opened.
   std::chrono::milliseconds retry_interval{5000};
+  // Fleet mode: whether a public port that another socket serves may be joined anyway, because
+  // a node of this fleet on this host serves it (decided by the daemon from the node records;
+  // see ProbePort() in server.cc). Called on the thread of SyncListeners(). Unset: never.
+  std::function<bool(int port)> may_share;
+  // Fleet mode, cancels (docs/connection.md, "Cancel requests"): the BackendKeyData this node
+  // issues names it under the fleet's cancel key, and a CancelRequest whose key names another
+  // node goes to `forward_cancel` (net/cancel_registry.h), which sends it over the node
+  // channel. Both empty outside a fleet: keys stay plain random ones.
+  std::shared_ptr<const fleet::CancelKeys> cancel_keys;
+  ForwardCancelFn forward_cancel;
 };
 
 // One public port of the route table, as the edge serves it.
@@ -76,6 +89,15 @@ class Server {
   // a machine (docs/connection.md, "Released addresses and destroyed apps"). Returns at once.
   // Thread-safe.
   void SetAddressHolders(std::shared_ptr<const control::AddressHolders> holders);
+
+  // Fleet mode: a cancel that another node received for a key this node issued, as the node
+  // channel (fleet/peer_channel.h) delivers it, authenticated and fresh. Runs on one of the
+  // loops like a local cancel: sent to the machine only if a session here holds exactly that
+  // key and its app is among `apps`; counted and logged either way. Returns at once.
+  // Thread-safe; does nothing once Run() has stopped the loops.
+  void CancelFromPeer(int from_node, pg::CancelKey key, std::vector<std::string> apps);
+  // Fleet mode: counts a datagram the node channel dropped. Thread-safe.
+  void PeerCancelRefused(fleet::PeerRefusal why);
 
   // The state of every port of the route table, by port. Thread-safe.
   std::vector<ListenerState> Listeners() const;

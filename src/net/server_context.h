@@ -5,7 +5,10 @@
 // immutable.
 #pragma once
 
+#include <memory>
+
 #include "control/route_table.h"
+#include "fleet/cancel_keys.h"
 #include "net/cancel_registry.h"
 #include "net/limits.h"
 #include "net/live_connections.h"
@@ -27,6 +30,10 @@ struct ServerContext {
   ServerVersionObserver on_server_version;  // may be empty
   Metrics metrics;
   CancelRegistry cancels;
+  // Fleet mode (docs/connection.md, "Cancel requests"); both empty otherwise. The registry
+  // issues keys with `cancel_keys` too.
+  std::shared_ptr<const fleet::CancelKeys> cancel_keys;
+  ForwardCancelFn forward_cancel;
   LiveConnections live;
 };
 

@@ -53,6 +53,13 @@ struct Txn {
   std::vector<Op> ops;
 };
 
+// How this process's view of the store stands (status, /metrics, `nodes list`).
+struct StoreHealth {
+  bool healthy = true;           // false: the store cannot be reached; reads serve the last view
+  int64_t applied_revision = 0;  // the revision this process's reads reflect
+  std::string error;             // why it is not healthy; empty when it is
+};
+
 struct TxnResult {
   bool succeeded = false;  // false: a comparison failed and nothing was written
   int64_t revision = 0;    // the store's revision after the transaction
@@ -73,6 +80,14 @@ class Store {
   // Checks for commits made by other processes; notifies watchers if there were any.
   virtual void Poll() {}
   virtual std::string Describe() const = 0;
+  // Embedded stores are always healthy and reflect their own revision.
+  virtual StoreHealth Health() {
+    auto revision = Revision();
+    if (!revision.ok()) return {false, 0, revision.message()};
+    return {true, *revision, ""};
+  }
+  // The servers the store talks to ("host:port"); empty for an embedded store.
+  virtual std::vector<std::string> Endpoints() const { return {}; }
 };
 
 std::unique_ptr<Store> NewMemoryStore();

@@ -1166,5 +1166,82 @@ TEST_F(FileCommandTest, AnswersThatAreNotWhatTheCommandNeeds) {
   EXPECT_EQ(out_.str(), "");
 }
 
+// Each request that may change state carries an Idempotency-Key of its own; reads carry none.
+TEST(Client, SendsAnIdempotencyKeyPerRequestThatChangesState) {
+  class KeyTransport : public Transport {
+   public:
+    base::Result<HttpResponse> Send(std::string_view, std::string_view,
+                                    std::string_view) override {
+      return HttpResponse{500, ""};  // never called: the client sends with headers
+    }
+    base::Result<HttpResponse> SendWith(std::string_view method, std::string_view,
+                                        std::string_view,
+                                        const RequestHeaders& headers) override {
+      keys.push_back(std::string(method) + " " + headers.idempotency_key);
+      return HttpResponse{200, "{}"};
+    }
+    std::vector<std::string> keys;
+  } transport;
+  Client client(&transport, "", "run1");
+  EXPECT_TRUE(client.Get("/v1/apps").ok());
+  EXPECT_TRUE(client.Post("/v1/apps", Json{{"name", "a"}}).ok());
+  EXPECT_TRUE(client.Delete("/v1/apps/a").ok());
+  EXPECT_EQ(transport.keys, (std::vector<std::string>{"GET ", "POST run1-1", "DELETE run1-2"}));
+  // Without a prefix given, each client draws a random one.
+  KeyTransport other;
+  Client c1(&other, ""), c2(&other, "");
+  EXPECT_TRUE(c1.Post("/v1/x", Json::object()).ok());
+  EXPECT_TRUE(c2.Post("/v1/x", Json::object()).ok());
+  ASSERT_EQ(other.keys.size(), 2u);
+  EXPECT_NE(other.keys[0], other.keys[1]);
+  EXPECT_EQ(other.keys[0].size(), std::string("POST ").size() + 32 + 2) << other.keys[0];
+}
+
+TEST_F(CommandTest, NodesListTableAndJson) {
+  std::string nodes = R"([
+    {"name": "edge-a", "id": 1, "last_seen": 1795641595, "applied_revision": 42,
+     "store_healthy": true, "store_error": "", "listening": [5432, 5433], "port_errors": {}},
+    {"name": "edge-b", "id": 2, "last_seen": 1795641500, "applied_revision": 40,
+     "store_healthy": false, "store_error": "etcd://h:1: unreachable",
+     "listening": [], "port_errors": {"5432": "in use"}}])";
+  transport_.Answer(200, nodes);
+  ASSERT_TRUE(NodesList(ctx_).ok());
+  ASSERT_EQ(transport_.requests.size(), 1u);
+  EXPECT_EQ(transport_.requests[0].method, "GET");
+  EXPECT_EQ(transport_.requests[0].target, "/v1/nodes");
+  EXPECT_EQ(out_.str(),
+            RenderTable("", {"Name", "ID", "Last Seen", "Revision", "Store", "Listening",
+                             "Port Errors"},
+                        {{"edge-a", "1", "5s ago", "42", "ok", "5432,5433", ""},
+                         {"edge-b", "2", "1m40s ago", "40", "degraded: etcd://h:1: unreachable",
+                          "", "5432: in use"}}));
+  out_.str("");
+  ctx_.json = true;
+  transport_.Answer(200, nodes);
+  ASSERT_TRUE(NodesList(ctx_).ok());
+  EXPECT_EQ(Json::parse(out_.str()), Json::parse(nodes));
+  ctx_.json = false;
+  transport_.Answer(200, R"({"name": "x"})");
+  EXPECT_FALSE(NodesList(ctx_).ok());
+}
+
+TEST_F(CommandTest, StatusShowsTheStoresHealthWhenTheDaemonReportsIt) {
+  transport_.Answer(200, R"({"version": "0.1.0", "store": "etcd://h:1", "node": "edge-a",
+                             "health": "degraded", "store_error": "unreachable",
+                             "applied_revision": 7, "domain": "d.test", "routes_version": 3,
+                             "connections": {"active": 0, "accepted": 0}})");
+  ASSERT_TRUE(ShowStatus(ctx_, "").ok());
+  EXPECT_EQ(out_.str(), RenderVerticalTable("Drawbridge", {{"Version", "0.1.0"},
+                                                           {"Store", "etcd://h:1"},
+                                                           {"Node", "edge-a"},
+                                                           {"Health", "degraded: unreachable"},
+                                                           {"Applied Revision", "7"},
+                                                           {"Domain", "d.test"},
+                                                           {"Routes", "v3"},
+                                                           {"Ports", "none"},
+                                                           {"Connections", "0 active, 0 accepted"}}));
+  EXPECT_NE(err_.str().find("Warning: the store is not reachable"), std::string::npos) << err_.str();
+}
+
 }  // namespace
 }  // namespace drawbridge::cli

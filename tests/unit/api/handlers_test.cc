@@ -13,6 +13,7 @@
 #include <string>
 
 #include "api/http_status.h"
+#include "api/idempotency.h"
 #include "store/store.h"
 #include "tls/ca.h"
 #include "tls/ca_issuer.h"
@@ -203,6 +204,135 @@ TEST_F(HandlersTest, AuthSchemeAndHostNameIgnoreCaseTheTokenDoesNot) {
               "missing or wrong bearer token (see admin.token in the data directory)")
         << bad;
   }
+}
+
+// ------------------------------------------------------------------------------ Idempotency-Key
+
+class IdempotencyTest : public HandlersTest {
+ protected:
+  void SetUp() override {
+    HandlersTest::SetUp();
+    records_ = std::make_shared<RequestRecords>(store_.get(), [this] { return now_; });
+    ctx_.requests = records_;
+    ASSERT_EQ(Call("POST", "/v1/apps", {{"name", "mydb"}}).status, 201);
+  }
+
+  Response Keyed(const std::string& key, const std::string& method, const std::string& target,
+                 const json& body = {}) {
+    Request req;
+    req.method = method;
+    req.target = target;
+    req.body = body.is_null() ? "" : body.dump();
+    req.unix_socket = true;
+    req.authorization = std::string("Bearer ") + kToken;
+    req.idempotency_key = key;
+    return Handle(ctx_, req);
+  }
+
+  size_t Ips() { return json::parse(Call("GET", "/v1/apps/mydb/ips").body).size(); }
+  size_t Records() { return store_->List(kRequestsPrefix)->size(); }
+
+  int64_t now_ = 1'800'000'000;
+  std::shared_ptr<RequestRecords> records_;
+};
+
+TEST_F(IdempotencyTest, ARetryWithTheSameKeyIsAnsweredAndNotDoneAgain) {
+  Response first = Keyed("k-1", "POST", "/v1/apps/mydb/ips", {{"type", "v4"}});
+  ASSERT_EQ(first.status, 201) << first.body;
+  Response again = Keyed("k-1", "POST", "/v1/apps/mydb/ips", {{"type", "v4"}});
+  EXPECT_EQ(again.status, 201);
+  EXPECT_EQ(again.body, first.body);
+  EXPECT_EQ(Ips(), 1u);
+  // Another key, or none: done again.
+  ASSERT_EQ(Keyed("k-2", "POST", "/v1/apps/mydb/ips", {{"type", "v4"}}).status, 201);
+  ASSERT_EQ(Call("POST", "/v1/apps/mydb/ips", {{"type", "v4"}}).status, 201);
+  EXPECT_EQ(Ips(), 3u);
+  // A 4xx answer is an answer: kept and replayed.
+  Response taken = Keyed("k-3", "POST", "/v1/apps", {{"name", "mydb"}});
+  ExpectError(taken, 409);
+  ASSERT_TRUE(plane_->apps().Destroy("mydb").ok());
+  EXPECT_EQ(Keyed("k-3", "POST", "/v1/apps", {{"name", "mydb"}}).body, taken.body);
+  EXPECT_EQ(Call("GET", "/v1/apps").body, "[]") << "the replay created nothing";
+  // GETs are not recorded.
+  EXPECT_EQ(Keyed("k-4", "GET", "/v1/apps").status, 200);
+  EXPECT_EQ(Records(), 3u);
+}
+
+TEST_F(IdempotencyTest, TheSameKeyOnAnotherRequestIsRefused) {
+  ASSERT_EQ(Keyed("k", "POST", "/v1/apps/mydb/ips", {{"type", "v4"}}).status, 201);
+  std::string message =
+      ExpectError(Keyed("k", "POST", "/v1/apps/mydb/ips", {{"type", "v6"}}), 422);
+  EXPECT_NE(message.find("POST /v1/apps/mydb/ips"), std::string::npos) << message;
+  ExpectError(Keyed("k", "DELETE", "/v1/apps/mydb"), 422);
+  EXPECT_EQ(Ips(), 1u);
+  ExpectError(Keyed("two words", "POST", "/v1/apps", {{"name", "x"}}), 400);
+  ExpectError(Keyed(std::string(256, 'k'), "POST", "/v1/apps", {{"name", "x"}}), 400);
+}
+
+TEST_F(IdempotencyTest, PendingIsAConflictUntilItIsStale) {
+  Request req;
+  req.method = "POST";
+  req.target = "/v1/apps/mydb/ips";
+  req.body = R"({"type":"v4"})";
+  req.idempotency_key = "k";
+  Response inner;
+  Response outer = records_->Once(req, [&] {
+    inner = records_->Once(req, [] { return Response{201, "{}"}; });
+    return Response{201, R"({"done":1})"};
+  });
+  EXPECT_EQ(outer.status, 201);
+  ExpectError(inner, 409);
+  EXPECT_EQ(records_->Once(req, [] { return Response{201, "{}"}; }).body, R"({"done":1})");
+
+  // A pending record left by a daemon that died mid-request is taken over once stale.
+  req.idempotency_key = "stale";
+  bool ran = false;
+  records_->Once(req, [&] {
+    now_ += kPendingTakeover.count() + 1;
+    Response taken = records_->Once(req, [&] {
+      ran = true;
+      return Response{201, R"({"second":1})"};
+    });
+    EXPECT_EQ(taken.status, 201);
+    return Response{201, R"({"first":1})"};
+  });
+  EXPECT_TRUE(ran);
+  EXPECT_EQ(records_->Once(req, [] { return Response{201, "{}"}; }).body, R"({"second":1})")
+      << "the first one's late answer does not overwrite the one that took over";
+}
+
+TEST_F(IdempotencyTest, FailuresAreNotKeptAndRecordsExpire) {
+  Request req;
+  req.method = "POST";
+  req.target = "/v1/x";
+  req.idempotency_key = "k";
+  int runs = 0;
+  auto unavailable = [&] {
+    ++runs;
+    return Response{503, R"({"error":"store down"})"};
+  };
+  EXPECT_EQ(records_->Once(req, unavailable).status, 503);
+  EXPECT_EQ(records_->Once(req, unavailable).status, 503);
+  EXPECT_EQ(runs, 2) << "a 5xx answer is not replayed: the retry does the work";
+  EXPECT_EQ(Records(), 0u);
+  auto ok = [&] {
+    ++runs;
+    return Response{200, "{}"};
+  };
+  EXPECT_EQ(records_->Once(req, ok).status, 200);
+  EXPECT_EQ(records_->Once(req, ok).status, 200);
+  EXPECT_EQ(runs, 3);
+  now_ += std::chrono::seconds(kRecordLifetime).count();
+  EXPECT_EQ(records_->Once(req, ok).status, 200);
+  EXPECT_EQ(runs, 4) << "an expired record is not replayed";
+  // Expired records of other keys are swept on a later request.
+  req.idempotency_key = "other";
+  EXPECT_EQ(records_->Once(req, ok).status, 200);
+  EXPECT_EQ(Records(), 2u);
+  now_ += std::chrono::seconds(kRecordLifetime).count() + 1;
+  req.idempotency_key = "late";
+  EXPECT_EQ(records_->Once(req, ok).status, 200);
+  EXPECT_EQ(Records(), 1u) << "only the newest record is left";
 }
 
 }  // namespace

@@ -114,5 +114,57 @@ TEST(CancelRegistryTest, RegistriesAreIndependent) {
   EXPECT_FALSE(b.Find(issued).has_value());
 }
 
+std::shared_ptr<const fleet::CancelKeys> FleetKeys(int node, uint8_t fill = 1) {
+  std::array<uint8_t, 32> key{};
+  key.fill(fill);
+  return std::make_shared<const fleet::CancelKeys>(node, key);
+}
+
+TEST(CancelRegistryTest, InAFleetIssuedKeysNameThisNodeAndKeepTheServersLength) {
+  CancelRegistry registry;
+  auto keys = FleetKeys(42);
+  registry.UseFleetKeys(keys);
+  for (size_t len : {size_t{4}, size_t{32}, size_t{256}}) {
+    for (int i = 0; i < 100; ++i) {
+      pg::CancelKey issued = registry.Register(Target("m", 7, pg::Bytes(len, 0x11)));
+      EXPECT_EQ(issued.secret.size(), len);
+      EXPECT_EQ(issued.pid & 0x80000000u, 0u);
+      EXPECT_EQ(fleet::CancelKeys::NodeOfPid(issued.pid), 42);
+      EXPECT_EQ(keys->Owner(issued), 42);
+      EXPECT_TRUE(registry.Find(issued));
+    }
+  }
+}
+
+TEST(CancelRegistryTest, InAFleetOnlyTheWholeKeyFindsTheSession) {
+  CancelRegistry registry;
+  auto keys = FleetKeys(3);
+  registry.UseFleetKeys(keys);
+  pg::CancelKey issued = registry.Register(Target("m", 7, pg::Bytes(4, 9)));
+  // A key of this node with a right MAC that the registry never issued: nothing.
+  EXPECT_FALSE(registry.Find(keys->Issue(4)));
+  pg::CancelKey same_pid = keys->Issue(4);
+  while (same_pid.secret == issued.secret) same_pid = keys->Issue(4);
+  same_pid.pid = issued.pid;
+  EXPECT_FALSE(registry.Find(same_pid));
+  for (size_t i = 0; i < issued.secret.size(); ++i) {
+    pg::CancelKey wrong = issued;
+    wrong.secret[i] ^= 0x40;
+    EXPECT_FALSE(registry.Find(wrong)) << i;
+  }
+  EXPECT_TRUE(registry.Find(issued));
+}
+
+TEST(CancelRegistryTest, InAFleetAnEndedSessionsKeyFindsNothing) {
+  CancelRegistry registry;
+  auto keys = FleetKeys(3);
+  registry.UseFleetKeys(keys);
+  pg::CancelKey issued = registry.Register(Target("m", 7, pg::Bytes(32, 9)));
+  registry.Unregister(issued);
+  // Still a well-formed key of this node (its MAC checks out), but its session is gone.
+  EXPECT_EQ(keys->Owner(issued), 3);
+  EXPECT_FALSE(registry.Find(issued));
+}
+
 }  // namespace
 }  // namespace drawbridge::net

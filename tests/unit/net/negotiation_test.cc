@@ -8,12 +8,15 @@
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "net/relay_loop.h"
 #include "pg/messages.h"
@@ -323,6 +326,159 @@ TEST_F(NegotiationTest, RawTcpOnASharedAddressIsRefusedForWantOfAName) {
   EXPECT_TRUE(Eventually([&] { return ctx_.live.count() == 0; }));
   EXPECT_EQ(ctx_.metrics.Failures(NetReason::kNoRoute), 1u);
   close(fd);
+}
+
+// ---- fleet mode: keys that name their node (docs/connection.md, "Cancel requests") ----------
+
+std::shared_ptr<const fleet::CancelKeys> FleetKeys(int node, uint8_t fill = 1) {
+  std::array<uint8_t, 32> key{};
+  key.fill(fill);
+  return std::make_shared<const fleet::CancelKeys>(node, key);
+}
+
+// What the fleet's forward_cancel hook was asked to send.
+struct Forwarded {
+  int node = 0;
+  pg::CancelKey key;
+  std::vector<std::string> apps;
+};
+
+class FleetCancelTest : public NegotiationTest {
+ protected:
+  void SetUp() override {
+    NegotiationTest::SetUp();
+    ctx_.cancel_keys = FleetKeys(1);
+    ctx_.cancels.UseFleetKeys(ctx_.cancel_keys);
+    ctx_.forward_cancel = [this](int node, const pg::CancelKey& key,
+                                 const std::vector<std::string>& apps) {
+      std::lock_guard lock(mu_);
+      forwarded_.push_back({node, key, apps});
+      return node == 9 ? base::Status::NotFound("no node 9") : base::Status();
+    };
+  }
+
+  // Sends a plaintext CancelRequest and waits until the edge has closed the connection.
+  void Cancel(const pg::CancelKey& key) {
+    int fd = Connect(port_);
+    std::string cancel = Str(pg::BuildCancelRequest(key));
+    ASSERT_EQ(send(fd, cancel.data(), cancel.size(), 0), static_cast<ssize_t>(cancel.size()));
+    bool eof = false;
+    EXPECT_EQ(RecvToEnd(fd, &eof), "");
+    EXPECT_TRUE(eof);
+    EXPECT_TRUE(Eventually([&] { return ctx_.live.count() == 0; }));
+    close(fd);
+  }
+
+  std::vector<Forwarded> TakeForwarded() {
+    std::lock_guard lock(mu_);
+    return std::move(forwarded_);
+  }
+
+  // Whether the machine gets a connection within `wait`.
+  bool MachineDialled(std::chrono::milliseconds wait = 200ms) {
+    pollfd p{machine_.fd, POLLIN, 0};
+    return poll(&p, 1, static_cast<int>(wait.count())) == 1;
+  }
+
+  std::mutex mu_;
+  std::vector<Forwarded> forwarded_;
+};
+
+TEST_F(FleetCancelTest, AForgedKeyIsNeverForwarded) {
+  Serve(PgRoute(machine_.port));
+  // A key of node 2 whose MAC is wrong, one of another fleet, one of node 0, and a plain
+  // random key of the kind issued outside a fleet.
+  pg::CancelKey wrong_mac = FleetKeys(2)->Issue(4);
+  wrong_mac.secret.back() ^= 0x01;
+  pg::CancelKey other_fleet = FleetKeys(2, /*fill=*/7)->Issue(32);
+  pg::CancelKey node0{0x00123456, base::Bytes(32, 1)};
+  pg::CancelKey plain{0x7F000001, base::Bytes{1, 2, 3, 4}};
+  for (const auto& key : {wrong_mac, other_fleet, node0, plain}) Cancel(key);
+  EXPECT_TRUE(TakeForwarded().empty());
+  EXPECT_EQ(ctx_.metrics.cancels_to_peer.load(), 0u);
+  EXPECT_EQ(ctx_.metrics.cancels_forwarded.load(), 0u);
+  EXPECT_EQ(ctx_.metrics.Failures(NetReason::kCancelUnknownKey), 4u);
+  EXPECT_FALSE(MachineDialled());
+}
+
+TEST_F(FleetCancelTest, AKeyOfAnotherNodeGoesToThatNodeWithTheAppsReachedHere) {
+  Serve(PgRoute(machine_.port));
+  pg::CancelKey key = FleetKeys(3)->Issue(32);  // protocol 3.2's longer key
+  Cancel(key);
+  auto sent = TakeForwarded();
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].node, 3);
+  EXPECT_EQ(sent[0].key, key);
+  EXPECT_EQ(sent[0].apps, std::vector<std::string>{"mydb"});
+  EXPECT_EQ(ctx_.metrics.cancels_to_peer.load(), 1u);
+  EXPECT_EQ(ctx_.metrics.cancels_forwarded.load(), 0u);
+  EXPECT_FALSE(MachineDialled());
+}
+
+TEST_F(FleetCancelTest, AValidKeyOfANodeThatDoesNotExistGoesNowhere) {
+  Serve(PgRoute(machine_.port));
+  Cancel(FleetKeys(9)->Issue(4));  // the hook knows no node 9
+  EXPECT_EQ(TakeForwarded().size(), 1u);
+  EXPECT_EQ(ctx_.metrics.cancels_to_peer.load(), 0u);
+  EXPECT_EQ(ctx_.metrics.Failures(NetReason::kCancelUnknownKey), 1u);
+  EXPECT_FALSE(MachineDialled());
+}
+
+TEST_F(FleetCancelTest, AKeyOfThisNodeIsServedHereAndNeverForwarded) {
+  pg::CancelKey real{1234, base::Bytes{1, 2, 3, 4}};
+  pg::CancelKey issued =
+      ctx_.cancels.Register(CancelTarget{"mydb", "127.0.0.1", machine_.port, real});
+  ASSERT_EQ(fleet::CancelKeys::NodeOfPid(issued.pid), 1);
+  Serve(PgRoute(machine_.port));
+  Cancel(issued);
+  int m = machine_.Accept();
+  ASSERT_GE(m, 0);
+  EXPECT_EQ(RecvExactly(m, 16), Str(pg::BuildCancelRequest(real)));
+  close(m);
+  EXPECT_TRUE(Eventually([&] { return ctx_.metrics.cancels_forwarded.load() == 1; }));
+  // Its session ends: the same key now reaches nobody, here or elsewhere.
+  ctx_.cancels.Unregister(issued);
+  Cancel(issued);
+  EXPECT_FALSE(MachineDialled());
+  EXPECT_TRUE(TakeForwarded().empty());
+  EXPECT_EQ(ctx_.metrics.cancels_forwarded.load(), 1u);
+  EXPECT_EQ(ctx_.metrics.Failures(NetReason::kCancelUnknownKey), 1u);
+}
+
+TEST_F(FleetCancelTest, ACancelFromAPeerReachesOnlyTheBackendThatIssuedTheKey) {
+  pg::CancelKey real{1234, base::Bytes(32, 3)};
+  pg::CancelKey issued =
+      ctx_.cancels.Register(CancelTarget{"mydb", "127.0.0.1", machine_.port, real});
+  Serve(PgRoute(machine_.port));
+  StartPeerCancel(io_, &ctx_, 2, issued, {"other", "mydb"});
+  int m = machine_.Accept();
+  ASSERT_GE(m, 0);
+  EXPECT_EQ(RecvExactly(m, 12 + 32), Str(pg::BuildCancelRequest(real)));
+  close(m);
+  EXPECT_TRUE(Eventually([&] { return ctx_.metrics.cancels_forwarded.load() == 1; }));
+}
+
+TEST_F(FleetCancelTest, ACancelFromAPeerWithAWrongSecretAnotherAppOrAnEndedSessionGoesNowhere) {
+  pg::CancelKey real{1234, base::Bytes{1, 2, 3, 4}};
+  pg::CancelKey issued =
+      ctx_.cancels.Register(CancelTarget{"mydb", "127.0.0.1", machine_.port, real});
+  Serve(PgRoute(machine_.port));
+  // Same pid, MAC intact, one random byte changed: not the whole secret.
+  pg::CancelKey wrong = issued;
+  wrong.secret[0] ^= 0x01;
+  StartPeerCancel(io_, &ctx_, 2, wrong, {"mydb"});
+  // The right key, but the landing node reached another app only.
+  StartPeerCancel(io_, &ctx_, 2, issued, {"other"});
+  EXPECT_TRUE(Eventually([&] {
+    return ctx_.metrics.PeerRefusals(fleet::PeerRefusal::kUnknownKey) == 1 &&
+           ctx_.metrics.PeerRefusals(fleet::PeerRefusal::kKeyOfAnotherApp) == 1;
+  }));
+  ctx_.cancels.Unregister(issued);
+  StartPeerCancel(io_, &ctx_, 2, issued, {"mydb"});
+  EXPECT_TRUE(Eventually(
+      [&] { return ctx_.metrics.PeerRefusals(fleet::PeerRefusal::kUnknownKey) == 2; }));
+  EXPECT_FALSE(MachineDialled());
+  EXPECT_EQ(ctx_.metrics.cancels_forwarded.load(), 0u);
 }
 
 }  // namespace
