@@ -73,6 +73,7 @@ base::Result<std::unique_ptr<FleetNode>> FleetNode::Open(const Flags& f, const S
     options.password = std::move(*password);
   }
   options.cache_path = data_dir + "/store-cache.json";
+  options.writer = choice.node;
   options.quiet_prefixes = kQuietPrefixes;
   auto etcd = store::OpenEtcdStore(std::move(options));
   if (!etcd.ok()) return etcd.status().WithPrefix("store: ");

@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <openssl/rand.h>
 #include <thread>
 
 #include "store/etcd_client.h"
@@ -23,6 +24,10 @@ using Clock = std::chrono::steady_clock;
 
 constexpr const char* kDefaultPrefix = "/drawbridge/";
 constexpr auto kCommitWait = std::chrono::seconds(2);
+// How long a commit whose answer was lost keeps trying to learn its outcome (an etcd leader
+// election takes about one election timeout, 1 s by default).
+constexpr auto kSettleTime = std::chrono::seconds(8);
+constexpr const char* kMarkerSuffix = ".txn/";
 constexpr auto kMaxBackoff = std::chrono::milliseconds(1000);
 constexpr auto kFirstBackoff = std::chrono::milliseconds(100);
 // A watch stream with nothing to say for this long is checked with a quorum read, so a member
@@ -61,7 +66,20 @@ std::string Decode(const json& j, const char* field) {
 class EtcdStore : public Store {
  public:
   EtcdStore(EtcdOptions options, std::unique_ptr<EtcdClient> client, std::string name)
-      : options_(std::move(options)), client_(std::move(client)), name_(std::move(name)) {}
+      : options_(std::move(options)), client_(std::move(client)), name_(std::move(name)) {
+    unsigned char boot[8] = {};
+    RAND_bytes(boot, sizeof boot);
+    static const char kHex[] = "0123456789abcdef";
+    for (unsigned char b : boot) {
+      boot_id_ += kHex[b >> 4];
+      boot_id_ += kHex[b & 15];
+    }
+    // Outside the prefix, so the mirror and every List never see it: "/drawbridge/" ->
+    // "/drawbridge.txn/<writer>".
+    std::string base = options_.prefix;
+    if (!base.empty() && base.back() == '/') base.pop_back();
+    marker_key_ = base + kMarkerSuffix + (options_.writer.empty() ? boot_id_ : options_.writer);
+  }
 
   ~EtcdStore() override {
     {
@@ -180,9 +198,22 @@ class EtcdStore : public Store {
           break;
       }
     }
+    // The commit marker: written with the ops, so that a commit whose answer was lost (a leader
+    // that died with it in flight) can be told applied or not by reading the marker back.
+    std::string marker;
+    if (!txn.ops.empty()) {
+      marker = boot_id_ + ":" + std::to_string(++commits_);
+      success.push_back({{"request_put",
+                          {{"key", EtcdBase64(marker_key_)}, {"value", EtcdBase64(marker)}}}});
+    }
     json body{{"compare", compare}, {"success", success}, {"failure", failure}};
     bool sent = false;
     auto answer = client_->Call("/v3/kv/txn", body, /*idempotent=*/false, &sent);
+    if (!answer.ok() && sent && !marker.empty() &&
+        answer.code() == base::StatusCode::kUnavailable) {
+      answer = Settle(body, marker, answer.status());
+      if (!answer.ok()) sent = true;
+    }
     if (!answer.ok()) {
       if (answer.code() != base::StatusCode::kUnavailable) {
         return answer.status().WithPrefix(name_ + ": ");
@@ -240,6 +271,41 @@ class EtcdStore : public Store {
   }
 
  private:
+  // A commit was sent and no answer came: reads the marker back (a linearizable read, which a
+  // new leader answers only once it has committed every entry it will ever commit from the old
+  // term). Our marker there: the commit was applied, and its answer is rebuilt as a success.
+  // Anything else: it was not, and it is sent once more. Bounded by kSettleTime.
+  base::Result<json> Settle(const json& body, const std::string& marker, base::Status first) {
+    auto until = std::chrono::steady_clock::now() + kSettleTime;
+    while (std::chrono::steady_clock::now() < until) {
+      auto read = client_->Call("/v3/kv/range", {{"key", EtcdBase64(marker_key_)}},
+                                /*idempotent=*/true);
+      if (!read.ok()) {
+        if (read.code() != base::StatusCode::kUnavailable) return read.status();
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        continue;
+      }
+      const json& r = *read;
+      if (r.contains("kvs") && r["kvs"].is_array() && !r["kvs"].empty()) {
+        auto value = EtcdUnbase64(r["kvs"][0].value("value", ""));
+        if (value.ok() && *value == marker) {
+          int64_t revision = Int(r["kvs"][0], "mod_revision");
+          spdlog::info("{}: a commit whose answer was lost was applied (revision {})", name_,
+                       revision);
+          return json{{"header", {{"revision", std::to_string(revision)}}},
+                      {"succeeded", true},
+                      {"responses", json::array()}};
+        }
+      }
+      spdlog::info("{}: a commit whose answer was lost was not applied; sending it again", name_);
+      bool sent = false;
+      auto again = client_->Call("/v3/kv/txn", body, /*idempotent=*/false, &sent);
+      if (again.ok() || !sent) return again;
+      // Lost again: read the marker once more.
+    }
+    return first;
+  }
+
   // Waits (up to kCommitWait) until `ready` holds under mu_; whether it did.
   template <typename Ready>
   bool WaitUntil(Ready ready) {
@@ -462,6 +528,9 @@ class EtcdStore : public Store {
   const EtcdOptions options_;
   const std::unique_ptr<EtcdClient> client_;
   const std::string name_;
+  std::string boot_id_;     // random per process: commit markers of a restarted writer differ
+  std::string marker_key_;  // <prefix without its last '/'>.txn/<writer>
+  std::atomic<uint64_t> commits_{0};
 
   std::mutex mu_;
   std::condition_variable applied_;  // the mirror moved (Commit waits here)

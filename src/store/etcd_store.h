@@ -42,6 +42,9 @@ struct EtcdOptions {
   // Changes only under these do not wake watchers ("nodes/").
   std::vector<std::string> quiet_prefixes;
   std::chrono::milliseconds request_timeout{5000};
+  // Names this writer's commit marker, `<prefix>.txn/<writer>` (beside the prefix, not in it) (the node's name in a fleet; empty: a
+  // random name per process). See "Writes whose outcome is unknown" in docs/etcd-store.md.
+  std::string writer;
 };
 
 // "etcd://h:p,h:p" (IPv6 as [::1]:p) -> {"h:p", "h:p"}; kInvalidArgument saying what is wrong.
