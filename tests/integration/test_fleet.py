@@ -22,6 +22,11 @@ import signal
 import subprocess
 import tempfile
 import threading
+
+# The bound for a change to reach every node. Under a sanitizer every process (the CLI
+# calls that observe it included) runs several times slower, so the bound there is 3 s; the
+# number users get is measured on a normal build by bench/fleet_propagation.py.
+PROPAGATION_BOUND = 3.0 if (os.environ.get("ASAN_OPTIONS") or os.environ.get("TSAN_OPTIONS")) else 1.0
 import time
 import urllib.error
 import urllib.request
@@ -447,7 +452,7 @@ def test_a_deploy_through_one_node_is_served_by_all_within_1s(fleet):
                 f"deploy {k} (v{version}, revision {want_rev}) not served within 10 s: " \
                 f"{ {n.name: seen[n.name][-2:] for n in pending} }"
     times.sort(reverse=True)
-    assert times[0][0] <= 1.0, f"slowest propagations (s, node, deploy): {times[:5]}"
+    assert times[0][0] <= PROPAGATION_BOUND, f"slowest propagations (s, node, deploy): {times[:5]}"
 
 
 def test_a_new_public_port_is_opened_by_every_node(fleet):
@@ -698,7 +703,7 @@ def test_etcd_back_the_fleet_catches_up(fleet):
     for n in fleet.nodes:
         wait_until(lambda: "caught-up" in [a["name"] for a in
                                            json.loads(n.cli("apps", "list", "--json").stdout)],
-                   1.0 - (time.monotonic() - t0) + 0.05, interval=0.05,
+                   PROPAGATION_BOUND - (time.monotonic() - t0) + 0.05, interval=0.05,
                    what=f"{n.name} to list caught-up")
 
 
