@@ -392,18 +392,6 @@ int ServeControlPlane(const Flags& f) {
     spdlog::info("node channel on {} (UDP): cancels landing on other nodes come here",
                  peer_channel->address());
   }
-  PublishAddressHolders(cp, &server);
-  publisher.Start([&server, cp, &fleet_node] {
-    server.SyncListeners();
-    PublishAddressHolders(cp, &server);
-    if (fleet_node) fleet_node->Touch();  // the other nodes learn this node's ports now
-  });
-  // Its thread calls SyncListeners, which would wait forever on stopped workers: on every way
-  // out, the publisher stops before the server does.
-  struct StopFirst {
-    publish::Publisher* publisher;
-    ~StopFirst() { publisher->Stop(); }
-  } stop_publisher_first{&publisher};
 
   // This node as `nodes list` shows it, with live values (any thread).
   const int64_t started = static_cast<int64_t>(std::time(nullptr));
@@ -438,6 +426,19 @@ int ServeControlPlane(const Flags& f) {
       if (node) node->StopRegistry();
     }
   } stop_registry_first{fleet_node.get()};
+  // After the registry exists: the publisher's thread touches it (and loops read it).
+  PublishAddressHolders(cp, &server);
+  publisher.Start([&server, cp, &fleet_node] {
+    server.SyncListeners();
+    PublishAddressHolders(cp, &server);
+    if (fleet_node) fleet_node->Touch();  // the other nodes learn this node's ports now
+  });
+  // Its thread calls SyncListeners, which would wait forever on stopped workers: on every way
+  // out, the publisher stops before the server does.
+  struct StopFirst {
+    publish::Publisher* publisher;
+    ~StopFirst() { publisher->Stop(); }
+  } stop_publisher_first{&publisher};
   dns::Server dns_server([&publisher]() { return publisher.zone(); }, dns_options);
   if (f.dns_port > 0) {
     if (auto s = dns_server.Start("::", f.dns_port); !s.ok()) {

@@ -6,8 +6,10 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <fstream>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -108,17 +110,33 @@ void FleetNode::StartRegistry(std::function<fleet::NodeInfo()> self) {
   };
   registry_ = std::make_unique<fleet::NodeRegistry>(store_.get(), std::move(filled));
   registry_->Start();
+  running_.store(registry_.get(), std::memory_order_release);
 }
 
 void FleetNode::Touch() {
-  if (registry_) registry_->Touch();
+  if (auto* r = running_.load(std::memory_order_acquire)) r->Touch();
 }
 
 std::vector<fleet::NodeInfo> FleetNode::Nodes() {
-  return registry_ ? registry_->List() : std::vector<fleet::NodeInfo>{};
+  auto* r = running_.load(std::memory_order_acquire);
+  return r ? r->List() : std::vector<fleet::NodeInfo>{};
 }
 
 bool FleetNode::MayShare(int port) {
+  // Nodes that deploy together open a new port at once, each from its own watch, and a node
+  // lists the port in its record only after it opened it: a busy port that no record lists yet,
+  // while another live node of this fleet runs on this host, is looked at again until that
+  // node's next record could have arrived (bounded). With no such node it is refused at once.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  for (;;) {
+    bool neighbour = false;
+    if (SharedBy(port, &neighbour)) return true;
+    if (!neighbour || std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+bool FleetNode::SharedBy(int port, bool* neighbour) {
   auto records = store_->List(fleet::kNodePrefix);
   if (!records.ok()) return false;  // nothing known: not shared on a guess
   const int64_t me = ::getpid();
@@ -128,6 +146,7 @@ bool FleetNode::MayShare(int port) {
     auto n = fleet::NodeFromJson(parsed);
     if (!n.ok() || n->name == name_ || n->host != host_ || n->pid == me) continue;
     if (!PidAlive(n->pid)) continue;
+    *neighbour = true;
     if (std::find(n->listening.begin(), n->listening.end(), port) != n->listening.end()) {
       spdlog::info("port {}: served by node {} (pid {}) of this fleet on this host: shared", port,
                    n->name, n->pid);

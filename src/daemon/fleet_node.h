@@ -18,6 +18,7 @@
 // MayShare() from any thread (the admin API's, the publisher's, the edge's SyncListeners).
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -60,18 +61,25 @@ class FleetNode {
   // Every node's record (this node's live).
   std::vector<fleet::NodeInfo> Nodes();
   // True when a live node of this fleet on this host, other than this process, lists `port` as
-  // listening in its record.
+  // listening in its record; waits up to 2 s for such a record while another live node of this
+  // fleet runs on this host (it may have opened the port a moment ago).
   bool MayShare(int port);
 
  private:
   FleetNode() = default;
+  // One look at the records: shared? `*neighbour` is set when another live node of this fleet
+  // runs on this host.
+  bool SharedBy(int port, bool* neighbour);
 
   std::unique_ptr<store::Store> store_;
   fleet::FleetKeys keys_;
   int node_id_ = 0;
   std::string name_;
   std::string host_;
-  std::unique_ptr<fleet::NodeRegistry> registry_;
+  std::unique_ptr<fleet::NodeRegistry> registry_;  // set and reset by the main thread only
+  // The same registry for the other threads (edge loops forwarding cancels, the publisher):
+  // published once it has started, so they see none or a whole one.
+  std::atomic<fleet::NodeRegistry*> running_{nullptr};
 };
 
 // True if a process with this pid exists on this host (it may be another user's).
