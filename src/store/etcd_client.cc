@@ -135,6 +135,32 @@ struct Link {
   }
 };
 
+// An endpoint's addresses; empty with `*error` (naming the endpoint) when its host does not
+// resolve.
+asio::ip::tcp::resolver::results_type Resolve(asio::io_context& ioc, const std::string& endpoint,
+                                              const HostPort& hp, std::string* error) {
+  asio::ip::tcp::resolver resolver(ioc);
+  error_code ec;
+  auto addresses = resolver.resolve(hp.host, hp.port, ec);
+  if (ec) *error = endpoint + ": cannot resolve: " + ec.message();
+  return addresses;
+}
+
+// Calls `run` with a Link to `host`: TLS under `ctx` (SNI for a name, the server's certificate
+// checked against the host), or plain TCP when `ctx` is null.
+template <typename Run>
+void WithLink(asio::io_context& ioc, asio::ssl::context* ctx, const std::string& host, Run&& run) {
+  if (ctx != nullptr) {
+    Link<TlsStream> link(ioc, *ctx);
+    if (!IsAddress(host)) SSL_set_tlsext_host_name(link.stream.native_handle(), host.c_str());
+    link.stream.set_verify_callback(asio::ssl::host_name_verification(host));
+    run(link);
+  } else {
+    Link<beast::tcp_stream> link(ioc);
+    run(link);
+  }
+}
+
 http::request<http::string_body> MakeRequest(const std::string& endpoint, std::string_view path,
                                              const std::string& body, const std::string& token) {
   http::request<http::string_body> req;
@@ -222,13 +248,8 @@ EtcdClient::Exchange EtcdClient::Send(size_t endpoint, std::string_view path,
   const std::string& name = options_.endpoints[endpoint];
   HostPort hp = Split(name);
   asio::io_context ioc;
-  asio::ip::tcp::resolver resolver(ioc);
-  error_code ec;
-  auto addresses = resolver.resolve(hp.host, hp.port, ec);
-  if (ec) {
-    ex.error = name + ": cannot resolve: " + ec.message();
-    return ex;
-  }
+  auto addresses = Resolve(ioc, name, hp, &ex.error);
+  if (!ex.error.empty()) return ex;
   auto request = MakeRequest(name, path, body, token);
   beast::flat_buffer buffer;
   http::response_parser<http::string_body> parser;
@@ -257,15 +278,7 @@ EtcdClient::Exchange EtcdClient::Send(size_t endpoint, std::string_view path,
     ioc.run();
     if (!ex.answered) ex.error = name + ": " + Describe(link.ec, link.stage);
   };
-  if (tls_) {
-    Link<TlsStream> link(ioc, tls_->ctx);
-    if (!IsAddress(hp.host)) SSL_set_tlsext_host_name(link.stream.native_handle(), hp.host.c_str());
-    link.stream.set_verify_callback(asio::ssl::host_name_verification(hp.host));
-    run(link);
-  } else {
-    Link<beast::tcp_stream> link(ioc);
-    run(link);
-  }
+  WithLink(ioc, tls_ ? &tls_->ctx : nullptr, hp.host, run);
   if (ex.answered) {
     ex.status = static_cast<int>(parser.get().result_int());
     ex.body = std::move(parser.get().body());
@@ -398,11 +411,10 @@ base::Status EtcdClient::Watch(const nlohmann::json& create_request,
     }
     HostPort hp = Split(name);
     asio::io_context ioc;
-    asio::ip::tcp::resolver resolver(ioc);
-    error_code ec;
-    auto addresses = resolver.resolve(hp.host, hp.port, ec);
-    if (ec) {
-      failures.push_back(name + ": cannot resolve: " + ec.message());
+    std::string unresolved;
+    auto addresses = Resolve(ioc, name, hp, &unresolved);
+    if (!unresolved.empty()) {
+      failures.push_back(unresolved);
       continue;
     }
     auto request = MakeRequest(name, "/v3/watch", text, *token);
@@ -509,16 +521,7 @@ base::Status EtcdClient::Watch(const nlohmann::json& create_request,
       ioc.restart();
       ioc.run_for(std::chrono::milliseconds(100));
     };
-    if (tls_) {
-      Link<TlsStream> link(ioc, tls_->ctx);
-      if (!IsAddress(hp.host))
-        SSL_set_tlsext_host_name(link.stream.native_handle(), hp.host.c_str());
-      link.stream.set_verify_callback(asio::ssl::host_name_verification(hp.host));
-      run(link);
-    } else {
-      Link<beast::tcp_stream> link(ioc);
-      run(link);
-    }
+    WithLink(ioc, tls_ ? &tls_->ctx : nullptr, hp.host, run);
     if (stop || (quit && failure.empty())) return {};
     if (!streaming && parser.is_header_done()) {
       // An error answer (bad token, no permission): its body says why.
