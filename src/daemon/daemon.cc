@@ -123,8 +123,7 @@ int ServeStatic(const Flags& f) {
       return 1;
     }
   }
-  Ready();
-  server.Run([&] {
+  server.Run(Ready, [&] {
     // A bad file keeps the previous state serving.
     if (auto t = LoadStaticRoutes(f, version + 1); t.ok()) {
       routes.Swap(*t);
@@ -533,9 +532,8 @@ int ServeControlPlane(const Flags& f) {
                store_desc,
                f.api_port > 0 ? "http://127.0.0.1:" + std::to_string(f.api_port) + " and " : "",
                dir + "/admin.sock", f.domain);
-  Ready();
   int ticks = 0;
-  server.Run([&] { publisher.Refresh(); },
+  server.Run(Ready, [&] { publisher.Refresh(); },
              [&] {
                st->Poll();
                if (++ticks % 60 == 0) {

@@ -341,7 +341,8 @@ void Server::SyncListeners() {
   impl_->Record(wanted, failed);
 }
 
-void Server::Run(const std::function<void()>& on_reload, const std::function<void()>& on_tick) {
+void Server::Run(const std::function<void()>& on_ready, const std::function<void()>& on_reload,
+                 const std::function<void()>& on_tick) {
   asio::io_context signals_io(1);
   asio::signal_set signals(signals_io, SIGTERM, SIGINT, SIGHUP);
   bool stopping = false;
@@ -371,6 +372,7 @@ void Server::Run(const std::function<void()>& on_reload, const std::function<voi
   };
   tick.expires_after(std::chrono::seconds(1));
   tick.async_wait(on_timer);
+  if (on_ready) on_ready();
   while (!stopping) signals_io.run_one();
   tick.cancel();
 

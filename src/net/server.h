@@ -77,11 +77,14 @@ class Server {
   // removed ports; call after a route table swap. Returns once every loop has done so, so
   // Listeners() then tells the outcome. Thread-safe.
   void SyncListeners();
-  // Blocks until SIGTERM or SIGINT, calling `on_reload` on SIGHUP and `on_tick` (if set) about
-  // once a second, and SyncListeners() every retry interval while a port is failed. Then stops
-  // accepting, lets open connections finish up to the drain timeout (or until a second SIGTERM
-  // or SIGINT), and stops the loops.
-  void Run(const std::function<void()>& on_reload, const std::function<void()>& on_tick = {});
+  // Installs the signal handlers, then calls `on_ready` (so that whoever is told the process is
+  // ready can stop it with SIGTERM from then on, and every descriptor the idle process holds is
+  // open), and blocks until SIGTERM or SIGINT, calling `on_reload` on SIGHUP and `on_tick` (if
+  // set) about once a second, and SyncListeners() every retry interval while a port is failed.
+  // Then stops accepting, lets open connections finish up to the drain timeout (or until a
+  // second SIGTERM or SIGINT), and stops the loops.
+  void Run(const std::function<void()>& on_ready, const std::function<void()>& on_reload,
+           const std::function<void()>& on_tick = {});
 
   // Control-plane mode: swaps in who holds which public address (after each route table swap)
   // and has every relay loop recheck its connections, so that those whose app no longer holds
