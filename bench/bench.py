@@ -234,6 +234,36 @@ def run(argv, timeout=120, env=None, check=True, user=None, **kw):
     return r
 
 
+_serve_help = {}
+
+
+def serve_knows(binary, flag):
+    """Whether `binary serve` has `flag` (a BASELINE built before it has not)."""
+    if binary not in _serve_help:
+        r = subprocess.run([binary, "serve", "--help"], capture_output=True, text=True, timeout=20)
+        _serve_help[binary] = r.stdout + r.stderr
+    return flag in _serve_help[binary]
+
+
+def admission_args(binary, idle_n=0):
+    """The admission limits (issue 14) every Drawbridge instance here runs with, explicitly.
+
+    Every client of this benchmark comes from 127.0.0.1, which the edge's per-source defaults
+    would treat as a flood: `pgbench -C` opens more TLS connections per second than
+    --tls-handshakes-per-second-per-source's 500, and the idle test holds up to 10,000
+    connections from that one address still in their handshake (above
+    --max-connections-per-source's 1000 and --max-handshakes-in-flight's 4096). So both
+    per-source limits are off (0) and, in the idle test, the handshake cap is above the count.
+    A binary without these flags (a BASELINE older than them) has no such limits and gets none."""
+    out = []
+    for flag, value in (("--max-connections-per-source", "0"),
+                        ("--tls-handshakes-per-second-per-source", "0"),
+                        ("--max-handshakes-in-flight", str(2 * idle_n) if idle_n else None)):
+        if value is not None and serve_knows(binary, flag):
+            out += [flag, value]
+    return out
+
+
 def first_line(argv):
     try:
         r = subprocess.run(argv, capture_output=True, text=True, timeout=20)
@@ -415,7 +445,8 @@ socket = r:TCP_NODELAY=1
 
     # -- Drawbridge: static mode, one pg_tls service. baseline=True: the same with the BASELINE
     # binary (the same fly.toml text but for the port, the same certificate, the same flags).
-    def start_drawbridge(self, name="drawbridge", extra=(), baseline=False):
+    # idle_n: the idle test's connection count (admission limits raised above it).
+    def start_drawbridge(self, name="drawbridge", extra=(), baseline=False, idle_n=0):
         port = free_port()
         toml = self.path(name + ".fly.toml")
         with open(toml, "w") as f:
@@ -429,9 +460,10 @@ socket = r:TCP_NODELAY=1
     handlers = ["pg_tls"]
     port = %d
 """ % (self.pg_port, port))
-        argv = [BASELINE_BIN if baseline else DRAWBRIDGE, "serve", "-c", toml, "--machine",
+        binary = BASELINE_BIN if baseline else DRAWBRIDGE
+        argv = [binary, "serve", "-c", toml, "--machine",
                 "127.0.0.1", "--cert", self.cert, "--key", self.key, "--log-level", "warn",
-                "--drain-timeout-ms", "1000", *extra]
+                "--drain-timeout-ms", "1000", *admission_args(binary, idle_n), *extra]
         logp = self.path(name + ".log")
         p = PROCS.start(name, argv, logp)
         if not wait_log(logp, "drawbridge: ready"):
@@ -693,7 +725,7 @@ def idle_test(s, proxy, n):
     extra_note = ""
     if proxy in (CUR, BASE):
         p, port, _ = s.start_drawbridge("idle-" + proxy, extra=["--handshake-timeout-ms", "600000"],
-                                        baseline=proxy == BASE)
+                                        baseline=proxy == BASE, idle_n=n)
     elif proxy == "pgbouncer":
         p, port, _ = s.start_pgbouncer("idle-pgbouncer", login_timeout=600)
     else:
@@ -1044,7 +1076,10 @@ class Report:
                  "after all are open and have been held %d s. Opened 64 at a time by "
                  "`bench/idle_conns.py` (Python ssl). Drawbridge%s ran with `--handshake-timeout-ms "
                  "600000` for this test only (its default 10 s handshake deadline would close "
-                 "them); PgBouncer with `client_login_timeout = 600`. stunnel connects upstream "
+                 "them) and `--max-handshakes-in-flight` at twice N (all N connections come from "
+                 "127.0.0.1 and are still in their handshake; the per-source limits are off in "
+                 "every run, see the command lines); PgBouncer with `client_login_timeout = 600`. "
+                 "stunnel connects upstream "
                  "as soon as its TLS handshake is done, so its instance points at a TCP sink "
                  "(`idle_conns.py --sink`) instead of PostgreSQL, and each of its connections "
                  "costs two descriptors and one thread. Direct TLS is not measured: PostgreSQL "

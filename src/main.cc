@@ -1,6 +1,9 @@
 // drawbridge: `serve` runs the daemon; every other command is the CLI, which talks to the
 // daemon's admin API.
+#include <cerrno>
+#include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <string_view>
@@ -28,6 +31,22 @@ int64_t ParseDurationSeconds(const std::string& text) {
   auto n = drawbridge::base::ParseInt(std::string_view(text).substr(0, text.size() - 1), 0,
                                       kMax / kSeconds[u]);
   return n.ok() ? *n * kSeconds[u] : -1;
+}
+
+// A rate per second, 0 (no limit) to `max`: a finite decimal number. CLI::Range alone would let
+// "nan" through (it compares false both ways); worded as CLI::Range words its refusals.
+CLI::Validator RateRange(double max) {
+  return CLI::Validator(
+      [max](std::string& text) -> std::string {
+        char* end = nullptr;
+        errno = 0;
+        double v = std::strtod(text.c_str(), &end);
+        bool number = !text.empty() && end == text.c_str() + text.size() && errno == 0 &&
+                      std::isfinite(v);
+        if (number && v >= 0 && v <= max) return "";
+        return "Value " + text + " not in range 0 to " + std::to_string(static_cast<int64_t>(max));
+      },
+      "FLOAT in [0 - " + std::to_string(static_cast<int64_t>(max)) + "]");
 }
 
 int ServeMain(int argc, char** argv) {
@@ -95,6 +114,37 @@ int ServeMain(int argc, char** argv) {
   app.add_option("--drain-timeout-ms", f.drain_timeout_ms, "SIGTERM to forced close")
       ->capture_default_str()
       ->check(CLI::Range(0, kDayMs));
+  // Admission control: checked at accept, before any TLS or machine work. The upper bounds only
+  // refuse typing mistakes: no host holds ten million connections.
+  constexpr int kMaxCount = 10'000'000;
+  constexpr double kMaxRate = 1'000'000;
+  app.add_option("--max-connections", f.max_connections,
+                 "connections open at once on this node; a new one beyond is refused at accept")
+      ->capture_default_str()
+      ->check(CLI::Range(1, kMaxCount));
+  app.add_option("--max-handshakes-in-flight", f.max_handshakes_in_flight,
+                 "connections still negotiating (TLS, startup, machine connect) at once; a new "
+                 "one beyond is refused at accept")
+      ->capture_default_str()
+      ->check(CLI::Range(1, kMaxCount));
+  app.add_option("--max-connections-per-source", f.max_connections_per_source,
+                 "connections open at once from one source address (IPv6: one /64); 0: no cap")
+      ->capture_default_str()
+      ->check(CLI::Range(0, kMaxCount));
+  app.add_option("--tls-handshakes-per-second-per-source", f.tls_handshakes_per_second_per_source,
+                 "TLS handshakes started per second from one source (a burst of one second's "
+                 "worth); charged before any private-key work; 0: no limit")
+      ->default_str("500")
+      ->check(RateRange(kMaxRate));
+  app.add_option("--cancels-per-second-per-source", f.cancels_per_second_per_source,
+                 "CancelRequests per second from one source (beyond: dropped); 0: no limit")
+      ->default_str("50")
+      ->check(RateRange(kMaxRate));
+  app.add_option("--hard-limit-wait-ms", f.hard_limit_wait_ms,
+                 "how long a client waits while every machine of its app is at its hard_limit "
+                 "before FATAL 53300 (0 to 10 minutes)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 600'000));
   std::string ip_quarantine = "24h";
   app.add_option("--ip-quarantine", ip_quarantine,
                  "how long a released address is kept from the next allocation: 90s, 30m, 24h, "

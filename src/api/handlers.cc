@@ -49,6 +49,51 @@ json ToJson(const plane::MachineInfo& m) {
   return {{"id", m.id}, {"address", m.address}, {"region", m.region}, {"role", m.role},
           {"created_at", m.created_at}};
 }
+
+// A machine with what the edge knows of it (docs/admin-api.md, "Machines"): "role" becomes the
+// role the edge learned (the operator's moves to "declared_role"), and each internal port the
+// machine serves gets an entry under "services". The machine is unhealthy when any port is; its
+// role is the first one learned, its sessions and connect failures the sum; its last check is
+// a failing one if any fails, else the most recent.
+json WithHealth(const plane::MachineInfo& m, const std::vector<health::Board::Status>& board) {
+  json out = ToJson(m);
+  out["declared_role"] = m.role;
+  bool healthy = true;
+  std::string role = health::RoleName(health::Role::kUnknown);
+  int64_t sessions = 0;
+  uint64_t failures = 0;
+  const health::Board::Status* shown = nullptr;  // whose last check the machine shows
+  json services = json::array();
+  for (const auto& s : board) {
+    if (s.key.address != m.address) continue;
+    healthy = healthy && s.healthy;
+    if (role == health::RoleName(health::Role::kUnknown)) role = health::RoleName(s.role);
+    sessions += s.sessions;
+    failures += s.connect_failures;
+    bool failing = s.last_check.starts_with("failing");
+    bool shown_failing = shown && shown->last_check.starts_with("failing");
+    if (!s.last_check.empty() &&
+        (!shown || (failing && !shown_failing) ||
+         (failing == shown_failing && s.last_check_at > shown->last_check_at))) {
+      shown = &s;
+    }
+    services.push_back({{"port", s.key.port},
+                        {"health", s.healthy ? "healthy" : "unhealthy"},
+                        {"role", health::RoleName(s.role)},
+                        {"sessions", s.sessions},
+                        {"last_check", s.last_check},
+                        {"last_check_at", s.last_check_at},
+                        {"connect_failures", s.connect_failures}});
+  }
+  out["role"] = role;
+  out["health"] = healthy ? "healthy" : "unhealthy";
+  out["sessions"] = sessions;
+  out["last_check"] = shown ? shown->last_check : "";
+  out["last_check_at"] = shown ? shown->last_check_at : "";
+  out["connect_failures"] = failures;
+  out["services"] = std::move(services);
+  return out;
+}
 json ToJson(const plane::IpInfo& ip) {
   return {{"address", ip.address}, {"version", ip.version}, {"type", ip.type},
           {"region", ip.region}, {"created_at", ip.created_at}};
@@ -158,7 +203,12 @@ Response AppRoutes(const ApiContext& ctx, const Request& req, const std::string&
   if (sub == "machines" && rest.size() == 1) {
     if (m == "GET") {
       auto r = plane.machines().List(app);
-      return r.ok() ? Json(200, ToJsonList(*r)) : Fail(r.status());
+      if (!r.ok()) return Fail(r.status());
+      if (!ctx.machine_health) return Json(200, ToJsonList(*r));
+      auto board = ctx.machine_health(app);
+      json out = json::array();
+      for (const auto& machine : *r) out.push_back(WithHealth(machine, board));
+      return Json(200, out);
     }
     if (m == "POST") {
       std::string address, region, role;

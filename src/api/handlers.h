@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "health/board.h"
 #include "plane/plane.h"
 
 namespace drawbridge::api {
@@ -52,6 +53,10 @@ struct ApiContext {
   // Where requests that change state and carry an Idempotency-Key are recorded; unset: the
   // header is ignored.
   std::shared_ptr<RequestRecords> requests;
+  // The edge's view of an app's machines on this node (health, learned role, open sessions,
+  // last check), one entry per (address, internal port); GET /v1/apps/{app}/machines adds it
+  // to each machine. Unset: those fields are absent.
+  std::function<std::vector<health::Board::Status>(const std::string& app)> machine_health;
 };
 
 Response Handle(const ApiContext& ctx, const Request& req);

@@ -333,6 +333,45 @@ std::vector<std::vector<std::string>> NodeRows(const Json& nodes, TimePoint now)
   return rows;
 }
 
+namespace {
+
+// The ROLE column: the role the edge learned; while it has learned none ("unknown"), the one
+// the operator declared with `machines add --role`, if any. A daemon without health fields
+// sends only the declared one, as "role".
+std::string RoleText(const Json& m) {
+  std::string role = Str(m, "role");
+  if (!m.is_object() || !m.contains("health")) return role;
+  if (!role.empty() && role != "unknown") return role;
+  std::string declared = Str(m, "declared_role");
+  return declared.empty() ? "unknown" : declared;
+}
+
+// The LAST CHECK column: "passing (3s ago)", "failing: connection refused (1s ago)", "none yet";
+// a machine a client's connect found down since its last passing check says so first.
+std::string LastCheckText(const Json& m, TimePoint now) {
+  if (!m.is_object() || !m.contains("health")) return "";
+  std::string check = Str(m, "last_check");
+  std::string at = RelativeTimeOf(Str(m, "last_check_at"), now);
+  std::string text = check.empty() ? "none yet" : at.empty() ? check : check + " (" + at + ")";
+  if (Str(m, "health") == "unhealthy" && !check.starts_with("failing")) {
+    text = "connect failed; last check " + text;
+  }
+  return text;
+}
+
+}  // namespace
+
+std::vector<std::vector<std::string>> MachineRows(const Json& machines, TimePoint now) {
+  std::vector<std::vector<std::string>> rows;
+  if (!machines.is_array()) return rows;
+  for (const auto& m : machines) {
+    rows.push_back({Str(m, "id"), Str(m, "address"), Str(m, "health"), RoleText(m),
+                    Str(m, "sessions"), LastCheckText(m, now), Str(m, "region"),
+                    RelativeTimeOf(Str(m, "created_at"), now)});
+  }
+  return rows;
+}
+
 // ------------------------------------------------------------------------------ apps
 
 Status AppsCreate(Context& ctx, const std::string& name) {
@@ -383,12 +422,13 @@ Status MachinesAdd(Context& ctx, const std::string& app, const MachineSpec& mach
 }
 
 Status MachinesList(Context& ctx, const std::string& app) {
-  return RunOnApp(ctx, app, Get("/machines"),
-                  Table(ctx, "machines list", {"ID", "Address", "Region", "Role", "Created At"},
-                        [](const Json& m, TimePoint now) -> Row {
-                          return {Str(m, "id"), Str(m, "address"), Str(m, "region"), Str(m, "role"),
-                                  RelativeTimeOf(Str(m, "created_at"), now)};
-                        }));
+  return RunOnApp(ctx, app, Get("/machines"), [&](const Json& machines) {
+    if (auto s = ExpectArray(machines, "machines list"); !s.ok()) return s;
+    *ctx.ui.out << RenderTable("", {"ID", "Address", "Health", "Role", "Sessions", "Last Check",
+                                    "Region", "Created At"},
+                               MachineRows(machines, ctx.ui.now()));
+    return Status();
+  });
 }
 
 Status MachinesRemove(Context& ctx, const std::string& app, const std::string& id) {
@@ -709,10 +749,23 @@ void PrintAppStatus(Context& ctx, const std::string& app, const std::string& dom
               {"Release", release > 0 ? "v" + std::to_string(release) : "N/A"}});
 }
 
+// One row per machine, as machines list has them without REGION and CREATED AT.
+void PrintMachinesStatus(Context& ctx, const std::string& app, const Json& machines) {
+  if (machines.empty()) {
+    *ctx.ui.out << "No machines: add one with drawbridge machines add ADDRESS -a " << app
+                << "\n\n";
+    return;
+  }
+  std::vector<Row> rows = MachineRows(machines, ctx.ui.now());
+  for (auto& r : rows) r.resize(6);
+  *ctx.ui.out << RenderTable("Machines",
+                             {"ID", "Address", "Health", "Role", "Sessions", "Last Check"}, rows);
+}
+
 }  // namespace
 
-// The daemon's status; with an app, that app's entry of the apps list beside it (with --json,
-// both as {"daemon": ..., "app": ...}).
+// The daemon's status; with an app, that app's entry of the apps list beside it and its machines
+// as the edge sees them (with --json, all three as {"daemon": ..., "app": ..., "machines": ...}).
 Status ShowStatus(Context& ctx, const std::string& app) {
   auto daemon = Send(ctx, Get("/v1/status"));
   if (!daemon.ok()) return daemon.status();
@@ -732,11 +785,16 @@ Status ShowStatus(Context& ctx, const std::string& app) {
   }
   // Worded as the daemon words every "not found" (plane/common.h, NotFoundError).
   if (entry.is_null()) return Status::NotFound("app \"" + app + "\" not found");
-  return Show(ctx, Json{{"daemon", *daemon}, {"app", entry}}, [&](const Json& both) {
-    PrintDaemonStatus(ctx, both.at("daemon"));
-    PrintAppStatus(ctx, app, Str(both.at("daemon"), "domain"), both.at("app"));
-    return Status();
-  });
+  auto machines = Send(ctx, Get(AppPath(app) + "/machines"));
+  if (!machines.ok()) return machines.status();
+  if (auto s = ExpectArray(*machines, "status"); !s.ok()) return s;
+  return Show(ctx, Json{{"daemon", *daemon}, {"app", entry}, {"machines", *machines}},
+              [&](const Json& all) {
+                PrintDaemonStatus(ctx, all.at("daemon"));
+                PrintAppStatus(ctx, app, Str(all.at("daemon"), "domain"), all.at("app"));
+                PrintMachinesStatus(ctx, app, all.at("machines"));
+                return Status();
+              });
 }
 
 // ------------------------------------------------------------------------------ nodes

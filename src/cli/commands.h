@@ -75,7 +75,8 @@ base::Status ImageShow(Context& ctx, const std::string& app);
 // with its verify_full_url completed the same way and "sslrootcert": ca_path.
 base::Status PgConnectionString(Context& ctx, const std::string& app,
                                 const std::string& internal_url, const std::string& ca_path);
-// app may be empty: then only the daemon's status.
+// app may be empty: then only the daemon's status; with an app, also its machines (one row each:
+// address, health, role, sessions, last check).
 base::Status ShowStatus(Context& ctx, const std::string& app);
 // Every node of the fleet the daemon knows (a lone daemon: itself), one row each.
 base::Status NodesList(Context& ctx);
@@ -93,6 +94,11 @@ base::Status CertsRemove(Context& ctx, const std::string& host, bool yes);
 // Row builders, exposed for tests: one table row per element of the daemon's answer.
 std::vector<std::vector<std::string>> IpRows(const Json& ips, TimePoint now);
 std::vector<std::vector<std::string>> ServiceRows(const Json& services);
+// machines list: ID, ADDRESS, HEALTH ("healthy" or "unhealthy" as the edge sees it), ROLE (the
+// learned role, else the declared one, else "unknown"), SESSIONS (open on this node), LAST CHECK
+// ("passing (3s ago)", "failing: <why> (1s ago)", "none yet"), REGION, CREATED AT. A daemon
+// that sends no health fields leaves HEALTH, SESSIONS and LAST CHECK empty.
+std::vector<std::vector<std::string>> MachineRows(const Json& machines, TimePoint now);
 // nodes list: NAME, ID, LAST SEEN, REVISION, STORE ("ok" or "degraded: <why>"), LISTENING
 // (ports), PORT ERRORS ("<port>: <why>", separated by "; ").
 std::vector<std::vector<std::string>> NodeRows(const Json& nodes, TimePoint now);

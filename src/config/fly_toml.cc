@@ -1,12 +1,16 @@
 #include "config/fly_toml.h"
 
+#include <toml++/toml.h>
+
 #include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <cmath>
 #include <fstream>
 #include <set>
 #include <sstream>
 
-#include <toml++/toml.h>
-
+#include "base/cidr.h"
 #include "config/toml_text.h"
 
 namespace drawbridge::config {
@@ -254,17 +258,210 @@ void ParseConcurrency(Walker& w, const toml::table& t, const std::string& path,
   }
 }
 
-// The limits are checked above but not enforced yet: a service that relies on one would be
-// surprised, so each is warned about at its line.
-void WarnUnenforcedLimits(Walker& w, const toml::table& t, const std::string& path) {
+// The edge counts open connections per machine (docs/fly-toml.md, "Concurrency"); Fly's
+// "requests" type counts HTTP requests, which a TCP edge does not see. The limits still apply,
+// to connections, and the file says otherwise: a warning at `type`.
+void WarnRequestsConcurrency(Walker& w, const toml::table& t, const std::string& path,
+                             const control::Service& service) {
   const toml::table* c = t.get_as<toml::table>("concurrency");
-  if (c == nullptr) return;
-  for (const char* key : {"hard_limit", "soft_limit"}) {
-    if (const toml::node* n = c->get(key)) {
-      w.Warn(*n, path + ".concurrency." + key,
-             "not enforced by this edge yet (connections are not limited); kept as written");
+  if (c == nullptr || !service.concurrency || service.concurrency->type != "requests") return;
+  w.Warn(*c->get("type"), path + ".concurrency.type",
+         "this edge counts connections, not requests: soft_limit and hard_limit apply to each "
+         "machine's open connections");
+}
+
+// A duration as Fly writes it: a string of numbers with units ("15s", "500ms", "1m30s",
+// "1.5s"; units ms, s, m, h) or an integer, which Fly reads as milliseconds. nullopt (and the
+// error recorded) when it is neither, or outside [min, max].
+std::optional<std::chrono::milliseconds> GetDuration(Walker& w, const toml::table& t,
+                                                     const std::string& path, std::string_view key,
+                                                     std::chrono::milliseconds min,
+                                                     std::chrono::milliseconds max) {
+  const toml::node* n = t.get(key);
+  if (n == nullptr) return std::nullopt;
+  auto text = [](std::chrono::milliseconds d) {
+    auto ms = d.count();
+    if (ms != 0 && ms % 3'600'000 == 0) return std::to_string(ms / 3'600'000) + "h";
+    if (ms != 0 && ms % 60'000 == 0) return std::to_string(ms / 60'000) + "m";
+    if (ms != 0 && ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
+    return std::to_string(ms) + "ms";
+  };
+  const std::string kForm =
+      "expected a duration: a string such as \"15s\", \"500ms\" or \"1m30s\" (units ms, s, m, "
+      "h), or an integer of milliseconds";
+  double ms = 0;
+  if (auto i = n->value_exact<int64_t>()) {
+    ms = static_cast<double>(*i);
+  } else if (auto str = n->value_exact<std::string>()) {
+    std::string_view rest = *str;
+    if (rest.empty()) {
+      w.Fail(*n, path, kForm);
+      return std::nullopt;
+    }
+    while (!rest.empty()) {
+      double number = 0;
+      // Digits, optionally with a fraction; from_chars alone would take a sign, "inf" or "1e3".
+      size_t len = rest.find_first_not_of("0123456789.");
+      auto [end, ec] =
+          std::from_chars(rest.data(), rest.data() + (len == rest.npos ? rest.size() : len), number,
+                          std::chars_format::fixed);
+      size_t used = static_cast<size_t>(end - rest.data());
+      if (ec != std::errc() || used == 0 || used != len) {
+        w.Fail(*n, path, kForm);
+        return std::nullopt;
+      }
+      rest.remove_prefix(used);
+      size_t unit_len = rest.find_first_of("0123456789.");
+      std::string_view unit = rest.substr(0, unit_len);
+      rest.remove_prefix(unit.size());
+      double scale = unit == "ms"  ? 1
+                     : unit == "s" ? 1e3
+                     : unit == "m" ? 6e4
+                     : unit == "h" ? 3.6e6
+                                   : 0;
+      if (scale == 0) {
+        w.Fail(*n, path, kForm);
+        return std::nullopt;
+      }
+      ms += number * scale;
+    }
+  } else {
+    w.Fail(*n, path, kForm);
+    return std::nullopt;
+  }
+  if (!(ms >= static_cast<double>(min.count()) && ms <= static_cast<double>(max.count()))) {
+    std::string why = "must be from " + text(min) + " to " + text(max);
+    if (n->is_integer()) why += " (an integer is milliseconds)";
+    w.Fail(*n, path, why);
+    return std::nullopt;
+  }
+  return std::chrono::milliseconds(std::llround(ms));
+}
+
+// One [[services.tcp_checks]] table. Interval and timeout have floors: an integer is read as
+// milliseconds, so `interval = 15` meant as seconds would otherwise probe every machine 66 times
+// a second, and `timeout = 2` would fail every check.
+void ParseTcpCheck(Walker& w, const toml::table& t, const std::string& path,
+                   control::TcpCheck* check) {
+  using std::chrono::milliseconds;
+  constexpr milliseconds kHour{3'600'000};
+  if (auto d = GetDuration(w, t, path + ".interval", "interval", milliseconds(100), kHour)) {
+    check->interval = *d;
+  }
+  if (auto d = GetDuration(w, t, path + ".timeout", "timeout", milliseconds(10), kHour)) {
+    check->timeout = *d;
+  }
+  if (auto d = GetDuration(w, t, path + ".grace_period", "grace_period", milliseconds(0), kHour)) {
+    check->grace_period = *d;
+  }
+  int64_t restart_limit = 0;
+  w.Get(t, path + ".restart_limit", "restart_limit", &restart_limit);
+  if (!w.failed() && check->timeout >= check->interval) {
+    const toml::node* n = t.get("timeout") ? t.get("timeout") : &t;
+    w.Warn(*n, path + ".timeout",
+           "not below the interval (" + std::to_string(check->timeout.count()) +
+               "ms >= " + std::to_string(check->interval.count()) +
+               "ms): a machine that does not answer is found out only one check late");
+  }
+  w.WarnUnknown(t, path, {"interval", "timeout", "grace_period"}, {"restart_limit"});
+}
+
+// `tcp_checks`: [[services.tcp_checks]] tables (or one [services.tcp_checks] table).
+void ParseTcpChecks(Walker& w, const toml::table& t, const std::string& path,
+                    control::Service* service) {
+  const toml::node* n = t.get("tcp_checks");
+  if (n == nullptr) return;
+  std::string cp = path + ".tcp_checks";
+  if (const toml::table* one = n->as_table()) {
+    control::TcpCheck check;
+    ParseTcpCheck(w, *one, cp, &check);
+    service->tcp_checks.push_back(check);
+    return;
+  }
+  const toml::array* a = n->as_array();
+  if (a == nullptr || (!a->empty() && !a->is_array_of_tables())) return;  // ParseCommonServiceKeys
+  for (size_t i = 0; i < a->size(); ++i) {
+    control::TcpCheck check;
+    ParseTcpCheck(w, *a->get(i)->as_table(), cp + "[" + std::to_string(i) + "]", &check);
+    service->tcp_checks.push_back(check);
+  }
+}
+
+constexpr std::pair<std::string_view, control::TargetSessionAttrs> kTargets[] = {
+    {"any", control::TargetSessionAttrs::kAny},
+    {"read-write", control::TargetSessionAttrs::kReadWrite},
+    {"read-only", control::TargetSessionAttrs::kReadOnly},
+    {"primary", control::TargetSessionAttrs::kPrimary},
+    {"standby", control::TargetSessionAttrs::kStandby},
+    {"prefer-standby", control::TargetSessionAttrs::kPreferStandby},
+};
+
+// [services.drawbridge]: Drawbridge's own keys for one service (Fly has no such section).
+void ParseServiceExtension(Walker& w, const toml::table& t, const std::string& path,
+                           control::Service* service) {
+  const toml::node* n = t.get("drawbridge");
+  if (n == nullptr) return;
+  std::string dp = path + ".drawbridge";
+  const toml::table* d = n->as_table();
+  if (d == nullptr) {
+    w.Fail(*n, dp, "expected a table");
+    return;
+  }
+  std::string word;
+  if (w.Get(*d, dp + ".target_session_attrs", "target_session_attrs", &word)) {
+    for (const auto& [name, value] : kTargets) {
+      if (word == name) service->target_session_attrs = value;
+    }
+    if (!service->target_session_attrs) {
+      w.Fail(*d->get("target_session_attrs"), dp + ".target_session_attrs",
+             "unknown value \"" + word +
+                 "\" (libpq's words: any, read-write, read-only, primary, standby, "
+                 "prefer-standby)");
     }
   }
+  w.WarnUnknown(*d, dp, {"target_session_attrs"}, {});
+}
+
+// [drawbridge]: Drawbridge's own keys for the whole app.
+void ParseAppExtension(Walker& w, const toml::table& doc, control::AppConfig* config) {
+  const toml::node* n = doc.get("drawbridge");
+  if (n == nullptr) return;
+  const toml::table* d = n->as_table();
+  if (d == nullptr) {
+    w.Fail(*n, "drawbridge", "expected a table");
+    return;
+  }
+  std::string key = "drawbridge.allowed_sources";
+  if (w.GetStrings(*d, key, "allowed_sources", &config->allowed_sources)) {
+    const toml::array& items = *d->get("allowed_sources")->as_array();
+    for (size_t i = 0; i < items.size() && !w.failed(); ++i) {
+      auto net = base::ParseCidr(config->allowed_sources[i]);
+      if (!net.ok()) {
+        w.Fail(items[i], key,
+               net.message() +
+                   " (each entry is a network such as \"10.0.0.0/8\" or "
+                   "\"2001:db8::/32\", or one address)");
+      }
+    }
+    if (items.empty()) {
+      w.Warn(*d->get("allowed_sources"), key,
+             "empty: every source address may connect (remove the key to say so, or list "
+             "networks to limit it)");
+    }
+  }
+  w.WarnUnknown(*d, "drawbridge", {"allowed_sources"}, {});
+}
+
+// Whether some tcp service of the app has a pg_tls port on `internal_port`: the connections
+// the edge learns each machine's role from (the Postgres login's in_hot_standby).
+bool LearnsRoles(const control::AppConfig& config, int internal_port) {
+  for (const auto& s : config.services) {
+    if (s.internal_port != internal_port || s.protocol != "tcp") continue;
+    for (const auto& p : s.ports) {
+      if (p.HasHandler("pg_tls")) return true;
+    }
+  }
+  return false;
 }
 
 // Keys of [[services]] and [http_service] that the edge keeps but does not act on: their types
@@ -353,11 +550,14 @@ void ParseService(Walker& w, const toml::table& t, const std::string& path,
     }
   }
   ParseConcurrency(w, t, path, &service->concurrency);
-  WarnUnenforcedLimits(w, t, path);
+  WarnRequestsConcurrency(w, t, path, *service);
   ParseCommonServiceKeys(w, t, path);
-  w.WarnUnknown(t, path, {"internal_port", "protocol", "ports", "concurrency"},
-                {"processes", "auto_stop_machines", "auto_start_machines",
-                 "min_machines_running", "tcp_checks", "http_checks"});
+  ParseTcpChecks(w, t, path, service);
+  ParseServiceExtension(w, t, path, service);
+  w.WarnUnknown(t, path,
+                {"internal_port", "protocol", "ports", "concurrency", "tcp_checks", "drawbridge"},
+                {"processes", "auto_stop_machines", "auto_start_machines", "min_machines_running",
+                 "http_checks"});
 }
 
 // The document, or the first reason it is not TOML: "file:line: text".
@@ -413,6 +613,25 @@ base::Result<ParsedConfig> ParseFlyToml(std::string_view text, std::string_view 
       }
     }
   }
+  // A role target where no pg_tls connection reaches the machines' port: the roles stay
+  // unknown, so any machine is used. Said at the key, since the file reads otherwise.
+  const toml::array* svc_tables = doc->get_as<toml::array>("services");
+  for (size_t si = 0; svc_tables && si < out.config.services.size() && !w.failed(); ++si) {
+    const auto& svc = out.config.services[si];
+    if (!svc.target_session_attrs ||
+        *svc.target_session_attrs == control::TargetSessionAttrs::kAny ||
+        LearnsRoles(out.config, svc.internal_port)) {
+      continue;
+    }
+    const toml::node* n =
+        svc_tables->get(si)->as_table()->at_path("drawbridge.target_session_attrs").node();
+    w.Warn(n ? *n : *svc_tables->get(si),
+           "services[" + std::to_string(si) + "].drawbridge.target_session_attrs",
+           "no pg_tls port reaches internal_port " + std::to_string(svc.internal_port) +
+               ": the edge learns roles from the Postgres logins of pg_tls connections, so "
+               "every machine's role stays unknown and any machine is used");
+  }
+  ParseAppExtension(w, *doc, &out.config);
   if (const toml::node* n = doc->get("http_service")) {
     if (const toml::table* t = n->as_table()) {
       ParseHttpService(w, *t);
@@ -424,10 +643,10 @@ base::Result<ParsedConfig> ParseFlyToml(std::string_view text, std::string_view 
     w.warnings().push_back(std::string(file_name) +
                            ":1: services: no [[services]]: nothing will be served for this app");
   }
-  w.WarnUnknown(*doc, "", {"app", "services", "http_service"},
+  w.WarnUnknown(*doc, "", {"app", "services", "http_service", "drawbridge"},
                 {"primary_region", "kill_signal", "kill_timeout", "swap_size_mb", "console_command",
-                 "build", "env", "vm", "mounts", "checks", "metrics", "deploy",
-                 "experimental", "processes", "statics", "restart", "files"});
+                 "build", "env", "vm", "mounts", "checks", "metrics", "deploy", "experimental",
+                 "processes", "statics", "restart", "files"});
   if (w.failed()) return base::Status::InvalidArgument(w.error());
   out.warnings = std::move(w.warnings());
   out.lines = std::move(w.lines());

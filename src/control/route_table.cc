@@ -18,6 +18,24 @@ std::vector<int> ServicePort::PublicPorts() const {
   return out;
 }
 
+const char* TargetSessionAttrsName(TargetSessionAttrs attrs) {
+  switch (attrs) {
+    case TargetSessionAttrs::kAny:
+      return "any";
+    case TargetSessionAttrs::kReadWrite:
+      return "read-write";
+    case TargetSessionAttrs::kReadOnly:
+      return "read-only";
+    case TargetSessionAttrs::kPrimary:
+      return "primary";
+    case TargetSessionAttrs::kStandby:
+      return "standby";
+    case TargetSessionAttrs::kPreferStandby:
+      return "prefer-standby";
+  }
+  return "any";
+}
+
 std::string Route::HandlerName() const {
   std::string name = pg_tls ? "pg_tls" : tls ? "tls" : "tcp";
   if (proxy_proto != 0) name += "+proxy_proto";
@@ -69,6 +87,14 @@ AddressHolders::Verdict AddressHolders::Check(const std::string& app, const std:
 std::vector<RouteTable::Entry> RoutesForApp(const AppConfig& config,
                                             const std::vector<Machine>& machines) {
   std::vector<RouteTable::Entry> out;
+  // Checked when the config was parsed (config::ParseFlyToml). Should one not parse anyway (a
+  // stored release edited by hand), it becomes "::/128", the unspecified address, which is
+  // never a client's source: an allowlist fails closed, never widened to "anyone".
+  std::vector<base::Cidr> allowed;
+  for (const auto& text : config.allowed_sources) {
+    auto net = base::ParseCidr(text);
+    allowed.push_back(net.ok() ? std::move(*net) : *base::ParseCidr("::/128"));
+  }
   for (const auto& service : config.services) {
     if (service.protocol != "tcp") continue;
     for (const auto& port : service.ports) {
@@ -86,6 +112,14 @@ std::vector<RouteTable::Entry> RoutesForApp(const AppConfig& config,
         }
         if (port.tls_options) r.tls_options = *port.tls_options;
         r.machines = machines;
+        r.checks =
+            service.tcp_checks.empty() ? std::vector<TcpCheck>{TcpCheck{}} : service.tcp_checks;
+        if (service.concurrency) {
+          r.soft_limit = service.concurrency->soft_limit.value_or(0);
+          r.hard_limit = service.concurrency->hard_limit.value_or(0);
+        }
+        r.target = service.target_session_attrs.value_or(TargetSessionAttrs::kAny);
+        r.allowed_sources = allowed;
         out.push_back({"", std::move(r)});
       }
     }

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "base/cidr.h"
 #include "base/snapshot.h"
 #include "control/types.h"
 
@@ -29,6 +30,11 @@ struct Route {
   int proxy_proto = 0;       // 0: none; 1 or 2: PROXY header version towards the machine
   TlsOptions tls_options;
   std::vector<Machine> machines;
+  std::vector<TcpCheck> checks;  // never empty: Fly's defaults when the service has none
+  int soft_limit = 0;            // [services.concurrency]; 0: none
+  int hard_limit = 0;            // 0: none
+  TargetSessionAttrs target = TargetSessionAttrs::kAny;
+  std::vector<base::Cidr> allowed_sources;  // the app's; empty: every source
 
   std::string HandlerName() const;
 };
@@ -52,6 +58,9 @@ class RouteTable {
   std::vector<const Route*> FindAll(const std::string& local_ip, int port) const;
   // Every public port with at least one route, sorted, without duplicates.
   std::vector<int> Ports() const;
+  // Every entry, in the order given: for whoever needs each route once (the health checker
+  // enumerates the machines to check).
+  const std::vector<Entry>& entries() const { return entries_; }
   uint64_t version() const { return version_; }
 
  private:

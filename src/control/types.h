@@ -2,6 +2,7 @@
 // (docs/fly-toml.md), and its machines. Plain values; validation lives where they are parsed.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -48,11 +49,32 @@ struct Concurrency {
   bool operator==(const Concurrency&) const = default;
 };
 
+// libpq's target_session_attrs words, which a service's `[services.drawbridge]` section uses to
+// say which member of a primary/standby set it wants (docs/fly-toml.md).
+enum class TargetSessionAttrs { kAny, kReadWrite, kReadOnly, kPrimary, kStandby, kPreferStandby };
+
+// "any", "read-write", "read-only", "primary", "standby", "prefer-standby".
+const char* TargetSessionAttrsName(TargetSessionAttrs attrs);
+
+// One `[[services.tcp_checks]]` entry: a TCP connect to the machine's internal port every
+// `interval`, failed when it does not complete within `timeout`; failures within
+// `grace_period` after the machine first appeared do not count. Fly's defaults.
+struct TcpCheck {
+  std::chrono::milliseconds interval{15000};
+  std::chrono::milliseconds timeout{2000};
+  std::chrono::milliseconds grace_period{1000};
+
+  bool operator==(const TcpCheck&) const = default;
+};
+
 struct Service {
   int internal_port = 0;
   std::string protocol = "tcp";
   std::vector<ServicePort> ports;
   std::optional<Concurrency> concurrency;
+  std::vector<TcpCheck> tcp_checks;  // as written; empty: Fly's defaults apply (RoutesForApp)
+  // `[services.drawbridge] target_session_attrs`; unset: any.
+  std::optional<TargetSessionAttrs> target_session_attrs;
 
   bool operator==(const Service&) const = default;
 };
@@ -60,6 +82,9 @@ struct Service {
 struct AppConfig {
   std::string app;
   std::vector<Service> services;
+  // `[drawbridge] allowed_sources`, as written (each a CIDR or an address, checked by the
+  // parser with base::ParseCidr); empty: every source.
+  std::vector<std::string> allowed_sources;
 
   bool operator==(const AppConfig&) const = default;
 };

@@ -52,6 +52,12 @@ net::ServerOptions ServerOptionsFrom(const Flags& f) {
   options.limits.handshake_timeout = std::chrono::milliseconds(f.handshake_timeout_ms);
   options.limits.connect_timeout = std::chrono::milliseconds(f.connect_timeout_ms);
   options.limits.drain_timeout = std::chrono::milliseconds(f.drain_timeout_ms);
+  options.limits.hard_limit_wait = std::chrono::milliseconds(f.hard_limit_wait_ms);
+  options.admission.max_connections = f.max_connections;
+  options.admission.max_handshakes_in_flight = f.max_handshakes_in_flight;
+  options.admission.max_connections_per_source = f.max_connections_per_source;
+  options.admission.tls_handshakes_per_second_per_source = f.tls_handshakes_per_second_per_source;
+  options.admission.cancels_per_second_per_source = f.cancels_per_second_per_source;
   return options;
 }
 
@@ -466,6 +472,10 @@ int ServeControlPlane(const Flags& f) {
     return errors;
   };
   api_ctx.requests = std::make_shared<api::RequestRecords>(st);
+  // This node's view of the app's machines (each node checks and counts on its own).
+  api_ctx.machine_health = [&server](const std::string& app) {
+    return server.board().AppStatus(app);
+  };
   api_ctx.nodes_json = [&]() {
     nlohmann::json out = nlohmann::json::array();
     auto nodes = fleet_node ? fleet_node->Nodes() : std::vector<fleet::NodeInfo>{self_info()};
@@ -506,7 +516,8 @@ int ServeControlPlane(const Flags& f) {
   api_ctx.metrics_text = [&]() {
     auto table = publisher.routes()->Current();
     store::StoreHealth health = st->Health();
-    return server.metrics().Prometheus() +
+    return server.metrics().Prometheus() + server.board().Prometheus() +
+           server.admission().Prometheus() +
            "# HELP drawbridge_routes_version Revision of the route table being served.\n"
            "# TYPE drawbridge_routes_version gauge\n"
            "drawbridge_routes_version " +

@@ -43,6 +43,15 @@ struct Flags {
   int handshake_timeout_ms = 10'000;
   int connect_timeout_ms = 5'000;
   int drain_timeout_ms = 30'000;
+  // Admission control (docs/connection.md, "Admission"), checked at accept before any TLS or
+  // machine work; the defaults are admission::Limits'. 0 turns a per-source cap or rate off.
+  int max_connections = 100'000;
+  int max_handshakes_in_flight = 4'096;
+  int max_connections_per_source = 1'000;
+  double tls_handshakes_per_second_per_source = 500;
+  double cancels_per_second_per_source = 50;
+  // How long a client waits for a machine below its hard_limit before FATAL 53300.
+  int hard_limit_wait_ms = 2'000;
 };
 
 // /var/lib/drawbridge for root, else $XDG_DATA_HOME/drawbridge or ~/.local/share/drawbridge.

@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 
+#include "admission/admission.h"
 #include "control/route_table.h"
 #include "net/proxy_protocol.h"
 
@@ -46,6 +47,10 @@ struct ConnRecord {
   // connect, a refused route), and so does a session ended because its app no longer holds
   // its address (after a half-close had noted the client's or the machine's end).
   const char* reason = nullptr;
+  // The connection's place under admission control's caps (admission/admission.h): it moves
+  // with the record, so the connection counts against them until the record is gone, after
+  // its line is logged.
+  admission::Admission::Slot admission;
 
   void SetReason(const char* why) {
     if (reason == nullptr) reason = why;

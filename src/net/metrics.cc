@@ -1,6 +1,106 @@
 #include "net/metrics.h"
 
+#include <cstdio>
+
 namespace drawbridge::net {
+
+namespace {
+
+// A Prometheus label value: backslash, double quote and newline escaped.
+std::string LabelValue(const std::string& v) {
+  std::string out;
+  out.reserve(v.size());
+  for (char c : v) {
+    if (c == '\\' || c == '"') {
+      out += '\\';
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+// Seconds as Prometheus reads them: "0.0025", "10", "86400".
+std::string Seconds(double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", s);
+  return buf;
+}
+
+}  // namespace
+
+void Histogram::Observe(std::chrono::steady_clock::duration d) {
+  if (d.count() < 0) d = {};
+  double seconds = std::chrono::duration<double>(d).count();
+  size_t i = 0;
+  while (i < bounds_.size() && seconds > bounds_[i]) ++i;
+  buckets_[i].fetch_add(1, std::memory_order_relaxed);
+  sum_us_.fetch_add(static_cast<uint64_t>(
+                        std::chrono::duration_cast<std::chrono::microseconds>(d).count()),
+                    std::memory_order_relaxed);
+  count_.fetch_add(1, std::memory_order_relaxed);
+}
+
+void Histogram::Render(std::string* out, const char* name, const char* help) const {
+  std::string n(name);
+  *out += "# HELP " + n + " " + help + "\n# TYPE " + n + " histogram\n";
+  // Buckets are read one by one while others may still count: each line is cumulative over
+  // the values read, and +Inf and _count say the same total.
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < bounds_.size(); ++i) {
+    cumulative += buckets_[i].load(std::memory_order_relaxed);
+    *out += n + "_bucket{le=\"" + Seconds(bounds_[i]) + "\"} " + std::to_string(cumulative) + "\n";
+  }
+  cumulative += buckets_[bounds_.size()].load(std::memory_order_relaxed);
+  *out += n + "_bucket{le=\"+Inf\"} " + std::to_string(cumulative) + "\n";
+  uint64_t us = sum_us_.load(std::memory_order_relaxed);
+  char sum[48];
+  std::snprintf(sum, sizeof sum, "%llu.%06llu", static_cast<unsigned long long>(us / 1000000),
+                static_cast<unsigned long long>(us % 1000000));
+  *out += n + "_sum " + sum + "\n";
+  *out += n + "_count " + std::to_string(cumulative) + "\n";
+}
+
+void AppCounter::Count(const std::string& app) {
+  std::lock_guard lock(mu_);
+  auto it = counts_.find(app);
+  if (it != counts_.end()) {
+    ++it->second;
+  } else if (counts_.size() < kMaxApps) {
+    counts_.emplace(app, 1);
+  } else {
+    ++other_;
+  }
+}
+
+uint64_t AppCounter::Get(const std::string& app) const {
+  std::lock_guard lock(mu_);
+  auto it = counts_.find(app);
+  uint64_t n = it == counts_.end() ? 0 : it->second;
+  return app == "other" ? n + other_ : n;
+}
+
+void AppCounter::Render(std::string* out) const {
+  *out += "# HELP drawbridge_app_connections_total Connections routed to each app (at most 1000 "
+          "apps by name, the rest under app=\"other\").\n"
+          "# TYPE drawbridge_app_connections_total counter\n";
+  std::lock_guard lock(mu_);
+  uint64_t other = other_;
+  for (const auto& [app, n] : counts_) {
+    if (app == "other") {  // an app named "other" shares the overflow's label set
+      other += n;
+      continue;
+    }
+    *out += "drawbridge_app_connections_total{app=\"" + LabelValue(app) + "\"} " +
+            std::to_string(n) + "\n";
+  }
+  if (other > 0) {
+    *out += "drawbridge_app_connections_total{app=\"other\"} " + std::to_string(other) + "\n";
+  }
+}
 
 const char* NetReasonName(NetReason r) {
   switch (r) {
@@ -12,6 +112,11 @@ const char* NetReasonName(NetReason r) {
     case NetReason::kNoMachines: return "no_machines";
     case NetReason::kCancelUnknownKey: return "cancel_unknown_key";
     case NetReason::kClientClosedEarly: return "client_closed_early";
+    case NetReason::kNoHealthyMachine: return "no_healthy_machine";
+    case NetReason::kNoMachineWithRole: return "no_machine_with_role";
+    case NetReason::kMachineHardLimit: return "machine_hard_limit";
+    case NetReason::kSourceNotAllowed: return "source_not_allowed";
+    case NetReason::kRoleMismatch: return "role_mismatch";
     case NetReason::kCount: break;
   }
   return "unknown";
@@ -98,6 +203,14 @@ std::string Metrics::Prometheus() const {
                NetReasonName(static_cast<NetReason>(i)) + "\"}",
            net_[i].load());
   }
+  tls_handshake_seconds.Render(&out, "drawbridge_tls_handshake_seconds",
+                               "Time of successful TLS handshakes with clients.");
+  machine_connect_seconds.Render(&out, "drawbridge_machine_connect_seconds",
+                                 "Time of successful connects to machines (name resolution "
+                                 "included).");
+  session_seconds.Render(&out, "drawbridge_session_seconds",
+                         "Duration of relayed sessions, from accept to close.");
+  app_connections.Render(&out);
   return out;
 }
 

@@ -1,9 +1,14 @@
-// Counters of one server's data plane (net/server_context.h). Lock-free; safe from any thread.
+// Counters of one server's data plane (net/server_context.h). Safe from any thread; lock-free
+// except the per-app counter, which takes a mutex once per routed connection.
 #pragma once
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <map>
+#include <mutex>
+#include <span>
 #include <string>
 
 #include "fleet/peer_refusal.h"
@@ -21,9 +26,49 @@ enum class NetReason {
   kNoMachines,  // the route's app has no machine at all
   kCancelUnknownKey,
   kClientClosedEarly,
+  kNoHealthyMachine,   // no machine of the app is eligible (all failing their checks)
+  kNoMachineWithRole,  // none of the role the service's target_session_attrs asks for
+  kMachineHardLimit,   // every machine at its hard limit for the whole wait
+  kSourceNotAllowed,   // the client's address is outside the app's allowed_sources
+  kRoleMismatch,       // the machine's login reported the wrong role for the target
   kCount,
 };
 const char* NetReasonName(NetReason r);
+
+// A Prometheus histogram of durations with fixed buckets (upper bounds in seconds, ascending,
+// at most kMaxBuckets). Lock-free: one atomic increment per bucket hit, and the sum kept in
+// microseconds. Rendered cumulative, as Prometheus wants it.
+class Histogram {
+ public:
+  static constexpr size_t kMaxBuckets = 16;
+  explicit Histogram(std::span<const double> bounds) : bounds_(bounds) {}
+  void Observe(std::chrono::steady_clock::duration d);
+  uint64_t count() const { return count_.load(std::memory_order_relaxed); }
+  // HELP, TYPE, the `_bucket{le=...}` lines, `_sum` and `_count`.
+  void Render(std::string* out, const char* name, const char* help) const;
+
+ private:
+  std::span<const double> bounds_;
+  std::array<std::atomic<uint64_t>, kMaxBuckets + 1> buckets_{};  // the last: above every bound
+  std::atomic<uint64_t> count_{0};
+  std::atomic<uint64_t> sum_us_{0};
+};
+
+// Connections per app, for drawbridge_app_connections_total{app}: at most kMaxApps apps get a
+// label of their own, the rest count under app="other", so a node serving many apps cannot
+// grow /metrics without bound.
+class AppCounter {
+ public:
+  static constexpr size_t kMaxApps = 1000;
+  void Count(const std::string& app);
+  uint64_t Get(const std::string& app) const;  // "other": the sum beyond kMaxApps
+  void Render(std::string* out) const;
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::string, uint64_t> counts_;
+  uint64_t other_ = 0;
+};
 
 class Metrics {
  public:
@@ -50,10 +95,24 @@ class Metrics {
   std::atomic<uint64_t> bytes_in{0};
   std::atomic<uint64_t> bytes_out{0};
 
+  // Successful TLS handshakes with clients (the edge's side: first ClientHello byte read to
+  // the handshake's end), successful machine connects (resolution included), and relayed
+  // sessions (accept to close, for connections that reached the relay).
+  Histogram tls_handshake_seconds{kHandshakeBuckets};
+  Histogram machine_connect_seconds{kHandshakeBuckets};
+  Histogram session_seconds{kSessionBuckets};
+  // Connections routed to each app (counted once the app is known).
+  AppCounter app_connections;
+
   // One logfmt line with every counter.
   std::string Summary() const;
   // Prometheus text exposition format (version 0.0.4).
   std::string Prometheus() const;
+
+  static constexpr std::array<double, 13> kHandshakeBuckets{
+      0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+  static constexpr std::array<double, 12> kSessionBuckets{
+      0.01, 0.1, 1, 10, 30, 60, 300, 900, 1800, 3600, 14400, 86400};
 
  private:
   std::array<std::atomic<uint64_t>, static_cast<size_t>(pg::RefuseReason::kCount)> pg_{};

@@ -7,10 +7,13 @@
 #include <atomic>
 #include <memory>
 #include <optional>
+#include <random>
 #include <string>
 #include <vector>
 
+#include "base/cidr.h"
 #include "base/logfmt.h"
+#include "health/pick.h"
 #include "net/conn_log.h"
 #include "net/proxy_protocol.h"
 #include "net/relay_loop.h"
@@ -175,6 +178,16 @@ class Negotiation : public std::enable_shared_from_this<Negotiation> {
   // Closes the sockets, counts and logs the connection: once, unless it was handed over.
   void Finish();
 
+  // Admission control (docs/admission.md). Admit(): at accept, the caps; false if refused, the
+  // connection then finished (pg_tls: a FATAL 53300 written without waiting). ChargeTls():
+  // before the edge answers an SSLRequest or starts a TLS handshake, the source's handshake
+  // rate; false if over it, the connection refused (an SSLRequest gets FATAL 53300 in plain
+  // text; direct TLS and the tls handler are closed). LogRefusal(): the line of a refused
+  // connection, at most one per reason per second.
+  bool Admit();
+  awaitable<bool> ChargeTls(bool ssl_request);
+  void LogRefusal();
+
   // The client's byte stream, plaintext or through TLS once tls_ready_. Never suspends: kWait
   // means wait for the socket, then call again.
   Got TryClientRead(std::span<uint8_t> buf, size_t* n);
@@ -200,11 +213,21 @@ class Negotiation : public std::enable_shared_from_this<Negotiation> {
   void SendCancelToPeer(int node, const pg::CancelKey& key);
   // Picks the route among candidates_ by SNI or the `app=` option. False: refused.
   awaitable<bool> Route(pg::StartupMessage* startup);
+  // False: the client's address is outside the app's allowed_sources; refused with FATAL
+  // 28000 (pg_tls) before any machine is contacted.
+  awaitable<bool> SourceAllowed();
   // False: the route's app no longer holds the dialled address (released, or the app
   // destroyed, since the connection was accepted); refused with FATAL 57P01 saying so.
   awaitable<bool> StillHeld();
-  // False: no machine could be reached, or the app has none; refused.
+  // Chooses the machines to try from the health board (health/pick.h) and connects the first
+  // that answers, holding a session ticket on it. False: refused (no machine, none healthy,
+  // none of the role asked for, every one at its hard limit for the whole wait, or none could
+  // be reached).
   awaitable<bool> ConnectMachine();
+  // Refuses a connection the board gave no machine to: FATAL `sqlstate` `message` `hint` for
+  // pg_tls, a close for the others; counted as `why`.
+  awaitable<void> RefuseForMachines(NetReason why, std::string_view sqlstate,
+                                    const std::string& message, const std::string& hint);
   // Sends what the machine must see first, then moves the connection into a Session for the
   // thread's relay loop. True: the session has the connection and finishes it.
   awaitable<bool> HandOff();
@@ -244,6 +267,12 @@ class Negotiation : public std::enable_shared_from_this<Negotiation> {
   bool park_failed_ = false;
   Bytes startup_packet_;
   std::string machine_address_;
+  // Counts this connection on its machine's open sessions from the dial on; moved into the
+  // session at the hand-off, released if the connection ends before.
+  health::SessionTicket ticket_;
+  // What admission control refused of this connection, if anything: its line is then logged
+  // by LogRefusal(). (Its slot, when admitted, is record_.admission.)
+  admission::Refusal refusal_ = admission::Refusal::kNone;
   bool handed_off_ = false;
   bool finished_ = false;
 };
@@ -336,12 +365,14 @@ awaitable<bool> Negotiation::TlsHandshake(ByteSpan prefix, tls::SessionPolicy po
   }
   tls_ = std::move(*engine);
   tls_->FeedCiphertext(prefix);
+  auto started = std::chrono::steady_clock::now();
   ByteSpan input;  // lent to the engine, which copies what it does not consume
   while (true) {
     auto r = tls_->Handshake(input);
     bool flushed = co_await FlushTls();  // the server flight, or an alert
     if (r == tls::TlsEngine::Io::kOk && flushed) {
       tls_ready_ = true;
+      metrics().tls_handshake_seconds.Observe(std::chrono::steady_clock::now() - started);
       co_return true;
     }
     if (r != tls::TlsEngine::Io::kWantRead || !flushed) {
@@ -361,6 +392,8 @@ awaitable<bool> Negotiation::TlsHandshake(ByteSpan prefix, tls::SessionPolicy po
 
 awaitable<void> Negotiation::RefuseAndClose(ByteSpan error, const char* reason) {
   record_.SetReason(reason);
+  // Lingering to deliver a refusal is not negotiating: it leaves the handshake cap.
+  record_.admission.HandshakeDone();
   if (!error.empty()) co_await ClientWrite(error);
   if (tls_ready_) {
     Bytes& out = OutScratch();
@@ -418,6 +451,9 @@ awaitable<Negotiation::Startup> Negotiation::PgStartup() {
                                   pg::RefuseReasonName(pg::RefuseReason::kUnencryptedAfterSsl));
           co_return Startup::kFinished;
         }
+        // Charged before the 'S' (or, for direct TLS, before reading the ClientHello further):
+        // the handshake's private-key work is what a flood of handshakes would cost.
+        if (!co_await ChargeTls(!a.direct_tls)) co_return Startup::kFinished;
         if (!a.bytes.empty() && !co_await ClientWrite(a.bytes)) co_return Startup::kFinished;
         if (!co_await TlsHandshake(a.tls_prefix, PolicyFor(*record_.route))) {
           co_return Startup::kFinished;
@@ -439,6 +475,16 @@ awaitable<Negotiation::Startup> Negotiation::PgStartup() {
         co_await RefuseAndClose(a.bytes, pg::RefuseReasonName(a.reason));
         co_return Startup::kFinished;
       case pg::StartupAction::Kind::kCancel:
+        if (ctx_.server->admission.ChargeCancel(record_.client.Ip(),
+                                                std::chrono::steady_clock::now()) !=
+            admission::Refusal::kNone) {
+          // Over the source's cancel rate: dropped unanswered, as every cancel is answered.
+          refusal_ = admission::Refusal::kCancelRate;
+          record_.reason = admission::RefusalName(refusal_);
+          spdlog::debug("cancel from {} dropped: over the cancel rate of its source",
+                        record_.client.ToString());
+          co_return Startup::kFinished;
+        }
         co_await ForwardCancel(a.cancel);
         co_return Startup::kFinished;
       case pg::StartupAction::Kind::kStartup: {
@@ -467,7 +513,65 @@ void Negotiation::Park() {
 }
 
 awaitable<bool> Negotiation::TlsStartup() {
-  co_return co_await TlsHandshake({}, PolicyFor(*record_.route)) && co_await Route(nullptr);
+  co_return co_await ChargeTls(false) && co_await TlsHandshake({}, PolicyFor(*record_.route)) &&
+            co_await Route(nullptr);
+}
+
+bool Negotiation::Admit() {
+  auto [refusal, slot] = ctx_.server->admission.Admit(record_.client.Ip());
+  if (refusal == admission::Refusal::kNone) {
+    record_.admission = std::move(slot);
+    return true;
+  }
+  refusal_ = refusal;
+  record_.SetReason(admission::RefusalName(refusal));
+  if (record_.route->pg_tls) {
+    // In place of the answer to the SSLRequest (or the StartupMessage), as PostgreSQL's
+    // postmaster answers when it cannot take a connection; libpq shows it as the server's
+    // error. Written without waiting, so that a refused flood costs a few system calls: what
+    // the client sent so far is read first (closing with unread input would reset the
+    // connection and lose the error), and what the socket does not take at once is dropped.
+    std::string message = refusal == admission::Refusal::kPerSourceConnections
+                              ? "too many connections from this address"
+                              : "the edge has too many connections";
+    Bytes fatal = pg::BuildFatal(pg::sqlstate::kTooManyConnections, message, {},
+                                 "Try again later.");
+    error_code ec;
+    for (int i = 0; i < 4 && !ec; ++i) {
+      size_t n = client_.read_some(asio::buffer(PlainScratch().data(), PlainScratch().size()), ec);
+      if (n < PlainScratch().size()) break;
+    }
+    client_.write_some(asio::buffer(fatal), ec);
+    client_.shutdown(Socket::shutdown_send, ec);
+  }
+  Finish();
+  return false;
+}
+
+awaitable<bool> Negotiation::ChargeTls(bool ssl_request) {
+  admission::Refusal r = ctx_.server->admission.ChargeTlsHandshake(
+      record_.client.Ip(), std::chrono::steady_clock::now());
+  if (r == admission::Refusal::kNone) co_return true;
+  refusal_ = r;
+  if (ssl_request) {
+    co_await RefuseAndClose(pg::BuildFatal(pg::sqlstate::kTooManyConnections,
+                                           "too many TLS handshakes from this address; try "
+                                           "again later"),
+                            admission::RefusalName(r));
+  } else {
+    record_.reason = admission::RefusalName(r);
+  }
+  co_return false;
+}
+
+void Negotiation::LogRefusal() {
+  uint64_t refused = ctx_.server->admission.LogDue(refusal_, std::chrono::steady_clock::now());
+  if (refused == 0) return;
+  LogConnection(record_, tls_.get(), tls_ready_);
+  if (refused > 1) {
+    spdlog::info("conn_refusals reason={} not_logged={} (one line per reason per second)",
+                 admission::RefusalName(refusal_), refused - 1);
+  }
 }
 
 awaitable<void> Negotiation::ForwardCancel(const pg::CancelKey& key) {
@@ -556,6 +660,26 @@ awaitable<bool> Negotiation::Route(pg::StartupMessage* startup) {
   co_return false;
 }
 
+awaitable<bool> Negotiation::SourceAllowed() {
+  const control::Route& route = *record_.route;
+  if (route.allowed_sources.empty()) co_return true;
+  std::string ip = record_.client.Ip();
+  for (const base::Cidr& net : route.allowed_sources) {
+    if (base::CidrContains(net, ip)) co_return true;
+  }
+  metrics().Failed(NetReason::kSourceNotAllowed);
+  if (route.pg_tls) {
+    // Where PostgreSQL itself says 28000 when no pg_hba.conf line admits the host.
+    co_await RefuseAndClose(
+        pg::BuildFatal(pg::sqlstate::kInvalidAuthorization,
+                       "source address not allowed for app \"" + route.app + "\""),
+        NetReasonName(NetReason::kSourceNotAllowed));
+  } else {
+    record_.reason = NetReasonName(NetReason::kSourceNotAllowed);
+  }
+  co_return false;
+}
+
 awaitable<bool> Negotiation::StillHeld() {
   auto holders = ctx_.server->holders.Current();
   auto revoked =
@@ -571,6 +695,41 @@ awaitable<bool> Negotiation::StillHeld() {
   co_return false;
 }
 
+awaitable<void> Negotiation::RefuseForMachines(NetReason why, std::string_view sqlstate,
+                                               const std::string& message,
+                                               const std::string& hint) {
+  metrics().Failed(why);
+  if (record_.route->pg_tls) {
+    co_await RefuseAndClose(pg::BuildFatal(sqlstate, message, {}, hint), NetReasonName(why));
+  } else {
+    record_.reason = NetReasonName(why);
+  }
+}
+
+namespace {
+
+health::PickPolicy PickPolicyOf(const control::Route& route) {
+  health::PickPolicy p;
+  p.target = route.target;
+  p.soft_limit = route.soft_limit;
+  p.hard_limit = route.hard_limit;
+  // A learned role is fresh for one check interval: after that the machine may have been
+  // promoted (or demoted) without a session here to tell.
+  for (size_t i = 0; i < route.checks.size(); ++i) {
+    if (i == 0 || route.checks[i].interval < p.role_stale) p.role_stale = route.checks[i].interval;
+  }
+  return p;
+}
+
+// 25 to 50 ms: the pause between two picks while every machine is at its hard limit, spread
+// so that waiting connections do not all retry at once.
+std::chrono::milliseconds RepickPause() {
+  thread_local std::minstd_rand rng{std::random_device{}()};
+  return std::chrono::milliseconds(25 + static_cast<int>(rng() % 26));
+}
+
+}  // namespace
+
 awaitable<bool> Negotiation::ConnectMachine() {
   const control::Route& route = *record_.route;
   const auto& machines = route.machines;
@@ -579,37 +738,96 @@ awaitable<bool> Negotiation::ConnectMachine() {
     // machine. 57P03, as PostgreSQL says when it does not accept connections now: pg_isready
     // and libpq's PQping report "rejecting connections" instead of "accepting", which any
     // other SQLSTATE (08006 among them) would make them say.
-    metrics().Failed(NetReason::kNoMachines);
-    if (route.pg_tls) {
-      co_await RefuseAndClose(
-          pg::BuildFatal(pg::sqlstate::kCannotConnectNow,
-                         "app \"" + route.app + "\" has no machines", {},
-                         "Add one with: drawbridge machines add <address> -a " + route.app),
-          NetReasonName(NetReason::kNoMachines));
-    } else {
-      record_.reason = NetReasonName(NetReason::kNoMachines);
-    }
+    co_await RefuseForMachines(NetReason::kNoMachines, pg::sqlstate::kCannotConnectNow,
+                               "app \"" + route.app + "\" has no machines",
+                               "Add one with: drawbridge machines add <address> -a " + route.app);
     co_return false;
   }
-  static std::atomic<size_t> next{0};  // spreads first attempts; shared by design
-  size_t start = next++ % machines.size();
-  for (size_t i = 0; i < machines.size(); ++i) {
-    const auto& m = machines[(start + i) % machines.size()];
-    ArmDeadline(limits().connect_timeout, "machine_connect_timeout", false);
-    error_code ec = co_await Dial(server_, resolver_, m.address, route.internal_port);
-    DisarmDeadline();
-    if (!ec) {
-      machine_address_ = m.address;
-      record_.reason = nullptr;
-      co_return true;
+  health::Board& board = ctx_.server->board;
+  std::vector<std::string> addresses;
+  addresses.reserve(machines.size());
+  for (const auto& m : machines) addresses.push_back(m.address);
+  const health::PickPolicy policy = PickPolicyOf(route);
+  using Clock = std::chrono::steady_clock;
+  // Every machine at its hard limit: wait for a free one, picking again every 25-50 ms, at
+  // most hard_limit_wait and never past the handshake deadline.
+  const Clock::time_point wait_until =
+      std::min(Clock::now() + limits().hard_limit_wait,
+               record_.started + limits().handshake_timeout);
+  static std::atomic<uint64_t> rotation{0};  // spreads equal machines; shared by design
+  bool dialled = false;
+  while (true) {
+    Clock::time_point now = Clock::now();
+    health::Pick pick = health::ChooseMachines(
+        board.View(route.app, route.internal_port, addresses, now), policy, now, rotation++);
+    if (pick.outcome == health::PickOutcome::kNoHealthy) {
+      co_await RefuseForMachines(NetReason::kNoHealthyMachine, pg::sqlstate::kCannotConnectNow,
+                                 "app \"" + route.app + "\" has no healthy machine",
+                                 "The app's machines are failing their health checks; try "
+                                 "again later.");
+      co_return false;
     }
-    // Only the connect deadline aborts a dial (it closes the socket under it).
-    std::string why =
-        ec == asio::error::operation_aborted
-            ? "no answer within " + std::to_string(limits().connect_timeout.count()) + " ms"
-            : ec.message();
-    spdlog::warn("app {}: machine {} port {} unreachable: {}", route.app, m.address,
-                 route.internal_port, why);
+    if (pick.outcome == health::PickOutcome::kNoRole) {
+      bool standby = route.target == control::TargetSessionAttrs::kReadOnly ||
+                     route.target == control::TargetSessionAttrs::kStandby;
+      co_await RefuseForMachines(
+          NetReason::kNoMachineWithRole, pg::sqlstate::kCannotConnectNow,
+          "app \"" + route.app + "\" has no " + (standby ? "standby" : "primary") +
+              " machine available now",
+          std::string("This service wants target_session_attrs=") +
+              control::TargetSessionAttrsName(route.target) + "; try again later.");
+      co_return false;
+    }
+    for (size_t i : pick.order) {
+      health::MachineKey key{route.app, machines[i].address, route.internal_port};
+      // Counted from the dial on, and checked once counted, so that connections racing for a
+      // machine's last slot on several threads cannot take it past its hard limit.
+      health::SessionTicket ticket = board.OpenSession(key);
+      if (route.hard_limit > 0) {
+        std::span<const std::string> one(&machines[i].address, 1);
+        if (board.View(route.app, route.internal_port, one, now)[0].sessions > route.hard_limit) {
+          continue;  // the ticket ends here
+        }
+      }
+      dialled = true;
+      Clock::time_point dial_started = Clock::now();
+      ArmDeadline(limits().connect_timeout, "machine_connect_timeout", false);
+      error_code ec = co_await Dial(server_, resolver_, machines[i].address, route.internal_port);
+      DisarmDeadline();
+      if (!ec) {
+        metrics().machine_connect_seconds.Observe(Clock::now() - dial_started);
+        board.ConnectSucceeded(key);
+        ticket_ = std::move(ticket);
+        machine_address_ = machines[i].address;
+        record_.reason = nullptr;
+        co_return true;
+      }
+      // Marked down at once: the next connections skip it (with a backoff) instead of each
+      // paying a failed attempt.
+      board.ConnectFailed(key, Clock::now());
+      // Only the connect deadline aborts a dial (it closes the socket under it).
+      std::string why =
+          ec == asio::error::operation_aborted
+              ? "no answer within " + std::to_string(limits().connect_timeout.count()) + " ms"
+              : ec.message();
+      spdlog::warn("app {}: machine {} port {} unreachable: {}", route.app, machines[i].address,
+                   route.internal_port, why);
+    }
+    if (dialled) break;  // and none answered
+    // Nothing dialled: every machine the connection may use is at its hard limit.
+    Clock::time_point next = Clock::now() + RepickPause();
+    if (next > wait_until) {
+      co_await RefuseForMachines(NetReason::kMachineHardLimit, pg::sqlstate::kTooManyConnections,
+                                 "too many connections for app \"" + route.app + "\"",
+                                 "Every machine of the app is at its hard_limit "
+                                 "([services.concurrency]); try again later.");
+      co_return false;
+    }
+    Timer pause(client_.get_executor());
+    pause.expires_at(next);
+    error_code ec;
+    co_await pause.async_wait(asio::redirect_error(kAwait, ec));
+    if (ec) co_return false;
   }
   metrics().Failed(NetReason::kMachineUnreachable);
   if (route.pg_tls) {
@@ -647,6 +865,8 @@ void Negotiation::Start() {
     Finish();
     return;
   }
+  // Admission control first: past this point the connection costs work (docs/admission.md).
+  if (!Admit()) return;
   certs_ = ctx_.server->certs->Current();
   ArmDeadline(limits().handshake_timeout, NetReasonName(NetReason::kHandshakeTimeout), true);
   Spawn();
@@ -672,8 +892,9 @@ awaitable<void> Negotiation::Run() {
   }
   if (deadline_fired_) metrics().Failed(NetReason::kHandshakeTimeout);
   DisarmDeadline();
-  if (ok && !deadline_fired_ && co_await StillHeld() && co_await ConnectMachine() &&
-      co_await HandOff()) {
+  if (ok && !deadline_fired_) metrics().app_connections.Count(record_.route->app);
+  if (ok && !deadline_fired_ && co_await SourceAllowed() && co_await StillHeld() &&
+      co_await ConnectMachine() && co_await HandOff()) {
     co_return;
   }
   Finish();
@@ -682,10 +903,16 @@ awaitable<void> Negotiation::Run() {
 void Negotiation::Finish() {
   finished_ = true;
   CloseAll();
+  ticket_.Release();
+  record_.admission.Release();
   metrics().bytes_in += record_.bytes_in;
   metrics().active--;
   metrics().closed++;
-  LogConnection(record_, tls_.get(), tls_ready_);
+  if (refusal_ == admission::Refusal::kNone) {
+    LogConnection(record_, tls_.get(), tls_ready_);
+  } else {
+    LogRefusal();
+  }
   ctx_.server->live.Leave();
 }
 
@@ -716,8 +943,10 @@ awaitable<bool> Negotiation::HandOff() {
     co_return false;
   }
   parts.tls = tls_ready_ ? std::move(tls_) : nullptr;
+  record_.admission.HandshakeDone();  // relaying from here: counted as a connection only
   parts.record = std::move(record_);
   parts.machine_address = std::move(machine_address_);
+  parts.ticket = std::move(ticket_);
   handed_off_ = true;
   int client_fd = parts.client_fd, server_fd = parts.server_fd;
   std::unique_ptr<RelayHandler> session = std::make_unique<Session>(ctx_.server, std::move(parts));

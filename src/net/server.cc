@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "health/checker.h"
 #include "io/accept_loop.h"
 #include "net/asio.h"
 #include "net/negotiation.h"
@@ -118,6 +119,8 @@ struct Server::Impl {
   ServerOptions options;
   const control::RouteTableHolder* routes;
   ServerContext ctx;
+  // Checks every machine of the route table into ctx.board; from Start() to Run()'s shutdown.
+  std::unique_ptr<health::Checker> checker;
   std::vector<std::unique_ptr<Worker>> workers;
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
   std::mutex sync_mu;    // one SyncListeners() at a time; guards `closing` and `open`
@@ -254,11 +257,14 @@ Server::Server(ServerOptions options, const control::RouteTableHolder* routes,
   impl_->ctx.cancel_keys = options.cancel_keys;
   impl_->ctx.forward_cancel = options.forward_cancel;
   impl_->ctx.cancels.UseFleetKeys(options.cancel_keys);
+  impl_->ctx.admission.SetLimits(options.admission);
+  impl_->checker = std::make_unique<health::Checker>(&impl_->ctx.board, routes);
   int n = options.threads > 0 ? options.threads : DefaultThreads();
   for (int i = 0; i < n; ++i) impl_->workers.push_back(std::make_unique<Impl::Worker>());
 }
 
 Server::~Server() {
+  impl_->checker->Stop();
   {
     std::lock_guard lock(impl_->relays_mu);
     impl_->relays_gone = true;  // a late CancelFromPeer() posts nothing to a dying loop
@@ -279,11 +285,16 @@ base::Status Server::Start() {
     Impl::Worker* worker = w.get();
     w->thread = std::thread([worker] { worker->io.run(); });
   }
+  impl_->checker->Start();
   SyncListeners();
   return {};
 }
 
 const Metrics& Server::metrics() const { return impl_->ctx.metrics; }
+
+const health::Board& Server::board() const { return impl_->ctx.board; }
+
+const admission::Admission& Server::admission() const { return impl_->ctx.admission; }
 
 void Server::SetAddressHolders(std::shared_ptr<const control::AddressHolders> holders) {
   impl_->ctx.holders.Swap(std::move(holders));
@@ -419,6 +430,7 @@ void Server::Run(const std::function<void()>& on_ready, const std::function<void
   live.WhenEmpty(nullptr);
   drain_deadline.cancel();
   signals.cancel();
+  impl_->checker->Stop();  // no machine is checked once no connection can use the result
   impl_->guards.clear();
   for (auto& w : impl_->workers) w->io.stop();
   for (auto& w : impl_->workers) {

@@ -12,6 +12,10 @@
 // decides): a port that another process serves, or that this process serves otherwise (the
 // admin API, DNS), is not opened but reported, per port, by Listeners(), and tried again every
 // retry interval while it is wanted. Each change of a port's state is logged once.
+//
+// The server also owns the node's health board and its checker (health/): the checker's thread
+// runs from Start() to the end of Run() (or the destructor), checking every machine of the
+// route table; connections choose their machines from the board.
 #pragma once
 
 #include <chrono>
@@ -21,10 +25,12 @@
 #include <string>
 #include <vector>
 
+#include "admission/admission.h"
 #include "base/status.h"
 #include "control/route_table.h"
 #include "fleet/cancel_keys.h"
 #include "fleet/peer_refusal.h"
+#include "health/board.h"
 #include "net/cancel_registry.h"
 #include "net/limits.h"
 #include "net/metrics.h"
@@ -51,6 +57,8 @@ struct ServerOptions {
   // channel. Both empty outside a fleet: keys stay plain random ones.
   std::shared_ptr<const fleet::CancelKeys> cancel_keys;
   ForwardCancelFn forward_cancel;
+  // Admission control's caps and rates (docs/admission.md), applied before any expensive work.
+  admission::Limits admission;
 };
 
 // One public port of the route table, as the edge serves it.
@@ -106,6 +114,11 @@ class Server {
   std::vector<ListenerState> Listeners() const;
   // This server's counters; thread-safe.
   const Metrics& metrics() const;
+  // The machines' health, roles and open sessions as this node sees them (for the API, the
+  // CLI and /metrics); thread-safe.
+  const health::Board& board() const;
+  // Admission control's counters and gauges (for /metrics); thread-safe.
+  const admission::Admission& admission() const;
 
  private:
   struct Impl;

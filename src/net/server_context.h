@@ -1,14 +1,17 @@
 // What every connection of one Server shares (docs/architecture.md, "net"): the route table,
 // address holders and certificates it reads, its limits, and the parts of the server's state
-// that connections write: counters, cancel keys and the registry of open connections. One per
+// that connections write: counters, cancel keys, the registry of open connections and the
+// health board (machines' health, roles and open sessions). One per
 // Server, created before its threads and destroyed after them; every member is thread-safe or
 // immutable.
 #pragma once
 
 #include <memory>
 
+#include "admission/admission.h"
 #include "control/route_table.h"
 #include "fleet/cancel_keys.h"
+#include "health/board.h"
 #include "net/cancel_registry.h"
 #include "net/limits.h"
 #include "net/live_connections.h"
@@ -35,6 +38,13 @@ struct ServerContext {
   std::shared_ptr<const fleet::CancelKeys> cancel_keys;
   ForwardCancelFn forward_cancel;
   LiveConnections live;
+  // What the edge knows of each machine (docs/health.md): checked by the server's
+  // health::Checker, marked by failed connects, told roles by logins and live sessions, and
+  // counting the sessions open on each. Connections choose their machine from it.
+  health::Board board;
+  // Admission control (docs/admission.md): every accepted connection asks it first; its slot
+  // travels in the connection's ConnRecord. Limits set by the Server before its threads start.
+  admission::Admission admission;
 };
 
 // Where a connection accepted by one io thread goes: the server's context and that thread's

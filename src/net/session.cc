@@ -64,6 +64,23 @@ bool SendSome(int fd, ByteSpan data, size_t* sent, bool& writable) {
   return true;
 }
 
+// Whether a machine that reports `in_hot_standby` may serve `target` (libpq's words). Only
+// in_hot_standby counts: the edge does not ask the server for default_transaction_read_only.
+bool WrongRole(control::TargetSessionAttrs target, bool in_hot_standby) {
+  switch (target) {
+    case control::TargetSessionAttrs::kReadWrite:
+    case control::TargetSessionAttrs::kPrimary:
+      return in_hot_standby;
+    case control::TargetSessionAttrs::kReadOnly:
+    case control::TargetSessionAttrs::kStandby:
+      return !in_hot_standby;
+    case control::TargetSessionAttrs::kAny:
+    case control::TargetSessionAttrs::kPreferStandby:
+      break;
+  }
+  return false;
+}
+
 }  // namespace
 
 bool Session::Outbox::Send(int fd, ByteSpan data) {
@@ -93,7 +110,8 @@ Session::Session(ServerContext* ctx, SessionParts parts)
       fds_{parts.client_fd, parts.server_fd},
       tls_(std::move(parts.tls)),
       record_(std::move(parts.record)),
-      machine_address_(std::move(parts.machine_address)) {
+      machine_address_(std::move(parts.machine_address)),
+      ticket_(std::move(parts.ticket)) {
   if (record_.route != nullptr && record_.route->pg_tls) {
     down_messages_.emplace();
     watcher_.emplace([this](const pg::CancelKey& real) { return IssueKey(real); });
@@ -109,6 +127,12 @@ pg::CancelKey Session::IssueKey(const pg::CancelKey& real) {
       CancelTarget{record_.route->app, machine_address_, record_.route->internal_port, real});
   issued_keys_.push_back(issued);
   return issued;
+}
+
+void Session::LearnRole(bool in_hot_standby) {
+  ctx_->board.LearnRole(
+      health::MachineKey{record_.route->app, machine_address_, record_.route->internal_port},
+      in_hot_standby, std::chrono::steady_clock::now());
 }
 
 Session::Got Session::ClientRead(std::span<uint8_t> buf, size_t* n) {
@@ -210,11 +234,23 @@ Session::Flow Session::ServerToClient() {
   }
   ByteSpan chunk = PlainScratch().first(n);
   base::Status broken;  // the server broke the protocol after the messages in `chunk`
+  bool wrong_role = false;  // the login reported a role the service does not want
+  bool logging_in = watcher_.has_value();
   if (watcher_) {
     watcher_out_.clear();
     broken = watcher_->Feed(chunk, &watcher_out_);
     chunk = watcher_out_;
-    if (broken.ok() && watcher_->done()) {  // ReadyForQuery: from here on, bytes pass untouched
+    if (const auto& end = watcher_->in_hot_standby_end()) {
+      bool standby = *watcher_->in_hot_standby();
+      LearnRole(standby);
+      if (WrongRole(record_.route->target, standby)) {
+        // The client gets the login up to the report, then the FATAL: never ReadyForQuery.
+        wrong_role = true;
+        chunk = chunk.first(*end);
+      }
+    }
+    // ReadyForQuery: from here on, bytes pass untouched.
+    if (broken.ok() && !wrong_role && watcher_->done()) {
       record_.server_version = watcher_->server_version();
       watcher_.reset();
       if (ctx_->on_server_version && !record_.server_version.empty()) {
@@ -223,7 +259,10 @@ Session::Flow Session::ServerToClient() {
     }
   }
   record_.bytes_out += chunk.size();
-  if (down_messages_) down_messages_->Advance(chunk);
+  // In a live session (the login's report is the watcher's), a promotion says in_hot_standby=off.
+  if (down_messages_ && down_messages_->Advance(chunk) && !logging_in) {
+    LearnRole(*down_messages_->in_hot_standby());
+  }
   if (!chunk.empty()) {
     if (tls_) {
       Bytes& out = OutScratch();
@@ -232,6 +271,18 @@ Session::Flow Session::ServerToClient() {
       chunk = out;
     }
     if (!to_client_.Send(fds_[0], chunk)) return Fail("client_write_failed");
+  }
+  if (wrong_role) {
+    ctx_->metrics.Failed(NetReason::kRoleMismatch);
+    bool standby_wanted = !*watcher_->in_hot_standby();
+    TellClientAndClose(pg::sqlstate::kCannotConnectNow,
+                       "app \"" + record_.route->app + "\" has no " +
+                           (standby_wanted ? "standby" : "primary") + " machine available now");
+    // A Terminate, so that the server ends the backend as for a client that left politely.
+    static constexpr uint8_t kTerminate[] = {'X', 0, 0, 0, 4};
+    size_t sent = 0;
+    if (to_server_.spill.empty()) (void)SendSome(fds_[1], kTerminate, &sent, to_server_.writable);
+    return Fail(NetReasonName(NetReason::kRoleMismatch));
   }
   if (!broken.ok()) {
     // The client is still logging in: after the messages before the bad one, it hears why, as
@@ -323,12 +374,14 @@ void Session::CloseFds() {
 void Session::Finish() {
   finished_ = true;
   CloseFds();
+  ticket_.Release();
   for (const auto& key : issued_keys_) ctx_->cancels.Unregister(key);
   Metrics& m = ctx_->metrics;
   m.bytes_in += record_.bytes_in;
   m.bytes_out += record_.bytes_out;
   m.active--;
   m.closed++;
+  m.session_seconds.Observe(std::chrono::steady_clock::now() - record_.started);
   LogConnection(record_, tls_.get(), tls_ != nullptr);
   ctx_->live.Leave();
 }

@@ -6,7 +6,13 @@
 // thread's relay loop, which owns it from then on and calls it only on the relay thread (and,
 // once that thread has ended, on the thread that stops the loop). Nothing of the Asio side is
 // touched from here. The session finishes its connection exactly once: counted, keys
-// unregistered, logged, and the server's registry of live connections left.
+// unregistered, its machine's session count released, logged, and the server's registry of
+// live connections left.
+//
+// pg_tls: the session also tells the health board (health/board.h) the machine's role, from the
+// in_hot_standby the login reports and any later report in the live session (a promotion), and
+// ends a login whose role is the wrong one for the service's target_session_attrs with FATAL
+// 57P03 before the client sees ReadyForQuery (docs/connection.md, "Roles").
 #pragma once
 
 #include <memory>
@@ -18,9 +24,11 @@
 #include "base/bytes.h"
 #include "net/conn_log.h"
 #include "net/relay_loop.h"
+#include "health/board.h"
 #include "net/server_context.h"
 #include "pg/backend_watcher.h"
 #include "pg/messages.h"
+#include "pg/parameter_scanner.h"
 #include "tls/tls_engine.h"
 
 namespace drawbridge::net {
@@ -33,6 +41,7 @@ struct SessionParts {
   std::unique_ptr<tls::TlsEngine> tls;
   ConnRecord record;            // route set
   std::string machine_address;  // as dialled: where this session's cancel requests go
+  health::SessionTicket ticket;  // counts the session on its machine until Finish()
 };
 
 class Session final : public RelayHandler {
@@ -77,6 +86,8 @@ class Session final : public RelayHandler {
   // asked for ciphertext last time, so the socket is read first.
   Got ClientRead(std::span<uint8_t> buf, size_t* n);
   pg::CancelKey IssueKey(const pg::CancelKey& real);
+  // Tells the board what the machine reported (in_hot_standby: a standby).
+  void LearnRole(bool in_hot_standby);
   void CloseFds();
   void Finish();
 
@@ -85,6 +96,7 @@ class Session final : public RelayHandler {
   std::unique_ptr<tls::TlsEngine> tls_;
   ConnRecord record_;
   std::string machine_address_;
+  health::SessionTicket ticket_;
   bool finished_ = false;
 
   Outbox to_client_, to_server_;
@@ -95,8 +107,9 @@ class Session final : public RelayHandler {
   bool server_eof_ = false;                    // down: the machine's EOF is being passed on
   std::optional<pg::BackendWatcher> watcher_;  // pg_tls, until the first ReadyForQuery
   base::Bytes watcher_out_;
-  // pg_tls: where the messages passed to the client end, so that OnStop() can add one.
-  std::optional<pg::MessageCursor> down_messages_;
+  // pg_tls: where the messages passed to the client end, so that OnStop() can add one, and the
+  // in_hot_standby reports among them (one walk of the message headers does both).
+  std::optional<pg::ParameterScanner> down_messages_;
   std::vector<pg::CancelKey> issued_keys_;
 };
 

@@ -9,6 +9,8 @@ bool IsWatched(uint8_t type) { return type == 'K' || type == 'S' || type == 'E' 
 }  // namespace
 
 base::Status BackendWatcher::Feed(ByteSpan in, Bytes* out) {
+  const size_t out_start = out->size();
+  in_hot_standby_end_.reset();
   while (!in.empty()) {
     switch (state_) {
       case State::kDone:
@@ -41,7 +43,7 @@ base::Status BackendWatcher::Feed(ByteSpan in, Bytes* out) {
           state_ = pass_remaining_ == 0 ? State::kHeader : State::kPassThrough;
         }
         if (state_ == State::kBody && length == 4) {
-          if (auto s = OnMessage(out); !s.ok()) return s;
+          if (auto s = OnMessage(out, out_start); !s.ok()) return s;
         }
         break;
       }
@@ -51,7 +53,7 @@ base::Status BackendWatcher::Feed(ByteSpan in, Bytes* out) {
         pending_.insert(pending_.end(), in.begin(), in.begin() + n);
         in = in.subspan(n);
         if (pending_.size() == want) {
-          if (auto s = OnMessage(out); !s.ok()) return s;
+          if (auto s = OnMessage(out, out_start); !s.ok()) return s;
         }
         break;
       }
@@ -60,7 +62,7 @@ base::Status BackendWatcher::Feed(ByteSpan in, Bytes* out) {
   return {};
 }
 
-base::Status BackendWatcher::OnMessage(Bytes* out) {
+base::Status BackendWatcher::OnMessage(Bytes* out, size_t out_start) {
   uint8_t type = pending_[0];
   ByteSpan body = ByteSpan(pending_).subspan(5);
   state_ = State::kHeader;
@@ -75,8 +77,16 @@ base::Status BackendWatcher::OnMessage(Bytes* out) {
       return {};
     }
     case 'S':
-      if (auto p = ParseParameterStatusBody(body); p && p->first == "server_version") {
-        server_version_ = p->second;
+      if (auto p = ParseParameterStatusBody(body)) {
+        if (p->first == "server_version") {
+          server_version_ = p->second;
+        } else if (p->first == "in_hot_standby" && (p->second == "on" || p->second == "off")) {
+          in_hot_standby_ = p->second == "on";
+          out->insert(out->end(), pending_.begin(), pending_.end());
+          pending_.clear();
+          in_hot_standby_end_ = out->size() - out_start;
+          return {};
+        }
       }
       break;
     case 'E':

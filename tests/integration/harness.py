@@ -749,12 +749,17 @@ def log_field(line: str, name: str) -> str:
     return m.group(1)
 
 
-def conn_line(e: "EdgeProcess", client_port: int, timeout: float = 10.0) -> str:
-    """The edge's per-connection log line for a client's source port, waiting for it."""
+def conn_line(e: "EdgeProcess", client_port: int, timeout: float = 10.0,
+              since: int | None = None) -> str:
+    """The edge's per-connection log line for a client's source port, waiting for it. `since`:
+    an offset in the log (len(e.log_text()) taken before the connection was made), so that an
+    earlier connection that happened to have the same source port is not taken for this one."""
     def find() -> str | None:
-        for ln in e.conn_lines():
-            if f"client=127.0.0.1:{client_port} " in ln:
-                return ln
+        text = e.log_text()[since:] if since is not None else e.log_text()
+        for ln in text.splitlines():
+            m = re.match(r"^(?:\S+ \S+ )?(conn .*)$", ln)
+            if m and f"client=127.0.0.1:{client_port} " in m.group(1):
+                return m.group(1)
         return None
     try:
         return wait_until(find, timeout, what=f"a conn line for client port {client_port}")

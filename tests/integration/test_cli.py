@@ -173,7 +173,10 @@ def test_apps_create_and_machines_add(st):
     assert m, p.stdout
     st.machine = m.group(1)
     rows = table_rows(d.cli("machines", "list", "-a", APP).stdout)
-    assert [r[:4] for r in rows] == [[st.machine, "127.0.0.1", "local", "primary"]], rows
+    # ID ADDRESS HEALTH ROLE SESSIONS LAST CHECK REGION CREATED AT: nothing deployed, nothing
+    # checked or learned yet, so healthy, the declared role, no check.
+    assert [r[:7] for r in rows] == [[st.machine, "127.0.0.1", "healthy", "primary", "0",
+                                      "none yet", "local"]], rows
     # Creating it twice is the API's 409, printed cleanly.
     line = one_error_line(d.cli("apps", "create", APP, check=False))
     assert APP in line
@@ -480,7 +483,7 @@ def test_metrics_endpoint_counts_connections_and_refusals(st):
     for line in text.splitlines():
         if line and not line.startswith("#"):
             name, value = line.rsplit(" ", 1)
-            values[name] = int(value)
+            values[name] = float(value)  # histogram sums are not whole numbers
     assert values["drawbridge_connections_accepted_total"] >= 2, text
     assert values['drawbridge_refusals_total{reason="tls_required"}'] >= 1, text
     assert values["drawbridge_routes_version"] > 0, text
@@ -817,6 +820,145 @@ def test_release_v4_refuses_new_connections(st):
     # The app's other address keeps serving.
     if st.v6_deliverable:
         assert_tls13(st.v6, st.public_port)
+
+
+# ------------------------------------------------------------------------------ machines' health
+
+HEALTH_APP = "healthdb"
+DEAD_MACHINE = "127.0.0.213"  # nothing listens there: Postgres listens on 127.0.0.1 and ::1
+
+
+def machine_rows(d, app: str) -> dict[str, list[str]]:
+    """machines list as {address: [ID, ADDRESS, HEALTH, ROLE, SESSIONS, LAST CHECK, ...]}."""
+    p = d.cli("machines", "list", "-a", app)
+    assert p.stdout.splitlines()[0].split() == ["ID", "ADDRESS", "HEALTH", "ROLE", "SESSIONS",
+                                                "LAST", "CHECK", "REGION", "CREATED", "AT"], \
+        p.stdout
+    return {r[1]: r for r in table_rows(p.stdout)}
+
+
+def test_machines_list_and_status_show_health_role_and_sessions(st):
+    """A real Postgres machine and an address where nothing listens, checked every second:
+    machines list and status -a say healthy/unhealthy, the role the edge learned from a login
+    (in_hot_standby), the sessions open now and the last check; --json carries the fields."""
+    import psycopg
+    d = st.daemon
+    d.cli("apps", "create", HEALTH_APP)
+    try:
+        d.cli("machines", "add", "127.0.0.1", "-a", HEALTH_APP)
+        d.cli("machines", "add", DEAD_MACHINE, "-a", HEALTH_APP)
+        port = free_port()
+        fly = d.workdir / "health.toml"
+        fly.write_text(harness.pg_tls_fly_toml(st.pg.port, port, app=HEALTH_APP) +
+                       '\n[[services.tcp_checks]]\n  interval = "1s"\n  timeout = "500ms"\n'
+                       '  grace_period = "1s"\n')
+        p = d.cli("deploy", "-c", str(fly), "-a", HEALTH_APP)
+        assert re.fullmatch(r"Release v\d+ created\n", p.stdout), p.stdout + p.stderr
+        assert "tcp_checks" not in p.stderr, p.stderr  # acted on: no "not acted on" warning
+        ip = json.loads(d.cli("ips", "allocate-v4", "--yes", "-a", HEALTH_APP, "--json").stdout)
+        v4 = ip[0]["address"] if isinstance(ip, list) else ip["address"]
+
+        def checked():
+            rows = machine_rows(d, HEALTH_APP)
+            live, dead = rows.get("127.0.0.1"), rows.get(DEAD_MACHINE)
+            if not live or not dead:
+                return None
+            if live[2] == "healthy" and live[5].startswith("passing (") and \
+                    dead[2] == "unhealthy" and dead[5].startswith("failing: "):
+                return rows
+            return None
+
+        # Grace 1 s, then a check every second: well within 10 s.
+        rows = wait_until(checked, 10, interval=0.2,
+                          what="the checks to find 127.0.0.1 healthy and the dead address not")
+        assert rows[DEAD_MACHINE][3] == "unknown" and rows[DEAD_MACHINE][4] == "0", rows
+
+        # A session through the edge: the login tells the edge the machine is a primary, and the
+        # machine counts it while it is open.
+        session = psycopg.connect(dsn(sslmode="require", host=v4, port=port, dbname="app",
+                                      user="alice", password="alice-secret"), connect_timeout=10)
+        try:
+            assert session.execute("SELECT pg_is_in_recovery()").fetchone()[0] is False
+
+            def learned():
+                r = machine_rows(d, HEALTH_APP)["127.0.0.1"]
+                return r if r[3] == "primary" and r[4] == "1" else None
+
+            wait_until(learned, 5, interval=0.1, what="role primary and 1 session on 127.0.0.1")
+
+            p = d.cli("status", "-a", HEALTH_APP)
+            lines = on_terminal(p.stdout)
+            assert "Machines" in lines, lines
+            live = [ln.split() for ln in lines if "127.0.0.1" in ln.split()]
+            dead = [ln.split() for ln in lines if DEAD_MACHINE in ln.split()]
+            assert len(live) == 1 and live[0][1:5] == ["127.0.0.1", "healthy", "primary", "1"], \
+                lines
+            assert live[0][5] == "passing", lines
+            assert len(dead) == 1 and dead[0][1:4] == [DEAD_MACHINE, "unhealthy", "unknown"], \
+                lines
+            assert dead[0][5] == "failing:", lines
+
+            doc = json.loads(d.cli("status", "-a", HEALTH_APP, "--json").stdout)
+            by_address = {m["address"]: m for m in doc["machines"]}
+            m = by_address["127.0.0.1"]
+            assert (m["health"], m["role"], m["sessions"], m["last_check"]) == \
+                ("healthy", "primary", 1, "passing"), m
+            assert m["services"] and m["services"][0]["port"] == st.pg.port, m
+            assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", m["last_check_at"]), m
+            dead_doc = by_address[DEAD_MACHINE]
+            assert dead_doc["health"] == "unhealthy", dead_doc
+            assert dead_doc["last_check"].startswith("failing: "), dead_doc
+            listed = json.loads(d.cli("machines", "list", "-a", HEALTH_APP, "--json").stdout)
+            assert {x["address"]: x["health"] for x in listed} == {
+                "127.0.0.1": "healthy", DEAD_MACHINE: "unhealthy"}, listed
+
+            # /metrics has the health board's and admission control's series besides the
+            # edge's counters.
+            code, text = d.api("GET", "/metrics")
+            assert code == 200, text
+            lines = set(text.splitlines())
+            live_labels = f'app="{HEALTH_APP}",machine="127.0.0.1:{st.pg.port}"'
+            dead_labels = f'app="{HEALTH_APP}",machine="{DEAD_MACHINE}:{st.pg.port}"'
+            assert f"drawbridge_machine_healthy{{{live_labels}}} 1" in lines, text
+            assert f"drawbridge_machine_healthy{{{dead_labels}}} 0" in lines, text
+            assert f"drawbridge_machine_sessions{{{live_labels}}} 1" in lines, text
+            refusals = 'drawbridge_admission_refusals_total{reason="max_connections"} '
+            assert any(ln.startswith(refusals) for ln in lines), text
+            assert "drawbridge_connections_accepted_total" in text, text
+        finally:
+            session.close()
+        # The session's end is counted down.
+        wait_until(lambda: machine_rows(d, HEALTH_APP)["127.0.0.1"][4] == "0", 5, interval=0.1,
+                   what="the session count to go back to 0")
+    finally:
+        d.cli("apps", "destroy", HEALTH_APP, "--yes", check=False)
+
+
+def test_serve_refuses_admission_flags_out_of_range(st, tmp_path):
+    """Each new serve flag: shown in --help with its default; a negative or absurd value is
+    refused before anything starts, with the flag named, as other bad serve flags are."""
+    binary = str(st.daemon.bin)
+    help_text = run([binary, "serve", "--help"], timeout=30).stdout
+    for flag, default in [("--max-connections", "100000"), ("--max-handshakes-in-flight", "4096"),
+                          ("--max-connections-per-source", "1000"),
+                          ("--tls-handshakes-per-second-per-source", "500"),
+                          ("--cancels-per-second-per-source", "50"),
+                          ("--hard-limit-wait-ms", "2000")]:
+        assert re.search(rf"{re.escape(flag)} [^\n]*=({default})\n", help_text), (flag, help_text)
+    bad_threads = run([binary, "serve", "--threads", "0"], timeout=30, check=False)
+    for flag, value in [("--max-connections", "-1"), ("--max-connections", "0"),
+                        ("--max-handshakes-in-flight", "-5"),
+                        ("--max-connections-per-source", "-1"),
+                        ("--tls-handshakes-per-second-per-source", "-2"),
+                        ("--tls-handshakes-per-second-per-source", "nan"),
+                        ("--cancels-per-second-per-source", "1e12"),
+                        ("--hard-limit-wait-ms", "-1"), ("--hard-limit-wait-ms", "99999999")]:
+        # The data dir is never created: the flags are refused before anything starts.
+        p = run([binary, "serve", "--data-dir", str(tmp_path / "never"), flag, value], timeout=30,
+                check=False)
+        assert p.returncode == bad_threads.returncode != 0, (flag, value, p.returncode, p.stderr)
+        assert f"{flag}: Value {value} not in range" in p.stderr, (flag, value, p.stderr)
+        assert not (tmp_path / "never").exists()
 
 
 def test_apps_destroy(st):

@@ -1,6 +1,6 @@
 """What `config validate` and `deploy` say about a fly.toml (docs/fly-toml.md), through the CLI
-against the real daemon (`drawbridge serve`): every warning names file:line; keys the edge keeps
-without acting on them ([services.concurrency] limits) warn; UTF-8 comments and strings and a
+against the real daemon (`drawbridge serve`): every warning names file:line; enforced connection
+limits pass without a word, and a concurrency type the edge does not count warns; UTF-8 comments and strings and a
 byte order mark are accepted; a config that serves nothing, and raw TCP on the shared IPv4
 address alone, warn; the template `config save` writes for a new app deploys without a warning
 and serves pg_tls on 5432.
@@ -101,26 +101,32 @@ def services_section(internal_port: int, port: int, handlers: list[str]) -> str:
 # ------------------------------------------------------------------------------ the tests
 
 
-def test_concurrency_limits_warn_with_file_and_line(daemon):
-    """[services.concurrency] hard_limit and soft_limit are not enforced: each warns at its line,
-    in validate and in deploy, like tcp_checks or auto_stop_machines (no IP: nothing served)."""
+def test_concurrency_limits_are_enforced_and_requests_warn_with_file_and_line(daemon):
+    """[services.concurrency] hard_limit and soft_limit on connections are enforced by the edge
+    now: validate and deploy accept them without a word. type = "requests" warns at its line
+    that the edge counts connections (no IP: nothing served)."""
     d = daemon
     app = new_app(d, "limits")
-    path = write(d, "limits.toml", f'app = "{app}"\n\n'
-                 "[[services]]\n"
-                 "  internal_port = 5432\n"
-                 '  protocol = "tcp"\n'
-                 "  [services.concurrency]\n"
-                 '    type = "connections"\n'
-                 "    hard_limit = 25\n"
-                 "    soft_limit = 20\n"
-                 "  [[services.ports]]\n"
-                 '    handlers = ["pg_tls"]\n'
-                 f"    port = {free_port()}\n")
-    expected = [f"{path}:8: services[0].concurrency.hard_limit: not enforced by this edge yet "
-                "(connections are not limited); kept as written",
-                f"{path}:9: services[0].concurrency.soft_limit: not enforced by this edge yet "
-                "(connections are not limited); kept as written"]
+
+    def toml(kind: str) -> Path:
+        return write(d, f"limits-{kind}.toml", f'app = "{app}"\n\n'
+                     "[[services]]\n"
+                     "  internal_port = 5432\n"
+                     '  protocol = "tcp"\n'
+                     "  [services.concurrency]\n"
+                     f'    type = "{kind}"\n'
+                     "    hard_limit = 25\n"
+                     "    soft_limit = 20\n"
+                     "  [[services.ports]]\n"
+                     '    handlers = ["pg_tls"]\n'
+                     f"    port = {free_port()}\n")
+
+    path = toml("connections")
+    assert validate(d, app, path) == []
+    assert deploy(d, app, path) == []
+    path = toml("requests")
+    expected = [f"{path}:7: services[0].concurrency.type: this edge counts connections, not "
+                "requests: soft_limit and hard_limit apply to each machine's open connections"]
     assert validate(d, app, path) == expected
     assert deploy(d, app, path) == expected
 

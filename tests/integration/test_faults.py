@@ -228,6 +228,7 @@ def test_machine_reset_mid_stream_raw_tcp(fault_edge, pg):
     with w.ssl_request_tls(H4, e.ports["pg_tls"]) as bystander:
         w.login_trust(bystander, "probe", "app", {"application_name": marker("bystander")})
         baseline = fd_count(e.pid)
+        log_at = len(e.log_text())
         with w.connect(H4, e.ports["raw_reset"]) as c:
             port = c.sock.getsockname()[1]
             c.send(b"hello machine")
@@ -240,7 +241,7 @@ def test_machine_reset_mid_stream_raw_tcp(fault_edge, pg):
         assert data == stream[:len(data)], "the client got bytes that are not the machine's"
         wait_until(lambda: fault_edge.raw_machine.results, 10, what="the machine to reset")
         assert fault_edge.raw_machine.results[-1] == "reset", fault_edge.raw_machine.results
-        line = conn_line(e, port)
+        line = conn_line(e, port, since=log_at)
         assert log_field(line, "reason") in MACHINE_REASONS, line
         wait_fds_back(e, baseline)
         assert w.simple_query(bystander, "SELECT 'bystander'") == [["bystander"]]
@@ -258,6 +259,7 @@ def test_machine_reset_mid_copy_pg_tls(fault_edge, pg):
     with w.ssl_request_tls(H4, e.ports["pg_tls"]) as bystander:
         w.login_trust(bystander, "probe", "app", {"application_name": marker("bystander")})
         baseline = fd_count(e.pid)
+        log_at = len(e.log_text())
         done_before = len(fault_edge.pg_machine.results)
         with w.ssl_request_tls(H4, e.ports["pg_reset"]) as t:
             port = t.sock.getsockname()[1]
@@ -275,7 +277,7 @@ def test_machine_reset_mid_copy_pg_tls(fault_edge, pg):
         wait_until(lambda: len(fault_edge.pg_machine.results) > done_before, 10,
                    what="the machine to reset")
         assert fault_edge.pg_machine.results[-1] == "reset", fault_edge.pg_machine.results
-        line = conn_line(e, port)
+        line = conn_line(e, port, since=log_at)
         assert log_field(line, "reason") in MACHINE_REASONS, line
         assert log_field(line, "handler") == "pg_tls", line
         wait_fds_back(e, baseline)
@@ -302,7 +304,7 @@ def test_fin_without_close_notify_during_handshake(fault_edge):
         c.sock.shutdown(socket.SHUT_WR)
         data, how = c.read_to_eof(10)  # the edge must close too, not wait for more
     assert data == b"", data
-    line = conn_line(e, port)
+    line = conn_line(e, port, since=log_at)
     assert log_field(line, "reason") == "client_closed_during_tls_handshake", line
     wait_fds_back(e, baseline)
     assert log_levels_since(e, log_at) == []
@@ -335,7 +337,7 @@ def test_fin_without_close_notify_after_login(fault_edge, pg):
             raise AssertionError("the edge did not close the client's connection within 10s")
     finally:
         t.close()
-    line = conn_line(e, port)
+    line = conn_line(e, port, since=log_at)
     assert log_field(line, "reason") == "client_closed", line
     wait_fds_back(e, baseline)
     assert log_levels_since(e, log_at) == []
@@ -368,7 +370,7 @@ def test_fin_without_close_notify_mid_copy(fault_edge, pg):
     finally:
         t.close()
     wait_until(lambda: not pg.activity(app), 10, what=f"the backend of {app} to end")
-    line = conn_line(e, port)
+    line = conn_line(e, port, since=log_at)
     assert log_field(line, "reason").startswith("client_"), line
     wait_fds_back(e, baseline)
     assert log_levels_since(e, log_at) == []

@@ -826,9 +826,12 @@ TEST_F(CommandTest, MachinesAndApps) {
   transport_.Answer(200, R"([{"id": "m-3f9a2c", "address": "10.0.0.5", "region": "local",
                               "role": "", "created_at": "2026-11-25T21:19:00Z"}])");
   ASSERT_TRUE(MachinesList(ctx_, "mydb").ok());
+  // A daemon that sends no health fields: those columns stay empty.
   EXPECT_EQ(AsOnTerminal(out_.str()),
-            "ID              ADDRESS         REGION  ROLE    CREATED AT\n"
-            "m-3f9a2c        10.0.0.5        local           1m0s ago\n\n");
+            "ID              ADDRESS         HEALTH  ROLE    SESSIONS        LAST CHECK      "
+            "REGION  CREATED AT\n"
+            "m-3f9a2c        10.0.0.5                                                        "
+            "local   1m0s ago\n\n");
 
   out_.str("");
   transport_.Answer(200, R"([{"name": "mydb", "created_at": "2026-11-25T21:19:58Z",
@@ -911,8 +914,9 @@ class EveryCommandTest : public FileCommandTest {
          "Added machine m-1 (10.0.0.5) to mydb\n"},
         {"machines list", [](Context& c) { return MachinesList(c, "mydb"); }, "GET",
          "/v1/apps/mydb/machines", R"([{"id": "m-1", "address": "10.0.0.5"}])",
-         RenderTable("", {"ID", "Address", "Region", "Role", "Created At"},
-                     {{"m-1", "10.0.0.5", "", "", ""}})},
+         RenderTable("", {"ID", "Address", "Health", "Role", "Sessions", "Last Check", "Region",
+                          "Created At"},
+                     {{"m-1", "10.0.0.5", "", "", "", "", "", ""}})},
         {"machines remove", [](Context& c) { return MachinesRemove(c, "mydb", "m 1"); }, "DELETE",
          "/v1/apps/mydb/machines/m%201", R"({"id": "m 1", "removed": true})",
          "Removed machine m 1 from mydb\n"},
@@ -1088,10 +1092,23 @@ TEST_F(CommandTest, StatusOfAnApp) {
                            "connections": {"active": 0, "accepted": 0}})";
   std::string apps = R"([{"name": "other"}, {"name": "mydb", "machines": 1, "ips": 2,
                           "release": 3}])";
+  std::string machines = R"([{"id": "m-1", "address": "10.0.0.5", "region": "local",
+                              "role": "primary", "declared_role": "", "created_at": "",
+                              "health": "healthy", "sessions": 2, "last_check": "passing",
+                              "last_check_at": "2026-11-25T21:19:57Z", "connect_failures": 0,
+                              "services": []},
+                             {"id": "m-2", "address": "10.0.0.6", "region": "local",
+                              "role": "unknown", "declared_role": "", "created_at": "",
+                              "health": "unhealthy", "sessions": 0,
+                              "last_check": "failing: connection refused",
+                              "last_check_at": "2026-11-25T21:19:59Z", "connect_failures": 1,
+                              "services": []}])";
   transport_.Answer(200, status);
   transport_.Answer(200, apps);
+  transport_.Answer(200, machines);
   ASSERT_TRUE(ShowStatus(ctx_, "mydb").ok());
   EXPECT_EQ(transport_.requests[1].target, "/v1/apps");
+  EXPECT_EQ(transport_.requests[2].target, "/v1/apps/mydb/machines");
   EXPECT_EQ(out_.str(),
             RenderVerticalTable("Drawbridge", {{"Version", "0.1.0"},
                                                {"Store", ""},
@@ -1104,14 +1121,40 @@ TEST_F(CommandTest, StatusOfAnApp) {
                                             {"Hostname", "mydb.drawbridge.test"},
                                             {"Machines", "1"},
                                             {"IPs", "2"},
-                                            {"Release", "v3"}}));
+                                            {"Release", "v3"}}) +
+                RenderTable("Machines",
+                            {"ID", "Address", "Health", "Role", "Sessions", "Last Check"},
+                            {{"m-1", "10.0.0.5", "healthy", "primary", "2", "passing (3s ago)"},
+                             {"m-2", "10.0.0.6", "unhealthy", "unknown", "0",
+                              "failing: connection refused (1s ago)"}}));
+  // On a terminal: one line per machine with its address, a health word and its role.
+  std::string shown = AsOnTerminal(out_.str());
+  EXPECT_NE(shown.find("Machines\nID      ADDRESS         HEALTH          ROLE    "
+                       "SESSIONS        LAST CHECK\n"
+                       "m-1     10.0.0.5        healthy         primary 2               "
+                       "passing (3s ago)\n"
+                       "m-2     10.0.0.6        unhealthy       unknown 0               "
+                       "failing: connection refused (1s ago)\n\n"),
+            std::string::npos)
+      << shown;
   out_.str("");
   ctx_.json = true;
   transport_.Answer(200, status);
   transport_.Answer(200, apps);
+  transport_.Answer(200, machines);
   ASSERT_TRUE(ShowStatus(ctx_, "mydb").ok());
-  EXPECT_EQ(out_.str(),
-            RenderJson(Json{{"daemon", Json::parse(status)}, {"app", Json::parse(apps)[1]}}));
+  EXPECT_EQ(out_.str(), RenderJson(Json{{"daemon", Json::parse(status)},
+                                        {"app", Json::parse(apps)[1]},
+                                        {"machines", Json::parse(machines)}}));
+  out_.str("");
+  ctx_.json = false;
+  transport_.Answer(200, status);
+  transport_.Answer(200, apps);
+  transport_.Answer(200, "[]");
+  ASSERT_TRUE(ShowStatus(ctx_, "mydb").ok());
+  EXPECT_NE(out_.str().find("No machines: add one with drawbridge machines add ADDRESS -a mydb\n"),
+            std::string::npos)
+      << out_.str();
   out_.str("");
   transport_.Answer(200, status);
   transport_.Answer(200, apps);
@@ -1119,6 +1162,52 @@ TEST_F(CommandTest, StatusOfAnApp) {
   ASSERT_FALSE(ghost.ok());
   EXPECT_EQ(ghost.message(), "app \"ghost\" not found");
   EXPECT_EQ(out_.str(), "");
+}
+
+TEST_F(CommandTest, MachinesListShowsHealthRoleSessionsAndLastCheck) {
+  transport_.Answer(200, R"([
+    {"id": "m-1", "address": "127.0.0.1", "region": "local", "role": "primary",
+     "declared_role": "", "created_at": "2026-11-25T21:19:00Z", "health": "healthy",
+     "sessions": 3, "last_check": "passing", "last_check_at": "2026-11-25T21:19:58Z",
+     "connect_failures": 0, "services": [{"port": 5432, "health": "healthy", "role": "primary",
+     "sessions": 3, "last_check": "passing", "last_check_at": "2026-11-25T21:19:58Z"}]},
+    {"id": "m-2", "address": "127.0.0.2", "region": "local", "role": "unknown",
+     "declared_role": "replica", "created_at": "2026-11-25T21:19:00Z", "health": "unhealthy",
+     "sessions": 0, "last_check": "failing: connection refused",
+     "last_check_at": "2026-11-25T21:19:59Z", "connect_failures": 0, "services": []},
+    {"id": "m-3", "address": "127.0.0.3", "region": "local", "role": "standby",
+     "declared_role": "primary", "created_at": "2026-11-25T21:19:00Z", "health": "unhealthy",
+     "sessions": 1, "last_check": "passing", "last_check_at": "2026-11-25T21:19:50Z",
+     "connect_failures": 2, "services": []},
+    {"id": "m-4", "address": "127.0.0.4", "region": "local", "role": "unknown",
+     "declared_role": "", "created_at": "2026-11-25T21:19:00Z", "health": "healthy",
+     "sessions": 0, "last_check": "", "last_check_at": "", "connect_failures": 0,
+     "services": []}])");
+  ASSERT_TRUE(MachinesList(ctx_, "mydb").ok());
+  EXPECT_EQ(transport_.requests.back().target, "/v1/apps/mydb/machines");
+  EXPECT_EQ(out_.str(),
+            RenderTable("", {"ID", "Address", "Health", "Role", "Sessions", "Last Check", "Region",
+                             "Created At"},
+                        {{"m-1", "127.0.0.1", "healthy", "primary", "3", "passing (2s ago)",
+                          "local", "1m0s ago"},
+                         // Nothing learned: the declared role.
+                         {"m-2", "127.0.0.2", "unhealthy", "replica", "0",
+                          "failing: connection refused (1s ago)", "local", "1m0s ago"},
+                         // Learned beats declared; a client's failed connect since the check.
+                         {"m-3", "127.0.0.3", "unhealthy", "standby", "1",
+                          "connect failed; last check passing (10s ago)", "local", "1m0s ago"},
+                         {"m-4", "127.0.0.4", "healthy", "unknown", "0", "none yet", "local",
+                          "1m0s ago"}}));
+  out_.str("");
+  ctx_.json = true;
+  transport_.Answer(200, R"([{"id": "m-1", "health": "healthy", "role": "primary",
+                              "sessions": 3, "services": [{"port": 5432}]}])");
+  ASSERT_TRUE(MachinesList(ctx_, "mydb").ok());
+  auto printed = Json::parse(out_.str());
+  EXPECT_EQ(printed[0]["health"], "healthy");
+  EXPECT_EQ(printed[0]["role"], "primary");
+  EXPECT_EQ(printed[0]["sessions"], 3);
+  EXPECT_EQ(printed[0]["services"][0]["port"], 5432);
 }
 
 TEST_F(FileCommandTest, AFileTooLargeForOneRequestIsRefusedBeforeSending) {

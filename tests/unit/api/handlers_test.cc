@@ -8,9 +8,11 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "api/http_status.h"
 #include "api/idempotency.h"
@@ -140,6 +142,82 @@ TEST_F(HandlersTest, CodesPickTheStatus) {
   foreign.has_origin = false;
   foreign.unix_socket = true;
   ExpectError(Handle(ctx_, foreign), 401);
+}
+
+// GET /v1/apps/{app}/machines with the edge's view: each machine gets its health, learned role,
+// sessions and last check, per port under "services" and summed up for the machine; the
+// operator's role moves to "declared_role". Without the callback the answer is as before.
+TEST_F(HandlersTest, MachinesCarryTheEdgesHealthView) {
+  ASSERT_EQ(Call("POST", "/v1/apps", {{"name", "mydb"}}).status, 201);
+  ASSERT_EQ(Call("POST", "/v1/apps/mydb/machines", {{"address", "127.0.0.1"}, {"role", "main"}})
+                .status,
+            201);
+  ASSERT_EQ(Call("POST", "/v1/apps/mydb/machines", {{"address", "127.0.0.2"}}).status, 201);
+  ASSERT_EQ(Call("POST", "/v1/apps/mydb/machines", {{"address", "127.0.0.3"}}).status, 201);
+
+  json plain = json::parse(Call("GET", "/v1/apps/mydb/machines").body);
+  ASSERT_EQ(plain.size(), 3u);
+  for (const auto& m : plain) {
+    EXPECT_EQ(m["role"], m["address"] == "127.0.0.1" ? "main" : "");
+    EXPECT_FALSE(m.contains("health"));
+    EXPECT_FALSE(m.contains("declared_role"));
+  }
+
+  std::vector<std::string> asked;
+  ctx_.machine_health = [&asked](const std::string& app) {
+    asked.push_back(app);
+    using health::Board;
+    using health::Role;
+    std::vector<Board::Status> out;
+    // 127.0.0.1: 5432 primary and passing, 5433 not learned, failing.
+    out.push_back({{"mydb", "127.0.0.1", 5432}, true, Role::kPrimary, 2, "passing",
+                   "2026-11-25T21:19:58Z", 0});
+    out.push_back({{"mydb", "127.0.0.1", 5433}, false, Role::kUnknown, 1,
+                   "failing: connection refused", "2026-11-25T21:19:50Z", 3});
+    // 127.0.0.2: a standby found down by a client's connect after a passing check.
+    out.push_back({{"mydb", "127.0.0.2", 5432}, false, Role::kStandby, 0, "passing",
+                   "2026-11-25T21:19:59Z", 1});
+    // 127.0.0.3: not known to the board (no release yet): healthy, nothing checked.
+    return out;
+  };
+  Response r = Call("GET", "/v1/apps/mydb/machines");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(asked, std::vector<std::string>{"mydb"});
+  json list = json::parse(r.body);
+  ASSERT_EQ(list.size(), 3u) << r.body;
+  std::map<std::string, json> got;  // by address: the list is in machine id order
+  for (const auto& m : list) got[m["address"].get<std::string>()] = m;
+  const json& a = got["127.0.0.1"];
+  EXPECT_EQ(a["address"], "127.0.0.1");
+  EXPECT_EQ(a["health"], "unhealthy");  // one port failing
+  EXPECT_EQ(a["role"], "primary");
+  EXPECT_EQ(a["declared_role"], "main");
+  EXPECT_EQ(a["sessions"], 3);
+  EXPECT_EQ(a["last_check"], "failing: connection refused");  // a failing check is shown first
+  EXPECT_EQ(a["last_check_at"], "2026-11-25T21:19:50Z");
+  EXPECT_EQ(a["connect_failures"], 3);
+  ASSERT_EQ(a["services"].size(), 2u);
+  EXPECT_EQ(a["services"][0], json::parse(R"({"port": 5432, "health": "healthy",
+      "role": "primary", "sessions": 2, "last_check": "passing",
+      "last_check_at": "2026-11-25T21:19:58Z", "connect_failures": 0})"));
+  EXPECT_EQ(a["services"][1]["health"], "unhealthy");
+  EXPECT_EQ(a["services"][1]["role"], "unknown");
+  const json& b = got["127.0.0.2"];
+  EXPECT_EQ(b["health"], "unhealthy");
+  EXPECT_EQ(b["role"], "standby");
+  EXPECT_EQ(b["declared_role"], "");
+  EXPECT_EQ(b["last_check"], "passing");
+  EXPECT_EQ(b["connect_failures"], 1);
+  const json& c = got["127.0.0.3"];
+  EXPECT_EQ(c["health"], "healthy");
+  EXPECT_EQ(c["role"], "unknown");
+  EXPECT_EQ(c["sessions"], 0);
+  EXPECT_EQ(c["last_check"], "");
+  EXPECT_EQ(c["last_check_at"], "");
+  EXPECT_EQ(c["services"], json::array());
+  // The board is not asked for an app that does not exist.
+  ExpectError(Call("GET", "/v1/apps/ghost/machines"), 404);
+  EXPECT_EQ(asked.size(), 1u);
 }
 
 // DELETE /v1/certs/{host}: 200 with what went, a JSON 404 when there is none, a JSON 400 (not

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cctype>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -123,16 +124,8 @@ primary_region = "ord"
   EXPECT_TRUE(HasWarning(
       c, "fly.toml:7: services[0].auto_start_machines: not acted on by this edge; kept as written"))
       << AllWarnings(c);
-  // The limits are checked but not enforced: each warns at its own line.
-  EXPECT_TRUE(HasWarning(c,
-                         "fly.toml:10: services[0].concurrency.hard_limit: not enforced by this "
-                         "edge yet (connections are not limited); kept as written"))
-      << AllWarnings(c);
-  EXPECT_TRUE(HasWarning(c,
-                         "fly.toml:11: services[0].concurrency.soft_limit: not enforced by this "
-                         "edge yet (connections are not limited); kept as written"))
-      << AllWarnings(c);
-  EXPECT_EQ(c.warnings.size(), 4u) << AllWarnings(c);
+  // The limits are enforced (per machine, per node): no warning about them.
+  EXPECT_EQ(c.warnings.size(), 2u) << AllWarnings(c);
 }
 
 TEST(FlyTomlTest, PortRange) {
@@ -883,7 +876,9 @@ TEST(FlyTomlUtf8Test, NonAsciiInAScannedValueIsRefused) {
   }
 }
 
-TEST(FlyTomlWarningTest, ConcurrencyLimitsWarnAtTheirLines) {
+// The connection limits are enforced now: a file using them is accepted without a warning
+// (they warned "not enforced by this edge yet" before).
+TEST(FlyTomlWarningTest, ConnectionLimitsDoNotWarn) {
   ParsedConfig c = MustParse(R"(app = "a"
 [[services]]
   internal_port = 5432
@@ -900,14 +895,32 @@ TEST(FlyTomlWarningTest, ConcurrencyLimitsWarnAtTheirLines) {
     handlers = ["pg_tls"]
     port = 5433
 )");
-  EXPECT_EQ(c.warnings,
-            (std::vector<std::string>{
-                "fly.toml:6: services[0].concurrency.hard_limit: not enforced by this edge yet "
-                "(connections are not limited); kept as written",
-                "fly.toml:12: services[1].concurrency.soft_limit: not enforced by this edge yet "
-                "(connections are not limited); kept as written"}));
+  EXPECT_TRUE(c.warnings.empty()) << AllWarnings(c);
   ASSERT_TRUE(c.config.services[0].concurrency);
-  EXPECT_EQ(c.config.services[0].concurrency->hard_limit, 25) << "kept as written";
+  EXPECT_EQ(c.config.services[0].concurrency->hard_limit, 25);
+  ASSERT_TRUE(c.config.services[1].concurrency);
+  EXPECT_EQ(c.config.services[1].concurrency->soft_limit, 20);
+}
+
+// Fly's "requests" counts HTTP requests; this edge counts connections: said at `type`.
+TEST(FlyTomlWarningTest, RequestsConcurrencyWarnsThatConnectionsAreCounted) {
+  ParsedConfig c = MustParse(R"(app = "a"
+[[services]]
+  internal_port = 5432
+  [services.concurrency]
+    type = "requests"
+    soft_limit = 5
+  [[services.ports]]
+    handlers = ["pg_tls"]
+    port = 5432
+)");
+  EXPECT_EQ(c.warnings, (std::vector<std::string>{
+                            "fly.toml:5: services[0].concurrency.type: this edge counts "
+                            "connections, not requests: soft_limit and hard_limit apply to each "
+                            "machine's open connections"}));
+  ASSERT_TRUE(c.config.services[0].concurrency);
+  EXPECT_EQ(c.config.services[0].concurrency->type, "requests");
+  EXPECT_EQ(c.config.services[0].concurrency->soft_limit, 5);
 }
 
 TEST(FlyTomlWarningTest, AConfigWithoutServicesWarns) {
@@ -951,8 +964,13 @@ colour.shade = "blue"
   concurrency.soft_limit = 5
   [[services.tcp_checks]]
     interval = "15s"
+    restart_limit = 3
+    colour = 1
   [[services.http_checks]]
     path = "/"
+  [services.drawbridge]
+    target_session_attrs = "any"
+    sparkles = 1
   [[services.ports]]
     port = 53
     http_options = {}
@@ -966,6 +984,9 @@ colour.shade = "blue"
   sparkle = 1
 [checks.x]
   port = 1
+[drawbridge]
+  allowed_sources = []
+  extra_thing = 1
 )");
   EXPECT_GE(c.warnings.size(), 20u) << AllWarnings(c);
   for (const auto& w : c.warnings) EXPECT_TRUE(StartsWithFileAndLine(w, "fly.toml")) << w;
@@ -1018,6 +1039,311 @@ TEST(FlyTomlSyntaxTest, TheSyntaxErrorIsReportedFirst) {
   auto bytes = AppNameOfFlyToml("app = \"a\"\n# \xE9\n", "f.toml");
   ASSERT_FALSE(bytes.ok());
   EXPECT_EQ(bytes.message().rfind("f.toml:2: not UTF-8", 0), 0u) << bytes.message();
+}
+
+// ---- Health checks, roles and the source allowlist (issue 14) ---------------------------------
+
+using std::chrono::milliseconds;
+
+// A service with one pg_tls port and `extra` (TOML lines inside [[services]], after the port).
+std::string PgService(std::string_view extra) {
+  return std::string(R"(app = "a"
+[[services]]
+  internal_port = 5432
+  [[services.ports]]
+    handlers = ["pg_tls"]
+    port = 5432
+)") + std::string(extra);
+}
+
+// The same, with `keys` (plain or inline keys of [[services]], from line 4) before the port.
+std::string PgServiceKeys(std::string_view keys) {
+  return "app = \"a\"\n[[services]]\n  internal_port = 5432\n" + std::string(keys) +
+         "  [[services.ports]]\n    handlers = [\"pg_tls\"]\n    port = 5432\n";
+}
+
+// roles_health_limits.toml uses every new key the way the docs show them; `config validate`
+// (the admin API's Releases::Validate) reports exactly ParseFlyToml's warnings, so it says
+// nothing about this file.
+TEST(FlyTomlRolesHealthTest, TheFixtureParsesWithoutAWarning) {
+  auto r = LoadFlyToml(FixturePath("roles_health_limits"));
+  ASSERT_TRUE(r.ok()) << r.message();
+  const ParsedConfig& c = *r;
+  EXPECT_TRUE(c.warnings.empty()) << AllWarnings(c);
+  EXPECT_EQ(c.config.allowed_sources,
+            (std::vector<std::string>{"10.0.0.0/8", "2001:db8::/32", "127.0.0.2"}));
+  ASSERT_EQ(c.config.services.size(), 2u);
+  const control::Service& rw = c.config.services[0];
+  EXPECT_EQ(rw.target_session_attrs, control::TargetSessionAttrs::kReadWrite);
+  ASSERT_TRUE(rw.concurrency);
+  EXPECT_EQ(rw.concurrency->soft_limit, 20);
+  EXPECT_EQ(rw.concurrency->hard_limit, 25);
+  ASSERT_EQ(rw.tcp_checks.size(), 1u);
+  EXPECT_EQ(rw.tcp_checks[0].interval, milliseconds(1000));
+  EXPECT_EQ(rw.tcp_checks[0].timeout, milliseconds(500));
+  EXPECT_EQ(rw.tcp_checks[0].grace_period, milliseconds(1000));
+  const control::Service& ro = c.config.services[1];
+  EXPECT_EQ(ro.target_session_attrs, control::TargetSessionAttrs::kPreferStandby);
+  ASSERT_EQ(ro.tcp_checks.size(), 2u);
+  EXPECT_EQ(ro.tcp_checks[0].interval, milliseconds(2000)) << "an integer is milliseconds";
+  EXPECT_EQ(ro.tcp_checks[0].timeout, milliseconds(1000));
+  EXPECT_EQ(ro.tcp_checks[0].grace_period, milliseconds(1000)) << "Fly's default";
+  EXPECT_EQ(ro.tcp_checks[1].interval, milliseconds(90000));
+  EXPECT_EQ(ro.tcp_checks[1].timeout, milliseconds(10000));
+  EXPECT_EQ(ro.tcp_checks[1].grace_period, milliseconds(0));
+}
+
+TEST(FlyTomlRolesHealthTest, ServicesWithoutTheKeysHaveNone) {
+  ParsedConfig c = MustParse(PgService(""));
+  EXPECT_TRUE(c.warnings.empty()) << AllWarnings(c);
+  EXPECT_TRUE(c.config.services[0].tcp_checks.empty()) << "defaults are the route's (RoutesForApp)";
+  EXPECT_FALSE(c.config.services[0].target_session_attrs);
+  EXPECT_TRUE(c.config.allowed_sources.empty());
+}
+
+TEST(FlyTomlRolesHealthTest, DurationsInFlysForms) {
+  struct Case {
+    std::string_view value;
+    milliseconds ms;
+  };
+  for (const Case& k :
+       {Case{"\"1s\"", milliseconds(1000)}, Case{"\"500ms\"", milliseconds(500)},
+        Case{"\"1m30s\"", milliseconds(90000)}, Case{"\"1.5s\"", milliseconds(1500)},
+        Case{"\"1h\"", milliseconds(3600000)}, Case{"\"2m\"", milliseconds(120000)},
+        Case{"\"1s250ms\"", milliseconds(1250)}, Case{"\"0.25s\"", milliseconds(250)},
+        Case{"15000", milliseconds(15000)}, Case{"100", milliseconds(100)}}) {
+    SCOPED_TRACE(k.value);
+    ParsedConfig c =
+        MustParse(PgService("  [[services.tcp_checks]]\n    interval = " + std::string(k.value) +
+                            "\n    timeout = \"50ms\"\n"));
+    ASSERT_EQ(c.config.services.size(), 1u);
+    ASSERT_EQ(c.config.services[0].tcp_checks.size(), 1u);
+    EXPECT_EQ(c.config.services[0].tcp_checks[0].interval, k.ms);
+    EXPECT_TRUE(c.warnings.empty()) << AllWarnings(c);
+  }
+}
+
+TEST(FlyTomlRolesHealthTest, BadDurationsAreErrorsAtTheirLine) {
+  const std::string kForm =
+      "expected a duration: a string such as \"15s\", \"500ms\" or \"1m30s\" (units ms, s, m, h), "
+      "or an integer of milliseconds";
+  for (std::string_view value :
+       {"\"15\"", "\"1x\"", "\"\"", "\"-1s\"", "\"+1s\"", "\"1e3s\"", "\"s\"", "\"1s2\"",
+        "\"1.2.3s\"", "\" 1s\"", "\"1 s\"", "\"1us\"", "\"1d\"", "\"inf s\"", "\"nans\"", "true",
+        "1.5", "[1]", "\"1S\""}) {
+    SCOPED_TRACE(value);
+    EXPECT_EQ(ErrorOf(PgService("  [[services.tcp_checks]]\n    interval = " + std::string(value) +
+                                "\n")),
+              "fly.toml:8: services[0].tcp_checks[0].interval: " + kForm);
+  }
+  // Out of range: interval 100ms..1h, timeout 10ms..1h, grace_period 0..1h.
+  EXPECT_EQ(ErrorOf(PgService("  [[services.tcp_checks]]\n    interval = 15\n")),
+            "fly.toml:8: services[0].tcp_checks[0].interval: must be from 100ms to 1h (an integer "
+            "is milliseconds)");
+  EXPECT_EQ(ErrorOf(PgService("  [[services.tcp_checks]]\n    interval = \"0s\"\n")),
+            "fly.toml:8: services[0].tcp_checks[0].interval: must be from 100ms to 1h");
+  EXPECT_EQ(ErrorOf(PgService("  [[services.tcp_checks]]\n    interval = -1000\n")),
+            "fly.toml:8: services[0].tcp_checks[0].interval: must be from 100ms to 1h (an integer "
+            "is milliseconds)");
+  EXPECT_EQ(ErrorOf(PgService("  [[services.tcp_checks]]\n    interval = \"61m\"\n")),
+            "fly.toml:8: services[0].tcp_checks[0].interval: must be from 100ms to 1h");
+  EXPECT_EQ(
+      ErrorOf(PgService("  [[services.tcp_checks]]\n    interval = \"99999999999999999999h\"\n")),
+      "fly.toml:8: services[0].tcp_checks[0].interval: must be from 100ms to 1h");
+  EXPECT_EQ(ErrorOf(PgService("  [[services.tcp_checks]]\n    timeout = 2\n")),
+            "fly.toml:8: services[0].tcp_checks[0].timeout: must be from 10ms to 1h (an integer "
+            "is milliseconds)");
+  EXPECT_EQ(ErrorOf(PgService("  [[services.tcp_checks]]\n    grace_period = \"2h\"\n")),
+            "fly.toml:8: services[0].tcp_checks[0].grace_period: must be from 0ms to 1h");
+  EXPECT_EQ(ErrorOf(PgService("  [[services.tcp_checks]]\n    grace_period = -1\n")),
+            "fly.toml:8: services[0].tcp_checks[0].grace_period: must be from 0ms to 1h (an "
+            "integer is milliseconds)");
+  // The second check, on its own line.
+  EXPECT_EQ(ErrorOf(PgService("  [[services.tcp_checks]]\n    interval = \"1s\"\n"
+                              "  [[services.tcp_checks]]\n    timeout = \"x\"\n")),
+            "fly.toml:10: services[0].tcp_checks[1].timeout: " + kForm);
+  EXPECT_EQ(ErrorOf(PgServiceKeys("  tcp_checks = 5\n")),
+            "fly.toml:4: services[0].tcp_checks: expected [[tcp_checks]] tables");
+}
+
+TEST(FlyTomlRolesHealthTest, TcpCheckWarnings) {
+  ParsedConfig c = MustParse(PgService(R"(  [[services.tcp_checks]]
+    interval = "1s"
+    timeout = "1s"
+    restart_limit = 3
+    port = 5432
+)"));
+  EXPECT_EQ(c.warnings,
+            (std::vector<std::string>{
+                "fly.toml:9: services[0].tcp_checks[0].timeout: not below the interval (1000ms >= "
+                "1000ms): a machine that does not answer is found out only one check late",
+                "fly.toml:11: services[0].tcp_checks[0].port: unknown key; kept as written",
+                "fly.toml:10: services[0].tcp_checks[0].restart_limit: not acted on by this edge; "
+                "kept as written"}))
+      << AllWarnings(c);
+  ASSERT_EQ(c.config.services[0].tcp_checks.size(), 1u);
+  // The default timeout (2s) against a shorter interval: said at the table's line.
+  ParsedConfig d = MustParse(PgService("  [[services.tcp_checks]]\n    interval = \"1s\"\n"));
+  EXPECT_EQ(d.warnings, (std::vector<std::string>{
+                            "fly.toml:7: services[0].tcp_checks[0].timeout: not below the "
+                            "interval (2000ms >= 1000ms): a machine that does not answer is found "
+                            "out only one check late"}));
+  // A near miss of a key is a typo: an error, as for every other table.
+  EXPECT_EQ(ErrorOf(PgService("  [[services.tcp_checks]]\n    intervall = \"1s\"\n")),
+            "fly.toml:8: services[0].tcp_checks[0].intervall: unknown key; did you mean "
+            "`interval`?");
+  EXPECT_EQ(ErrorOf(PgService("  [[services.tcp_checks]]\n    restart_limit = \"3\"\n")),
+            "fly.toml:8: services[0].tcp_checks[0].restart_limit: expected an integer");
+}
+
+TEST(FlyTomlRolesHealthTest, OneTcpChecksTableIsOneCheck) {
+  ParsedConfig c = MustParse(PgService("  [services.tcp_checks]\n    interval = \"5s\"\n"));
+  EXPECT_TRUE(c.warnings.empty()) << AllWarnings(c);
+  ASSERT_EQ(c.config.services[0].tcp_checks.size(), 1u);
+  EXPECT_EQ(c.config.services[0].tcp_checks[0].interval, milliseconds(5000));
+  EXPECT_EQ(c.config.services[0].tcp_checks[0].timeout, milliseconds(2000));
+  // Inline, as flyctl also writes them.
+  ParsedConfig inl = MustParse(
+      PgServiceKeys("  tcp_checks = [{ interval = \"3s\", timeout = 300 }, { interval = 700 }]\n"));
+  ASSERT_EQ(inl.config.services[0].tcp_checks.size(), 2u) << AllWarnings(inl);
+  EXPECT_EQ(inl.config.services[0].tcp_checks[0].timeout, milliseconds(300));
+  EXPECT_EQ(inl.config.services[0].tcp_checks[1].interval, milliseconds(700));
+}
+
+TEST(FlyTomlRolesHealthTest, EveryTargetSessionAttrsWord) {
+  using control::TargetSessionAttrs;
+  for (auto [word, value] : {std::pair{"any", TargetSessionAttrs::kAny},
+                             std::pair{"read-write", TargetSessionAttrs::kReadWrite},
+                             std::pair{"read-only", TargetSessionAttrs::kReadOnly},
+                             std::pair{"primary", TargetSessionAttrs::kPrimary},
+                             std::pair{"standby", TargetSessionAttrs::kStandby},
+                             std::pair{"prefer-standby", TargetSessionAttrs::kPreferStandby}}) {
+    SCOPED_TRACE(word);
+    ParsedConfig c = MustParse(PgService("  [services.drawbridge]\n    target_session_attrs = \"" +
+                                         std::string(word) + "\"\n"));
+    EXPECT_TRUE(c.warnings.empty()) << AllWarnings(c);
+    EXPECT_EQ(c.config.services[0].target_session_attrs, value);
+    EXPECT_STREQ(control::TargetSessionAttrsName(value), word);
+  }
+  // Inline and dotted forms are the same table.
+  ParsedConfig dotted =
+      MustParse(PgServiceKeys("  drawbridge.target_session_attrs = \"standby\"\n"));
+  EXPECT_EQ(dotted.config.services[0].target_session_attrs, control::TargetSessionAttrs::kStandby);
+}
+
+TEST(FlyTomlRolesHealthTest, BadTargetSessionAttrs) {
+  EXPECT_EQ(ErrorOf(PgService("  [services.drawbridge]\n    target_session_attrs = \"replica\"\n")),
+            "fly.toml:8: services[0].drawbridge.target_session_attrs: unknown value \"replica\" "
+            "(libpq's words: any, read-write, read-only, primary, standby, prefer-standby)");
+  EXPECT_EQ(
+      ErrorOf(PgService("  [services.drawbridge]\n    target_session_attrs = \"Read-Write\"\n")),
+      "fly.toml:8: services[0].drawbridge.target_session_attrs: unknown value \"Read-Write\" "
+      "(libpq's words: any, read-write, read-only, primary, standby, prefer-standby)");
+  EXPECT_EQ(ErrorOf(PgService("  [services.drawbridge]\n    target_session_attrs = 1\n")),
+            "fly.toml:8: services[0].drawbridge.target_session_attrs: expected a string");
+  EXPECT_EQ(ErrorOf(PgServiceKeys("  drawbridge = \"read-write\"\n")),
+            "fly.toml:4: services[0].drawbridge: expected a table");
+  EXPECT_EQ(ErrorOf(PgService("  [services.drawbridge]\n    target_session_attr = \"any\"\n")),
+            "fly.toml:8: services[0].drawbridge.target_session_attr: unknown key; did you mean "
+            "`target_session_attrs`?");
+  ParsedConfig c = MustParse(PgService("  [services.drawbridge]\n    pool_mode = \"session\"\n"));
+  EXPECT_EQ(c.warnings, (std::vector<std::string>{
+                            "fly.toml:8: services[0].drawbridge.pool_mode: unknown key; kept as "
+                            "written"}));
+}
+
+// Roles are learned from pg_tls logins: a role target on a service whose machines' port no
+// pg_tls connection reaches would never see one.
+TEST(FlyTomlRolesHealthTest, RoleTargetWithoutPgTlsWarns) {
+  ParsedConfig c = MustParse(R"(app = "a"
+[[services]]
+  internal_port = 6432
+  [services.drawbridge]
+    target_session_attrs = "read-write"
+  [[services.ports]]
+    handlers = ["tls"]
+    port = 6432
+)");
+  EXPECT_EQ(c.warnings,
+            (std::vector<std::string>{
+                "fly.toml:5: services[0].drawbridge.target_session_attrs: no pg_tls port reaches "
+                "internal_port 6432: the edge learns roles from the Postgres logins of pg_tls "
+                "connections, so every machine's role stays unknown and any machine is used"}));
+  // Another service's pg_tls port on the same internal port teaches the roles: no warning.
+  ParsedConfig shared = MustParse(R"(app = "a"
+[[services]]
+  internal_port = 5432
+  [[services.ports]]
+    handlers = ["pg_tls"]
+    port = 5432
+[[services]]
+  internal_port = 5432
+  [services.drawbridge]
+    target_session_attrs = "standby"
+  [[services.ports]]
+    port = 15432
+)");
+  EXPECT_TRUE(shared.warnings.empty()) << AllWarnings(shared);
+  // "any" asks for no role.
+  ParsedConfig any = MustParse(R"(app = "a"
+[[services]]
+  internal_port = 6432
+  drawbridge = { target_session_attrs = "any" }
+  [[services.ports]]
+    port = 6432
+)");
+  EXPECT_TRUE(any.warnings.empty()) << AllWarnings(any);
+}
+
+TEST(FlyTomlRolesHealthTest, AllowedSources) {
+  ParsedConfig c = MustParse(PgService("") + R"([drawbridge]
+  allowed_sources = ["192.0.2.0/24", "::1", "10.1.2.3/8"]
+)");
+  EXPECT_TRUE(c.warnings.empty()) << AllWarnings(c);
+  EXPECT_EQ(c.config.allowed_sources,
+            (std::vector<std::string>{"192.0.2.0/24", "::1", "10.1.2.3/8"}))
+      << "kept as written";
+  // Anywhere in the file: [drawbridge] may come after the services.
+  ParsedConfig first = MustParse("app = \"a\"\ndrawbridge.allowed_sources = [\"127.0.0.1\"]\n" +
+                                 PgService("").substr(std::string("app = \"a\"\n").size()));
+  EXPECT_EQ(first.config.allowed_sources, std::vector<std::string>{"127.0.0.1"});
+  EXPECT_TRUE(first.warnings.empty()) << AllWarnings(first);
+}
+
+TEST(FlyTomlRolesHealthTest, BadAllowedSourcesAreErrorsAtTheirLine) {
+  // The line of the bad entry, in a list written over several lines.
+  EXPECT_EQ(ErrorOf(PgService("") + R"([drawbridge]
+  allowed_sources = [
+    "10.0.0.0/8",
+    "10.0.0.0/33",
+  ]
+)"),
+            "fly.toml:10: drawbridge.allowed_sources: network \"10.0.0.0/33\": the prefix length "
+            "must be a number from 0 to 32 (each entry is a network such as \"10.0.0.0/8\" or "
+            "\"2001:db8::/32\", or one address)");
+  EXPECT_EQ(ErrorOf(PgService("") + "[drawbridge]\n  allowed_sources = [\"office.example.com\"]\n"),
+            "fly.toml:8: drawbridge.allowed_sources: network \"office.example.com\": expected an "
+            "IPv4 or IPv6 address, optionally with /LENGTH (each entry is a network such as "
+            "\"10.0.0.0/8\" or \"2001:db8::/32\", or one address)");
+  EXPECT_EQ(ErrorOf(PgService("") + "[drawbridge]\n  allowed_sources = \"10.0.0.0/8\"\n"),
+            "fly.toml:8: drawbridge.allowed_sources: expected an array of strings");
+  EXPECT_EQ(ErrorOf(PgService("") + "[drawbridge]\n  allowed_sources = [\"10.0.0.0/8\", 7]\n"),
+            "fly.toml:8: drawbridge.allowed_sources: expected an array of strings");
+  EXPECT_EQ(ErrorOf("app = \"a\"\ndrawbridge = 1\n"), "fly.toml:2: drawbridge: expected a table");
+  EXPECT_EQ(ErrorOf(PgService("") + "[drawbridge]\n  allowed_source = [\"::1\"]\n"),
+            "fly.toml:8: drawbridge.allowed_source: unknown key; did you mean `allowed_sources`?");
+}
+
+TEST(FlyTomlRolesHealthTest, AllowedSourcesWarnings) {
+  ParsedConfig c =
+      MustParse(PgService("") + "[drawbridge]\n  allowed_sources = []\n  colour = 1\n");
+  EXPECT_EQ(c.warnings,
+            (std::vector<std::string>{
+                "fly.toml:8: drawbridge.allowed_sources: empty: every source address may connect "
+                "(remove the key to say so, or list networks to limit it)",
+                "fly.toml:9: drawbridge.colour: unknown key; kept as written"}))
+      << AllWarnings(c);
+  EXPECT_TRUE(c.config.allowed_sources.empty());
 }
 
 }  // namespace

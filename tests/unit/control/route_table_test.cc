@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+
 #include "config/fly_toml.h"
 
 namespace drawbridge::control {
@@ -58,6 +60,9 @@ TEST(RouteTableTest, PortsAreSortedAndUnique) {
       1, {MakeEntry("", "a", 5433), MakeEntry("10.0.0.1", "b", 443), MakeEntry("", "c", 5432),
           MakeEntry("10.0.0.2", "d", 5433), MakeEntry("", "e", 443)});
   EXPECT_EQ(table.Ports(), (std::vector<int>{443, 5432, 5433}));
+  ASSERT_EQ(table.entries().size(), 5u);
+  EXPECT_EQ(table.entries()[1].local_ip, "10.0.0.1");
+  EXPECT_EQ(table.entries()[1].route.app, "b");
 }
 
 TEST(RouteTableTest, RoutesForAppFromFlyToml) {
@@ -113,6 +118,103 @@ TEST(RouteTableTest, RoutesForAppFromFlyToml) {
   ASSERT_NE(raw, nullptr);
   EXPECT_EQ(raw->proxy_proto, 1) << "PROXY v1 is the default";
   EXPECT_EQ(raw->HandlerName(), "tcp+proxy_proto");
+}
+
+// Health checks, limits, role target and the app's allowlist reach every route of a service;
+// a service without tcp_checks gets Fly's defaults (15 s / 2 s / 1 s), never none.
+TEST(RouteTableTest, RoutesCarryChecksLimitsTargetAndAllowedSources) {
+  auto parsed = config::ParseFlyToml(R"(app = "my-pg"
+[drawbridge]
+  allowed_sources = ["10.1.2.3/8", "::1"]
+[[services]]
+  internal_port = 5432
+  drawbridge.target_session_attrs = "read-write"
+  concurrency = { type = "connections", soft_limit = 3, hard_limit = 5 }
+  [[services.tcp_checks]]
+    interval = "1s"
+    timeout = "500ms"
+    grace_period = "2s"
+  [[services.tcp_checks]]
+    interval = 3000
+  [[services.ports]]
+    handlers = ["pg_tls"]
+    start_port = 5432
+    end_port = 5433
+[[services]]
+  internal_port = 5432
+  concurrency = { type = "connections", hard_limit = 7 }
+  [[services.ports]]
+    handlers = ["pg_tls"]
+    port = 6432
+)",
+                                     "fly.toml");
+  ASSERT_TRUE(parsed.ok()) << parsed.message();
+  RouteTable table(1, RoutesForApp(parsed->config, {{"m1", "127.0.0.1"}}));
+  using std::chrono::milliseconds;
+  for (int port : {5432, 5433}) {
+    SCOPED_TRACE(port);
+    const Route* r = table.Find("", port);
+    ASSERT_NE(r, nullptr);
+    EXPECT_EQ(r->target, TargetSessionAttrs::kReadWrite);
+    EXPECT_EQ(r->soft_limit, 3);
+    EXPECT_EQ(r->hard_limit, 5);
+    ASSERT_EQ(r->checks.size(), 2u);
+    EXPECT_EQ(r->checks[0], (TcpCheck{milliseconds(1000), milliseconds(500), milliseconds(2000)}));
+    EXPECT_EQ(r->checks[1], (TcpCheck{milliseconds(3000), milliseconds(2000), milliseconds(1000)}));
+    ASSERT_EQ(r->allowed_sources.size(), 2u);
+    EXPECT_EQ(r->allowed_sources[0].text, "10.0.0.0/8");
+    EXPECT_TRUE(base::CidrContains(r->allowed_sources[0], "10.9.9.9"));
+    EXPECT_EQ(r->allowed_sources[1].text, "::1/128");
+  }
+  const Route* other = table.Find("", 6432);
+  ASSERT_NE(other, nullptr);
+  EXPECT_EQ(other->target, TargetSessionAttrs::kAny) << "unset: any";
+  EXPECT_EQ(other->soft_limit, 0) << "unset: no limit";
+  EXPECT_EQ(other->hard_limit, 7);
+  ASSERT_EQ(other->checks.size(), 1u) << "Fly's defaults";
+  EXPECT_EQ(other->checks[0].interval, milliseconds(15000));
+  EXPECT_EQ(other->checks[0].timeout, milliseconds(2000));
+  EXPECT_EQ(other->checks[0].grace_period, milliseconds(1000));
+  EXPECT_EQ(other->allowed_sources.size(), 2u) << "the allowlist is the app's";
+
+  // Without a [drawbridge] section: every source, no limits.
+  AppConfig bare = parsed->config;
+  bare.allowed_sources.clear();
+  bare.services[0].concurrency.reset();
+  RouteTable open(2, RoutesForApp(bare, {}));
+  EXPECT_TRUE(open.Find("", 5432)->allowed_sources.empty());
+  EXPECT_EQ(open.Find("", 5432)->hard_limit, 0);
+}
+
+// A stored allowlist entry that no longer parses narrows, never widens: it becomes a network
+// that holds no client ("::/128"), so an app whose only entry is broken admits nobody.
+TEST(RouteTableTest, AnUnparsableAllowedSourceFailsClosed) {
+  AppConfig config;
+  config.app = "a";
+  config.allowed_sources = {"not-a-network"};
+  Service svc;
+  svc.internal_port = 5432;
+  ServicePort port;
+  port.port = 5432;
+  port.handlers = {"pg_tls"};
+  svc.ports = {port};
+  config.services = {svc};
+  RouteTable table(1, RoutesForApp(config, {}));
+  const Route* r = table.Find("", 5432);
+  ASSERT_NE(r, nullptr);
+  ASSERT_EQ(r->allowed_sources.size(), 1u);
+  for (const char* ip : {"127.0.0.1", "10.0.0.1", "::1", "2001:db8::1"}) {
+    EXPECT_FALSE(base::CidrContains(r->allowed_sources[0], ip)) << ip;
+  }
+}
+
+TEST(TargetSessionAttrsTest, Names) {
+  EXPECT_STREQ(TargetSessionAttrsName(TargetSessionAttrs::kAny), "any");
+  EXPECT_STREQ(TargetSessionAttrsName(TargetSessionAttrs::kReadWrite), "read-write");
+  EXPECT_STREQ(TargetSessionAttrsName(TargetSessionAttrs::kReadOnly), "read-only");
+  EXPECT_STREQ(TargetSessionAttrsName(TargetSessionAttrs::kPrimary), "primary");
+  EXPECT_STREQ(TargetSessionAttrsName(TargetSessionAttrs::kStandby), "standby");
+  EXPECT_STREQ(TargetSessionAttrsName(TargetSessionAttrs::kPreferStandby), "prefer-standby");
 }
 
 TEST(RouteTableHolderTest, SwapPublishesAndOldSnapshotsLive) {

@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/cidr.h"
 #include "net/relay_loop.h"
 #include "pg/messages.h"
 #include "tls/test_tls.h"
@@ -50,21 +51,28 @@ int Connect(int port) {
   return fd;
 }
 
-// A listening loopback socket: the machine. Accept() takes one connection (5 s at most).
+// A listening loopback socket: the machine, on 127.0.0.1 or another loopback address, on a
+// free port or a given one. Accept() takes one connection (5 s at most).
 struct Machine {
   int fd = -1;
   int port = 0;
-  Machine() {
+  explicit Machine(const char* ip = "127.0.0.1", int at_port = 0) {
     fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in sa{};
     sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sa.sin_port = htons(static_cast<uint16_t>(at_port));
+    inet_pton(AF_INET, ip, &sa.sin_addr);
     socklen_t len = sizeof sa;
     if (bind(fd, reinterpret_cast<sockaddr*>(&sa), len) != 0 || listen(fd, 16) != 0) std::abort();
     getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
     port = ntohs(sa.sin_port);
   }
   ~Machine() { close(fd); }
+  // Whether a connection is waiting to be accepted within `wait`.
+  bool Dialled(std::chrono::milliseconds wait = std::chrono::milliseconds(200)) const {
+    pollfd p{fd, POLLIN, 0};
+    return poll(&p, 1, static_cast<int>(wait.count())) == 1;
+  }
   int Accept() const {
     timeval tv{5, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -159,7 +167,7 @@ class NegotiationTest : public ::testing::Test {
     uint32_t ssl_request[2] = {htonl(8), htonl(pg::kSslRequestCode)};
     if (send(fd, ssl_request, 8, 0) != 8) return nullptr;
     if (RecvExactly(fd, 1) != "S") return nullptr;
-    client_ctx_ = SSL_CTX_new(TLS_client_method());
+    if (client_ctx_ == nullptr) client_ctx_ = SSL_CTX_new(TLS_client_method());
     SSL* ssl = SSL_new(client_ctx_);
     SSL_set_fd(ssl, fd);
     SSL_set_tlsext_host_name(ssl, "mydb.drawbridge.test");
@@ -173,12 +181,15 @@ class NegotiationTest : public ::testing::Test {
   }
 
   std::shared_ptr<const tls::CertSet> certs_ = tls::tlstest::CertSetFor("mydb.drawbridge.test");
-  asio::io_context io_{1};
-  tcp::acceptor acceptor_{io_};
-  int port_ = 0;
+  // Declared before the io_context, so destroyed after it: a connection still refusing when a
+  // test ends is finished (and logged, and released from admission) by the io_context's
+  // destructor, against a context that is still alive.
   control::RouteTableHolder routes_;
   tls::CertStore cert_store_;
   ServerContext ctx_;
+  asio::io_context io_{1};
+  tcp::acceptor acceptor_{io_};
+  int port_ = 0;
   RelayLoop relay_;
   std::thread thread_;
   SSL_CTX* client_ctx_ = nullptr;
@@ -479,6 +490,237 @@ TEST_F(FleetCancelTest, ACancelFromAPeerWithAWrongSecretAnotherAppOrAnEndedSessi
       [&] { return ctx_.metrics.PeerRefusals(fleet::PeerRefusal::kUnknownKey) == 2; }));
   EXPECT_FALSE(MachineDialled());
   EXPECT_EQ(ctx_.metrics.cancels_forwarded.load(), 0u);
+}
+
+// ---- health, limits, roles and the allowlist (docs/connection.md, "Choosing a machine") ----
+
+// A pg_tls client: TLS, then a StartupMessage. `fd` < 0 or `ssl` null if a step failed.
+struct PgClient {
+  int fd = -1;
+  SSL* ssl = nullptr;
+  ~PgClient() {
+    if (ssl) SSL_free(ssl);
+    if (fd >= 0) close(fd);
+  }
+  // The first bytes the edge sends after the StartupMessage (an ErrorResponse), "" on EOF.
+  std::string Read() {
+    char buf[1024];
+    int n = SSL_read(ssl, buf, sizeof buf);
+    return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+  }
+};
+
+class HealthTest : public NegotiationTest {
+ protected:
+  void Login(PgClient* c) {
+    c->fd = Connect(port_);
+    c->ssl = StartTls(c->fd);
+    ASSERT_NE(c->ssl, nullptr);
+    std::string packet = Str(pg::BuildStartupMessage(
+        pg::StartupMessage{pg::kProtocol30, {{"user", "alice"}, {"database", "app"}}}));
+    ASSERT_EQ(SSL_write(c->ssl, packet.data(), static_cast<int>(packet.size())),
+              static_cast<int>(packet.size()));
+  }
+  uint64_t ConnectFailures(const std::string& address) {
+    for (const auto& st : ctx_.board.AppStatus("mydb")) {
+      if (st.key.address == address) return st.connect_failures;
+    }
+    return 0;
+  }
+};
+
+TEST_F(HealthTest, AFailedConnectMarksTheMachineSoTheNextClientGets57P03WithoutADial) {
+  int dead_port = 0;
+  {
+    Machine closed_soon;
+    dead_port = closed_soon.port;
+  }
+  Serve(PgRoute(dead_port));
+  {
+    PgClient first;
+    Login(&first);
+    EXPECT_NE(first.Read().find("C08006"), std::string::npos) << "tried, and it failed";
+  }
+  EXPECT_EQ(ConnectFailures("127.0.0.1"), 1u);
+  PgClient second;
+  Login(&second);
+  std::string error = second.Read();
+  EXPECT_EQ(error[0], 'E');
+  EXPECT_NE(error.find("C57P03"), std::string::npos) << error;
+  EXPECT_NE(error.find("app \"mydb\" has no healthy machine"), std::string::npos) << error;
+  EXPECT_EQ(error.find("127.0.0.1"), std::string::npos) << "never a private address";
+  EXPECT_EQ(ConnectFailures("127.0.0.1"), 1u) << "the second client cost no attempt";
+  EXPECT_TRUE(Eventually([&] { return ctx_.live.count() == 0; }));
+  EXPECT_EQ(ctx_.metrics.Failures(NetReason::kNoHealthyMachine), 1u);
+  EXPECT_EQ(ctx_.metrics.Failures(NetReason::kMachineUnreachable), 1u);
+}
+
+TEST_F(HealthTest, AMachineFailingItsCheckGetsNoConnection) {
+  control::Route route = PgRoute(machine_.port);
+  route.checks = {control::TcpCheck{}};
+  auto now = std::chrono::steady_clock::now();
+  health::MachineKey key{"mydb", "127.0.0.1", machine_.port};
+  ctx_.board.SetTargets({{key, route.checks}}, now - 60s);  // long past its grace period
+  ctx_.board.CheckResult(key, 0, false, "connection refused", now, std::chrono::system_clock::now());
+  Serve(route);
+  PgClient c;
+  Login(&c);
+  std::string error = c.Read();
+  EXPECT_NE(error.find("C57P03"), std::string::npos) << error;
+  EXPECT_NE(error.find("has no healthy machine"), std::string::npos) << error;
+  EXPECT_FALSE(machine_.Dialled());
+}
+
+TEST_F(HealthTest, ADeadMachineCostsOneAttemptAndTheLiveOneTakesEveryClient) {
+  // Two machines on one port: 127.0.0.1 answers, 127.0.0.3 refuses.
+  control::Route route = PgRoute(machine_.port);
+  route.machines = {{"m1", "127.0.0.1"}, {"m2", "127.0.0.3"}};
+  Serve(route);
+  std::vector<std::unique_ptr<PgClient>> clients;
+  std::vector<int> accepted;
+  for (int i = 0; i < 4; ++i) {
+    clients.push_back(std::make_unique<PgClient>());
+    Login(clients.back().get());
+    int m = machine_.Accept();
+    ASSERT_GE(m, 0) << "client " << i << " reached the live machine";
+    accepted.push_back(m);
+  }
+  EXPECT_EQ(ConnectFailures("127.0.0.3"), 1u);
+  EXPECT_EQ(ctx_.metrics.Failures(NetReason::kMachineUnreachable), 0u);
+  EXPECT_EQ(ctx_.metrics.machine_connect_seconds.count(), 4u);
+  EXPECT_EQ(ctx_.metrics.tls_handshake_seconds.count(), 4u);
+  EXPECT_EQ(ctx_.metrics.app_connections.Get("mydb"), 4u);
+  for (int m : accepted) close(m);
+}
+
+TEST_F(HealthTest, NewConnectionsGoToTheLeastLoadedMachine) {
+  Machine second("127.0.0.2", machine_.port);
+  control::Route route = PgRoute(machine_.port);
+  route.machines = {{"m1", "127.0.0.1"}, {"m2", "127.0.0.2"}};
+  Serve(route);
+  PgClient a, b;
+  Login(&a);
+  bool first_on_one = machine_.Dialled(2000ms);
+  int m1 = first_on_one ? machine_.Accept() : second.Accept();
+  ASSERT_GE(m1, 0);
+  Login(&b);
+  // The other machine, whatever the rotation says, since the first has a session.
+  int m2 = first_on_one ? second.Accept() : machine_.Accept();
+  EXPECT_GE(m2, 0);
+  close(m1);
+  if (m2 >= 0) close(m2);
+}
+
+TEST_F(HealthTest, AtTheHardLimitAClientWaitsThenGetsFatal53300) {
+  ctx_.limits.hard_limit_wait = 300ms;
+  control::Route route = PgRoute(machine_.port);
+  route.hard_limit = 1;
+  Serve(route);
+  PgClient holder;
+  Login(&holder);
+  int m = machine_.Accept();
+  ASSERT_GE(m, 0);
+  PgClient waiter;
+  auto start = std::chrono::steady_clock::now();
+  Login(&waiter);
+  std::string error = waiter.Read();
+  auto waited = std::chrono::steady_clock::now() - start;
+  EXPECT_NE(error.find("C53300"), std::string::npos) << error;
+  EXPECT_NE(error.find("too many connections for app \"mydb\""), std::string::npos) << error;
+  EXPECT_GE(waited, 250ms);
+  EXPECT_LT(waited, 1500ms);
+  EXPECT_FALSE(machine_.Dialled(0ms)) << "the machine at its limit was never dialled";
+  EXPECT_EQ(ctx_.metrics.Failures(NetReason::kMachineHardLimit), 1u);
+  close(m);
+}
+
+TEST_F(HealthTest, AClientWaitingAtTheHardLimitGetsTheSlotThatFreesUp) {
+  ctx_.limits.hard_limit_wait = 1500ms;
+  control::Route route = PgRoute(machine_.port);
+  route.hard_limit = 1;
+  Serve(route);
+  PgClient holder;
+  Login(&holder);
+  int m = machine_.Accept();
+  ASSERT_GE(m, 0);
+  // The holder's session ends (its server closes) while the next client waits.
+  PgClient waiter;
+  Login(&waiter);
+  std::this_thread::sleep_for(100ms);
+  EXPECT_FALSE(machine_.Dialled(0ms));
+  close(m);
+  int m2 = machine_.Accept();
+  EXPECT_GE(m2, 0) << "connected once the slot was free";
+  EXPECT_EQ(ctx_.metrics.Failures(NetReason::kMachineHardLimit), 0u);
+  if (m2 >= 0) close(m2);
+}
+
+TEST_F(HealthTest, AFreshStandbyIsNeverGivenAReadWriteClient) {
+  control::Route route = PgRoute(machine_.port);
+  route.target = control::TargetSessionAttrs::kReadWrite;
+  ctx_.board.LearnRole({"mydb", "127.0.0.1", machine_.port}, true, std::chrono::steady_clock::now());
+  Serve(route);
+  PgClient c;
+  Login(&c);
+  std::string error = c.Read();
+  EXPECT_NE(error.find("C57P03"), std::string::npos) << error;
+  EXPECT_NE(error.find("app \"mydb\" has no primary machine available now"), std::string::npos)
+      << error;
+  EXPECT_FALSE(machine_.Dialled());
+  EXPECT_EQ(ctx_.metrics.Failures(NetReason::kNoMachineWithRole), 1u);
+}
+
+TEST_F(HealthTest, AStandbyServesAPreferStandbyClient) {
+  control::Route route = PgRoute(machine_.port);
+  route.target = control::TargetSessionAttrs::kPreferStandby;
+  ctx_.board.LearnRole({"mydb", "127.0.0.1", machine_.port}, false, std::chrono::steady_clock::now());
+  Serve(route);
+  PgClient c;
+  Login(&c);
+  int m = machine_.Accept();
+  EXPECT_GE(m, 0) << "a primary is the last tier of prefer-standby, not refused";
+  if (m >= 0) close(m);
+}
+
+TEST_F(HealthTest, ASourceOutsideTheAllowlistGetsFatal28000BeforeAnyMachineIsContacted) {
+  control::Route route = PgRoute(machine_.port);
+  route.allowed_sources = {*base::ParseCidr("10.0.0.0/8"), *base::ParseCidr("2001:db8::/32")};
+  Serve(route);
+  PgClient c;
+  Login(&c);
+  std::string error = c.Read();
+  EXPECT_NE(error.find("C28000"), std::string::npos) << error;
+  EXPECT_NE(error.find("source address not allowed for app \"mydb\""), std::string::npos)
+      << error;
+  EXPECT_FALSE(machine_.Dialled());
+  EXPECT_TRUE(Eventually([&] { return ctx_.live.count() == 0; }));
+  EXPECT_EQ(ctx_.metrics.Failures(NetReason::kSourceNotAllowed), 1u);
+}
+
+TEST_F(HealthTest, ASourceInsideTheAllowlistConnects) {
+  control::Route route = PgRoute(machine_.port);
+  route.allowed_sources = {*base::ParseCidr("10.0.0.0/8"), *base::ParseCidr("127.0.0.1")};
+  Serve(route);
+  PgClient c;
+  Login(&c);
+  int m = machine_.Accept();
+  EXPECT_GE(m, 0);
+  if (m >= 0) close(m);
+  EXPECT_EQ(ctx_.metrics.Failures(NetReason::kSourceNotAllowed), 0u);
+}
+
+TEST_F(HealthTest, RawTcpFromOutsideTheAllowlistIsClosedWithoutADial) {
+  control::Route route = PgRoute(machine_.port);
+  route.pg_tls = false;
+  route.allowed_sources = {*base::ParseCidr("192.0.2.0/24")};
+  Serve(route);
+  int fd = Connect(port_);
+  bool eof = false;
+  EXPECT_EQ(RecvToEnd(fd, &eof), "");
+  EXPECT_TRUE(eof);
+  EXPECT_FALSE(machine_.Dialled());
+  EXPECT_EQ(ctx_.metrics.Failures(NetReason::kSourceNotAllowed), 1u);
+  close(fd);
 }
 
 }  // namespace

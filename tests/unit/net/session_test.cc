@@ -13,7 +13,9 @@
 #include <memory>
 #include <mutex>
 #include <set>
+#include <span>
 #include <string>
+#include <string_view>
 #include <thread>
 
 #include "tls/test_tls.h"
@@ -89,8 +91,17 @@ std::string Message(char type, std::string_view body) {
   return m;
 }
 
+const health::MachineKey kMachine{"mydb", "10.0.0.5", 5432};
+
 class SessionTest : public ::testing::Test {
  protected:
+  // What the board says of the session's machine now.
+  health::MachineView Board() {
+    std::string address = kMachine.address;
+    return ctx_.board.View(kMachine.app, kMachine.port, std::span<const std::string>(&address, 1),
+                           std::chrono::steady_clock::now())[0];
+  }
+
   void SetUp() override {
     route_.app = "mydb";
     route_.host = "mydb.drawbridge.test";
@@ -104,7 +115,8 @@ class SessionTest : public ::testing::Test {
   }
   void TearDown() override { loop_.Stop(); }
 
-  // Hands the session to the loop as the negotiation does, counted as live.
+  // Hands the session to the loop as the negotiation does, counted as live, with a session
+  // ticket of its machine's as the negotiation takes before it dials.
   void Start(std::unique_ptr<tls::TlsEngine> engine) {
     ctx_.live.Enter();
     ctx_.metrics.active++;
@@ -116,6 +128,7 @@ class SessionTest : public ::testing::Test {
     parts.record.local.ip = {127, 0, 10, 2};  // the address the client dialled
     parts.record.local.port = 5432;
     parts.machine_address = "10.0.0.5";
+    parts.ticket = ctx_.board.OpenSession(kMachine);
     std::unique_ptr<RelayHandler> session = std::make_unique<Session>(&ctx_, std::move(parts));
     ASSERT_TRUE(loop_.Adopt(&session, client_.ours, server_.ours));
   }
@@ -371,6 +384,104 @@ TEST_F(SessionTest, ASessionRoutedAfterTheAddressWasReleasedEndsAsItIsAdopted) {
   EXPECT_NE(fatal.find("terminating connection: app \"mydb\" was destroyed"), std::string::npos);
   EXPECT_TRUE(Eventually([&] { return ctx_.live.count() == 0; }));
 }
+
+// ---- health: session counts, roles (docs/connection.md, "Roles") ---------------------------
+
+std::string ParameterStatus(std::string_view name, std::string_view value) {
+  std::string body(name);
+  body += '\0';
+  body += value;
+  body += '\0';
+  return Message('S', body);
+}
+
+TEST_F(SessionTest, TheSessionCountsOnItsMachineUntilItEnds) {
+  Start(nullptr);
+  EXPECT_EQ(Board().sessions, 1);
+  SendAll(client_.theirs, "ping");
+  EXPECT_EQ(RecvUpTo(server_.theirs, 4), "ping");
+  server_.CloseTheirs();
+  client_.CloseTheirs();
+  EXPECT_TRUE(Eventually([&] { return ctx_.live.count() == 0; }));
+  EXPECT_EQ(Board().sessions, 0);
+  EXPECT_EQ(ctx_.metrics.session_seconds.count(), 1u);
+}
+
+TEST_F(SessionTest, AStandbyLoginForAReadWriteServiceEndsWithFatal57P03BeforeReadyForQuery) {
+  route_.pg_tls = true;
+  route_.target = control::TargetSessionAttrs::kReadWrite;
+  Start(HandshakenEngine());
+  std::string head = Message('R', std::string("\0\0\0\0", 4)) +
+                     ParameterStatus("server_version", "16.1") +
+                     ParameterStatus("in_hot_standby", "on");
+  std::string rest = ParameterStatus("TimeZone", "UTC") +
+                     Str(pg::BuildBackendKeyData(pg::CancelKey{1, {1, 2, 3, 4}})) +
+                     Message('Z', "I");
+  SendAll(server_.theirs, head + rest);
+  bool closed = false;
+  std::string got = TlsRead(SIZE_MAX, &closed);
+  EXPECT_TRUE(closed);
+  ASSERT_GT(got.size(), head.size());
+  EXPECT_EQ(got.substr(0, head.size()), head);
+  std::string fatal = got.substr(head.size());
+  EXPECT_EQ(fatal[0], 'E');
+  EXPECT_NE(fatal.find("SFATAL"), std::string::npos);
+  EXPECT_NE(fatal.find("C57P03"), std::string::npos);
+  EXPECT_NE(fatal.find("app \"mydb\" has no primary machine available now"), std::string::npos);
+  EXPECT_EQ(fatal.find("10.0.0.5"), std::string::npos) << "never a private address";
+  EXPECT_EQ(got.find(std::string("Z\0\0\0\5", 5)), std::string::npos) << "no ReadyForQuery";
+  // The server is told to end the backend, then the socket closes.
+  std::string to_server = RecvUpTo(server_.theirs, SIZE_MAX);
+  EXPECT_EQ(to_server, std::string("X\0\0\0\4", 5));
+  EXPECT_TRUE(Eventually([&] { return ctx_.live.count() == 0; }));
+  EXPECT_EQ(ctx_.metrics.Failures(NetReason::kRoleMismatch), 1u);
+  EXPECT_EQ(Board().role, health::Role::kStandby) << "learned: the next pick avoids it";
+  EXPECT_EQ(Board().sessions, 0);
+  EXPECT_EQ(ctx_.cancels.size(), 0u);
+}
+
+TEST_F(SessionTest, APrimaryLoginForAStandbyServiceEndsSaying) {
+  route_.pg_tls = true;
+  route_.target = control::TargetSessionAttrs::kReadOnly;
+  Start(HandshakenEngine());
+  SendAll(server_.theirs, Message('R', std::string("\0\0\0\0", 4)) +
+                              ParameterStatus("in_hot_standby", "off") + Message('Z', "I"));
+  bool closed = false;
+  std::string got = TlsRead(SIZE_MAX, &closed);
+  EXPECT_TRUE(closed);
+  EXPECT_NE(got.find("app \"mydb\" has no standby machine available now"), std::string::npos);
+  EXPECT_TRUE(Eventually([&] { return ctx_.live.count() == 0; }));
+  EXPECT_EQ(Board().role, health::Role::kPrimary);
+}
+
+// A standby's login for a service that may use one, then a promotion in the live session.
+class RoleTest : public SessionTest,
+                 public ::testing::WithParamInterface<control::TargetSessionAttrs> {};
+
+TEST_P(RoleTest, TheRightRoleLogsInAndALivePromotionIsLearned) {
+  route_.pg_tls = true;
+  route_.target = GetParam();
+  Start(HandshakenEngine());
+  std::string login = Message('R', std::string("\0\0\0\0", 4)) +
+                      ParameterStatus("in_hot_standby", "on") + Message('Z', "I");
+  SendAll(server_.theirs, login);
+  EXPECT_EQ(TlsRead(login.size()), login);
+  EXPECT_EQ(Board().role, health::Role::kStandby);
+  // The standby is promoted: PostgreSQL tells every session.
+  std::string promoted = ParameterStatus("in_hot_standby", "off");
+  SendAll(server_.theirs, promoted);
+  EXPECT_EQ(TlsRead(promoted.size()), promoted) << "passed on unchanged";
+  EXPECT_TRUE(Eventually([&] { return Board().role == health::Role::kPrimary; }));
+  EXPECT_EQ(ctx_.live.count(), 1u) << "the session goes on";
+  server_.CloseTheirs();
+  EXPECT_TRUE(Eventually([&] { return ctx_.live.count() == 0; }));
+  EXPECT_EQ(ctx_.metrics.Failures(NetReason::kRoleMismatch), 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Targets, RoleTest,
+                         ::testing::Values(control::TargetSessionAttrs::kAny,
+                                           control::TargetSessionAttrs::kStandby,
+                                           control::TargetSessionAttrs::kPreferStandby));
 
 }  // namespace
 }  // namespace drawbridge::net

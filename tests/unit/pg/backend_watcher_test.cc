@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "test_util.h"
@@ -210,6 +212,49 @@ TEST(BackendWatcherTest, MalformedBackendKeyDataIsAnError) {
   Bytes out;
   EXPECT_EQ(w.Feed(Message('K', Hex("00 00 01")), &out).code(), base::StatusCode::kInvalidArgument)
       << "shorter than a pid";
+}
+
+// PostgreSQL 14+ reports in_hot_standby at login: the edge learns the machine's role from it
+// and may stop the login right after it (the offset says where, whatever the split).
+TEST(BackendWatcherTest, ReportsInHotStandbyAndWhereItEnded) {
+  for (std::string_view value : {"on", "off"}) {
+    SCOPED_TRACE(value);
+    Bytes head = Cat({kAuthOk, ParameterStatus("server_version", "16.1"),
+                      ParameterStatus("in_hot_standby", value)});
+    Bytes in = Cat({head, ParameterStatus("TimeZone", "UTC"), BuildBackendKeyData(kServerKey),
+                    kReadyForQuery});
+    for (size_t split = 0; split <= in.size(); ++split) {
+      BackendWatcher w([](const CancelKey& k) { return k; });
+      Bytes out;
+      ASSERT_TRUE(w.Feed(ByteSpan(in).first(split), &out).ok());
+      std::optional<size_t> end = w.in_hot_standby_end();
+      size_t first_len = out.size();
+      ASSERT_TRUE(w.Feed(ByteSpan(in).subspan(split), &out).ok());
+      if (!end) {
+        ASSERT_TRUE(w.in_hot_standby_end()) << split;
+        end = first_len + *w.in_hot_standby_end();
+      } else {
+        EXPECT_FALSE(w.in_hot_standby_end()) << "reset by the next Feed()";
+      }
+      EXPECT_EQ(*end, head.size()) << split;
+      ASSERT_TRUE(w.in_hot_standby()) << split;
+      EXPECT_EQ(*w.in_hot_standby(), value == "on");
+      EXPECT_EQ(out, in);
+    }
+  }
+}
+
+TEST(BackendWatcherTest, NoInHotStandbyFromAnOlderServer) {
+  BackendWatcher w([](const CancelKey& k) { return k; });
+  Bytes out;
+  ASSERT_TRUE(w.Feed(ServerStartup(kServerKey), &out).ok());
+  EXPECT_TRUE(w.done());
+  EXPECT_FALSE(w.in_hot_standby());
+  EXPECT_FALSE(w.in_hot_standby_end());
+  // A value that is neither on nor off says nothing.
+  BackendWatcher odd([](const CancelKey& k) { return k; });
+  ASSERT_TRUE(odd.Feed(ParameterStatus("in_hot_standby", "maybe"), &out).ok());
+  EXPECT_FALSE(odd.in_hot_standby());
 }
 
 TEST(BackendWatcherTest, EmptyFeedIsANoOp) {

@@ -1,0 +1,126 @@
+#include "base/cidr.h"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+
+#include "base/parse_int.h"
+
+namespace drawbridge::base {
+
+namespace {
+
+// An IP literal as 16 bytes: IPv4 (and IPv4-mapped IPv6) in bytes[0..3] with *v4 set.
+bool ParseIp(std::string_view ip, std::array<uint8_t, 16>* out, bool* v4) {
+  // inet_pton needs a terminated string; an address is at most 45 characters
+  // ("ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255").
+  if (ip.empty() || ip.size() > 45 || ip.find('\0') != std::string_view::npos) return false;
+  char text[46] = {};
+  std::copy(ip.begin(), ip.end(), text);
+  uint8_t raw[16] = {};
+  out->fill(0);
+  if (inet_pton(AF_INET, text, raw) == 1) {
+    std::copy(raw, raw + 4, out->begin());
+    *v4 = true;
+    return true;
+  }
+  if (inet_pton(AF_INET6, text, raw) != 1) return false;
+  static constexpr uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (std::equal(raw, raw + 12, kMapped)) {
+    std::copy(raw + 12, raw + 16, out->begin());
+    *v4 = true;
+    return true;
+  }
+  std::copy(raw, raw + 16, out->begin());
+  *v4 = false;
+  return true;
+}
+
+// Whether the first `prefix` bits of `a` and `b` are equal.
+bool SamePrefix(const std::array<uint8_t, 16>& a, const std::array<uint8_t, 16>& b, int prefix) {
+  int whole = prefix / 8;
+  for (int i = 0; i < whole; ++i) {
+    if (a[i] != b[i]) return false;
+  }
+  int rest = prefix % 8;
+  if (rest == 0) return true;
+  auto mask = static_cast<uint8_t>(0xff << (8 - rest));
+  return (a[whole] & mask) == (b[whole] & mask);
+}
+
+std::string Format(const std::array<uint8_t, 16>& bytes, bool v4) {
+  char buf[INET6_ADDRSTRLEN] = {};
+  inet_ntop(v4 ? AF_INET : AF_INET6, bytes.data(), buf, sizeof buf);
+  return buf;
+}
+
+}  // namespace
+
+Result<Cidr> ParseCidr(std::string_view text) {
+  auto bad = [&](const std::string& why) {
+    return Status::InvalidArgument("network \"" + std::string(text) + "\": " + why);
+  };
+  std::string_view addr = text, length;
+  bool has_length = false;
+  if (auto slash = text.find('/'); slash != std::string_view::npos) {
+    addr = text.substr(0, slash);
+    length = text.substr(slash + 1);
+    has_length = true;
+  }
+  Cidr net;
+  if (!ParseIp(addr, &net.bytes, &net.v4)) {
+    return bad("expected an IPv4 or IPv6 address, optionally with /LENGTH");
+  }
+  // "::ffff:10.0.0.0/104" is written in IPv6 bits; "::ffff:10.0.0.1" alone is one v4 host.
+  bool mapped = net.v4 && addr.find(':') != std::string_view::npos;
+  int bits = net.v4 && !mapped ? 32 : 128;
+  int prefix = bits;
+  if (has_length) {
+    // Digits only, at most three: no sign, no spaces, no "0x".
+    bool digits = !length.empty() && length.size() <= 3 &&
+                  length.find_first_not_of("0123456789") == std::string_view::npos;
+    auto n = ParseInt(length, 0, bits);
+    if (!digits || !n.ok()) {
+      return bad("the prefix length must be a number from 0 to " + std::to_string(bits));
+    }
+    prefix = static_cast<int>(*n);
+  }
+  if (mapped) {
+    if (prefix < 96) {
+      // Wider than the mapped range: an IPv6 network after all.
+      std::array<uint8_t, 16> six{};
+      six[10] = 0xff;
+      six[11] = 0xff;
+      std::copy(net.bytes.begin(), net.bytes.begin() + 4, six.begin() + 12);
+      net.bytes = six;
+      net.v4 = false;
+    } else {
+      prefix -= 96;
+    }
+  }
+  net.prefix = prefix;
+  int total = net.v4 ? 32 : 128;
+  for (int bit = prefix; bit < total; ++bit) {
+    net.bytes[bit / 8] &= static_cast<uint8_t>(~(0x80 >> (bit % 8)));
+  }
+  net.text = Format(net.bytes, net.v4) + "/" + std::to_string(net.prefix);
+  return net;
+}
+
+bool CidrContains(const Cidr& net, std::string_view ip) {
+  std::array<uint8_t, 16> a{};
+  bool v4 = false;
+  if (!ParseIp(ip, &a, &v4)) return false;
+  if (net.v4) return v4 && SamePrefix(a, net.bytes, net.prefix);
+  if (v4) {
+    // An IPv6 network against an IPv4 client: compare in the mapped form ::ffff:a.b.c.d.
+    std::array<uint8_t, 16> six{};
+    six[10] = 0xff;
+    six[11] = 0xff;
+    std::copy(a.begin(), a.begin() + 4, six.begin() + 12);
+    return SamePrefix(six, net.bytes, net.prefix);
+  }
+  return SamePrefix(a, net.bytes, net.prefix);
+}
+
+}  // namespace drawbridge::base
