@@ -6,6 +6,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "base/prometheus_label.h"
 #include "base/utc_time.h"
 
 namespace drawbridge::health {
@@ -23,23 +24,6 @@ std::string MachineLabel(const MachineKey& key) {
     return "[" + key.address + "]:" + std::to_string(key.port);
   }
   return key.address + ":" + std::to_string(key.port);
-}
-
-// A Prometheus label value: backslash, double quote and newline escaped.
-std::string LabelValue(const std::string& s) {
-  std::string out;
-  out.reserve(s.size());
-  for (char c : s) {
-    if (c == '\\' || c == '"') {
-      out += '\\';
-      out += c;
-    } else if (c == '\n') {
-      out += "\\n";
-    } else {
-      out += c;
-    }
-  }
-  return out;
 }
 
 std::string DurationText(milliseconds d) {
@@ -300,8 +284,8 @@ std::string Board::Prometheus() const {
       Row* row = &other;
       if (rows.size() < kMaxMachineLabelSets) {
         row = &rows.emplace_back();
-        row->labels = "app=\"" + LabelValue(key.app) + "\",machine=\"" +
-                      LabelValue(MachineLabel(key)) + "\"";
+        row->labels = "app=\"" + base::PrometheusLabelValue(key.app) + "\",machine=\"" +
+                      base::PrometheusLabelValue(MachineLabel(key)) + "\"";
       } else {
         has_other = true;
       }

@@ -2,26 +2,11 @@
 
 #include <cstdio>
 
+#include "base/prometheus_label.h"
+
 namespace drawbridge::net {
 
 namespace {
-
-// A Prometheus label value: backslash, double quote and newline escaped.
-std::string LabelValue(const std::string& v) {
-  std::string out;
-  out.reserve(v.size());
-  for (char c : v) {
-    if (c == '\\' || c == '"') {
-      out += '\\';
-      out += c;
-    } else if (c == '\n') {
-      out += "\\n";
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
 
 // Seconds as Prometheus reads them: "0.0025", "10", "86400".
 std::string Seconds(double s) {
@@ -94,8 +79,8 @@ void AppCounter::Render(std::string* out) const {
       other += n;
       continue;
     }
-    *out += "drawbridge_app_connections_total{app=\"" + LabelValue(app) + "\"} " +
-            std::to_string(n) + "\n";
+    *out += "drawbridge_app_connections_total{app=\"" + base::PrometheusLabelValue(app) +
+            "\"} " + std::to_string(n) + "\n";
   }
   if (other > 0) {
     *out += "drawbridge_app_connections_total{app=\"other\"} " + std::to_string(other) + "\n";
