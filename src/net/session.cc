@@ -233,7 +233,7 @@ Session::Flow Session::ServerToClient() {
       break;
   }
   ByteSpan chunk = PlainScratch().first(n);
-  base::Status broken;  // the server broke the protocol after the messages in `chunk`
+  base::Status broken;      // the server broke the protocol after the messages in `chunk`
   bool wrong_role = false;  // the login reported a role the service does not want
   bool logging_in = watcher_.has_value();
   if (watcher_) {

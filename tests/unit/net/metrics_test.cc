@@ -21,10 +21,10 @@ bool Has(const std::string& text, const std::string& line) {
 TEST(HistogramTest, RendersCumulativeBucketsSumAndCount) {
   static constexpr double kBounds[] = {0.001, 0.01, 0.1};
   Histogram h(kBounds);
-  h.Observe(500us);   // <= 0.001
-  h.Observe(1ms);     // <= 0.001: a bound is inclusive
-  h.Observe(20ms);    // <= 0.1
-  h.Observe(3s);      // above every bound
+  h.Observe(500us);  // <= 0.001
+  h.Observe(1ms);    // <= 0.001: a bound is inclusive
+  h.Observe(20ms);   // <= 0.1
+  h.Observe(3s);     // above every bound
   std::string out;
   h.Render(&out, "x_seconds", "Help text.");
   EXPECT_TRUE(Has(out, "# HELP x_seconds Help text."));

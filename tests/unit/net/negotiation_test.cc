@@ -561,7 +561,8 @@ TEST_F(HealthTest, AMachineFailingItsCheckGetsNoConnection) {
   auto now = std::chrono::steady_clock::now();
   health::MachineKey key{"mydb", "127.0.0.1", machine_.port};
   ctx_.board.SetTargets({{key, route.checks}}, now - 60s);  // long past its grace period
-  ctx_.board.CheckResult(key, 0, false, "connection refused", now, std::chrono::system_clock::now());
+  ctx_.board.CheckResult(key, 0, false, "connection refused", now,
+                         std::chrono::system_clock::now());
   Serve(route);
   PgClient c;
   Login(&c);
@@ -658,7 +659,8 @@ TEST_F(HealthTest, AClientWaitingAtTheHardLimitGetsTheSlotThatFreesUp) {
 TEST_F(HealthTest, AFreshStandbyIsNeverGivenAReadWriteClient) {
   control::Route route = PgRoute(machine_.port);
   route.target = control::TargetSessionAttrs::kReadWrite;
-  ctx_.board.LearnRole({"mydb", "127.0.0.1", machine_.port}, true, std::chrono::steady_clock::now());
+  ctx_.board.LearnRole({"mydb", "127.0.0.1", machine_.port}, true,
+                       std::chrono::steady_clock::now());
   Serve(route);
   PgClient c;
   Login(&c);
@@ -673,7 +675,8 @@ TEST_F(HealthTest, AFreshStandbyIsNeverGivenAReadWriteClient) {
 TEST_F(HealthTest, AStandbyServesAPreferStandbyClient) {
   control::Route route = PgRoute(machine_.port);
   route.target = control::TargetSessionAttrs::kPreferStandby;
-  ctx_.board.LearnRole({"mydb", "127.0.0.1", machine_.port}, false, std::chrono::steady_clock::now());
+  ctx_.board.LearnRole({"mydb", "127.0.0.1", machine_.port}, false,
+                       std::chrono::steady_clock::now());
   Serve(route);
   PgClient c;
   Login(&c);

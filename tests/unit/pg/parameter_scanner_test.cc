@@ -30,9 +30,10 @@ const Bytes kReady = Message('Z', Str("I"));
 
 // What a live session carries: rows, a SET's report, a promotion's report in the middle.
 Bytes LiveStream() {
-  return Cat({Message('T', Bytes(30, 1)), Message('D', Bytes(500, 2)), Message('C', Str("SELECT 1")),
-              kReady, ParameterStatus("application_name", "psql"), kReady,
-              ParameterStatus("in_hot_standby", "off"), Message('D', Bytes(70000, 3)), kReady});
+  return Cat({Message('T', Bytes(30, 1)), Message('D', Bytes(500, 2)),
+              Message('C', Str("SELECT 1")), kReady, ParameterStatus("application_name", "psql"),
+              kReady, ParameterStatus("in_hot_standby", "off"), Message('D', Bytes(70000, 3)),
+              kReady});
 }
 
 TEST(ParameterScannerTest, ReportsAPromotionInALiveSession) {
@@ -97,7 +98,8 @@ TEST(ParameterScannerTest, OtherParametersAndOddValuesSayNothing) {
   // A long ParameterStatus is skipped by its length, not read.
   EXPECT_FALSE(s.Advance(ParameterStatus("in_hot_standby", std::string(100, 'o'))));
   // Another message type with the same body is not a report.
-  EXPECT_FALSE(s.Advance(Message('N', Cat({Str("in_hot_standby"), Hex("00"), Str("on"), Hex("00")}))));
+  EXPECT_FALSE(
+      s.Advance(Message('N', Cat({Str("in_hot_standby"), Hex("00"), Str("on"), Hex("00")}))));
   EXPECT_FALSE(s.in_hot_standby());
   EXPECT_TRUE(s.at_boundary());
   EXPECT_TRUE(s.Advance(ParameterStatus("in_hot_standby", "on")));
