@@ -16,7 +16,7 @@ Environment:
   KEEP=1         keep the work directory (logs, configs) under /tmp
   ONLY_IDLE=1    skip the interleaved workloads (idle-connection test only)
   SKIP_IDLE=1    skip the idle-connection test
-  BUDGET_S=S     hard time budget in seconds (default 1800; BASELINE: 2100; QUICK: 420); runs
+  BUDGET_S=S     hard time budget in seconds (default 2100; BASELINE: 2400; QUICK: 420); runs
                  that would start after it are skipped
   NOTE=TEXT      a line to add to the results (e.g. what else ran on the machine)
   IDLE_NS=A,B    idle-connection counts (default 1000,10000; QUICK: 200,1000)
@@ -24,7 +24,7 @@ Environment:
                  "Drawbridge (baseline)", run exactly as "Drawbridge" (same flags, same fly.toml
                  but for its port, same certificate), right beside it in every round and in the
                  idle test, and a section "Drawbridge against the baseline" with the ratios
-                 current / baseline. Default BUDGET_S becomes 2100; the report is
+                 current / baseline. Default BUDGET_S becomes 2400; the report is
                  <date>[-quick|-partial]-vs-baseline.md. Unset: none of this.
   BASELINE_REV=T what the baseline is (e.g. a commit), printed in the report
 Writes bench/results/<date>.md (QUICK: <date>-quick.md) and prints it. Exits 0 whatever the
@@ -57,7 +57,7 @@ SKIP_IDLE = os.environ.get("SKIP_IDLE") == "1"
 BASELINE = os.environ.get("BASELINE", "")
 BASELINE_REV = os.environ.get("BASELINE_REV", "")
 BASELINE_BIN = BASELINE  # the frozen copy in the work directory, once Setup.freeze_binary ran
-BUDGET_S = float(os.environ.get("BUDGET_S", "420" if QUICK else ("2100" if BASELINE else "1800")))
+BUDGET_S = float(os.environ.get("BUDGET_S", "420" if QUICK else ("2400" if BASELINE else "2100")))
 NOTE = os.environ.get("NOTE", "")
 
 TPS_T = 3 if QUICK else 10

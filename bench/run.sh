@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The benchmark in one command: Drawbridge's pg_tls against PgBouncer (client TLS), stunnel
-# (protocol = pgsql), PostgreSQL's own TLS and plaintext, on loopback, bounded to ~30 minutes.
+# (protocol = pgsql), PostgreSQL's own TLS and plaintext, on loopback, bounded to ~35 minutes.
 #
-#   bench/run.sh            full run: 5 interleaved rounds, idle test at 1k and 10k (~23 minutes)
+#   bench/run.sh            full run: 5 interleaved rounds, idle test at 1k and 10k (~25 minutes)
 #   QUICK=1 bench/run.sh    smoke test of the harness: 1 round, short durations (~4 minutes)
 #
 # Installs the Debian packages it needs when missing, builds build/src/drawbridge (a Release
@@ -16,8 +16,8 @@
 #       as "Drawbridge" runs the current one (same flags, same fly.toml but its port, same
 #       certificate), back to back with it in every workload of every round and in the idle test,
 #       and a section with the ratios current / baseline (TPS, CPU per transaction, added latency,
-#       COPY MB/s, connections/s, idle RSS per connection). Full run about 27 minutes (budget
-#       2100 s); writes bench/results/<date>-vs-baseline.md. Unset: the run is as without it.
+#       COPY MB/s, connections/s, idle RSS per connection). Full run about 29 minutes (budget
+#       2400 s); writes bench/results/<date>-vs-baseline.md. Unset: the run is as without it.
 # Must run as root (installs packages, runs PostgreSQL and PgBouncer as user postgres).
 # A benchmark, not a test: it exits 0 whatever the numbers are.
 set -euo pipefail
