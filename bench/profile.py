@@ -4,7 +4,7 @@ stunnel, Drawbridge on loopback), then, for each proxy and workload, `perf stat`
 tracepoints (syscalls per transaction or per MB) and `perf record` (cpu-clock samples with DWARF
 call graphs) while the workload runs. Not part of the benchmark run; for finding out why.
 
-  bench/profile.py [--proxies drawbridge,pgbouncer,stunnel] [--workloads tps,lat,copy]
+  bench/profile.py [--proxies drawbridge,pgbouncer,stunnel] [--workloads tps,lat,copy,conn,hs]
                    [--seconds 8] [--no-record]
 
 Needs linux-perf. Writes bench/results/profile-<date>.txt and prints it.
@@ -49,6 +49,12 @@ def workload(b, target, name, seconds):
     if name == "conn":
         m = b.pgbench(target, ["-S", "-C", "-c", "4", "-j", "2"], seconds)
         return m.get("txns", 0), "connection", m
+    if name == "hs":  # TLS handshakes against the trivial backend (bench.py's workload "hs")
+        argv = ["pgbench", "-h", "127.0.0.1", "-p", str(b.s.hs_ports[target]), "-U", "postgres",
+                "-n", "-C", "-f", b.hs_script(), "-c", "8", "-j", "2", "-T", str(seconds), "trivial"]
+        m = bench.parse_pgbench(bench.run(argv, env=b.s.env(target), timeout=seconds + 120,
+                                          check=False, cwd=b.s.work).stdout)
+        return m.get("txns", 0), "handshake", m
     if name == "copy":
         m = b.w_copy(target)
         return bench.COPY_BYTES / 1e6, "MB", m
