@@ -24,6 +24,6 @@ if [[ ${TSAN:-1} == 1 ]]; then
   BUILD_DIR=build-tsan SANITIZE=thread scripts/build.sh drawbridge net_pure_test health_test admission_test
   TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 DRAWBRIDGE_SLOW_TESTS=0 \
     ctest --test-dir build-tsan --output-on-failure -j1 \
-    -R '^unit[.](RelayLoopTest|SessionTest|LiveConnectionsTest|CancelRegistryTest|Board|Checker|AdmissionTest)[.]|^integration_(protocol|lifecycle|faults|hostile_clients|clients|tenancy|fleet|health|admission)$'
+    -R '^unit[.](RelayLoopTest|RelayPoolTest|SessionTest|LiveConnectionsTest|CancelRegistryTest|Board|Checker|AdmissionTest)[.]|^integration_(protocol|lifecycle|faults|hostile_clients|clients|tenancy|fleet|health|admission)$'
 fi
 echo "test.sh: all tests passed"

@@ -364,6 +364,12 @@ RelayHandler::Result Session::Recheck() {
   return Result::kDone;
 }
 
+bool Session::Movable() const {
+  return !finished_ && !up_done_ && !down_done_ && !server_eof_ && !watcher_ &&
+         !client_hung_up_ && !server_hung_up_ && to_client_.spill.empty() &&
+         to_server_.spill.empty() && (!tls_ || engine_drained_);
+}
+
 void Session::CloseFds() {
   for (int& fd : fds_) {
     if (fd >= 0) ::close(fd);

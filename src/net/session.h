@@ -5,7 +5,11 @@
 // moves out of itself (both descriptors, the TLS session, the log record) and gives it to its
 // thread's relay loop, which owns it from then on and calls it only on the relay thread (and,
 // once that thread has ended, on the thread that stops the loop). Nothing of the Asio side is
-// touched from here. The session finishes its connection exactly once: counted, keys
+// touched from here. Nothing of it is tied to one relay thread either: it reads into the
+// calling thread's scratch buffers (net/scratch.h) and keeps no span of them between calls, and
+// its TLS engine, log record and context pointer may be used from any one thread at a time. So
+// between two calls a loop may hand it to another loop (net/relay_pool.h) when Movable() says
+// it holds nothing that only a call would move on. The session finishes its connection exactly once: counted, keys
 // unregistered, its machine's session count released, logged, and the server's registry of
 // live connections left.
 //
@@ -62,6 +66,10 @@ class Session final : public RelayHandler {
   // holders): a pg_tls client between two of the server's messages first gets FATAL 57P01
   // saying so; logged `reason=address_released` or `app_destroyed`.
   Result Recheck() override;
+  // Idle between two calls: logged in (pg_tls: past the first ReadyForQuery), both directions
+  // open, no hang-up noted, nothing waiting in either outbox, and the TLS engine holds no whole
+  // record it has not handed out. Then its sockets say everything that is still to do.
+  bool Movable() const override;
 
  private:
   // Bytes for a socket that would not take them all at once, sent when it is writable again.
