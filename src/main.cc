@@ -98,7 +98,9 @@ int ServeMain(int argc, char** argv) {
   app.add_option("--machine", f.machines, "static mode: a machine address (repeatable)");
   app.add_option("--cert", f.certs, "PEM certificate chain (repeatable); default: built-in CA");
   app.add_option("--key", f.keys, "PEM private key, one per --cert");
-  app.add_option("--threads", f.threads, "event loops (default: one per core)")
+  app.add_option("--threads", f.threads,
+                 "io event loops, and the most relay loops the edge may use (it adds them as the "
+                 "load needs; default: one per core)")
       ->check(CLI::Range(1, 1024));
   app.add_option("--log-level", f.log_level, "debug, info, warn, error")
       ->capture_default_str()

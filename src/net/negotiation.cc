@@ -16,7 +16,7 @@
 #include "health/pick.h"
 #include "net/conn_log.h"
 #include "net/proxy_protocol.h"
-#include "net/relay_loop.h"
+#include "net/relay_pool.h"
 #include "net/route_choice.h"
 #include "net/scratch.h"
 #include "net/session.h"
@@ -229,7 +229,7 @@ class Negotiation : public std::enable_shared_from_this<Negotiation> {
   awaitable<void> RefuseForMachines(NetReason why, std::string_view sqlstate,
                                     const std::string& message, const std::string& hint);
   // Sends what the machine must see first, then moves the connection into a Session for the
-  // thread's relay loop. True: the session has the connection and finishes it.
+  // server's relay loops (the pool picks one). True: the session has the connection and finishes it.
   awaitable<bool> HandOff();
 
   // Closes the machine socket (and the client's if `client_too`) after `after` unless re-armed
@@ -950,7 +950,7 @@ awaitable<bool> Negotiation::HandOff() {
   handed_off_ = true;
   int client_fd = parts.client_fd, server_fd = parts.server_fd;
   std::unique_ptr<RelayHandler> session = std::make_unique<Session>(ctx_.server, std::move(parts));
-  if (ctx_.relay == nullptr || !ctx_.relay->Adopt(&session, client_fd, server_fd)) {
+  if (ctx_.relays == nullptr || !ctx_.relays->Adopt(&session, client_fd, server_fd)) {
     session->OnStop(RelayHandler::Stop::kCannotWatch);
   }
   co_return true;

@@ -18,7 +18,7 @@
 #include "io/accept_loop.h"
 #include "net/asio.h"
 #include "net/negotiation.h"
-#include "net/relay_loop.h"
+#include "net/relay_pool.h"
 #include "net/server_context.h"
 
 namespace drawbridge::net {
@@ -110,8 +110,6 @@ std::string ProbePort(int port, const std::function<bool(int)>& may_share) {
 struct Server::Impl {
   struct Worker {
     asio::io_context io{1};
-    // Where this worker's connections go once negotiated. Stopped before `io` is destroyed.
-    RelayLoop relay;
     std::map<int, std::vector<std::shared_ptr<Acceptor>>> listeners;
     std::thread thread;
   };
@@ -121,6 +119,10 @@ struct Server::Impl {
   ServerContext ctx;
   // Checks every machine of the route table into ctx.board; from Start() to Run()'s shutdown.
   std::unique_ptr<health::Checker> checker;
+  // Where every worker's connections go once negotiated: up to one relay loop per worker, as
+  // many as the load needs (net/relay_pool.h). Stopped after the workers' io threads end;
+  // declared before `workers` so that it outlives their io_contexts.
+  std::unique_ptr<RelayPool> relays;
   std::vector<std::unique_ptr<Worker>> workers;
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
   std::mutex sync_mu;    // one SyncListeners() at a time; guards `closing` and `open`
@@ -129,7 +131,7 @@ struct Server::Impl {
   mutable std::mutex state_mu;          // guards `states`
   std::map<int, ListenerState> states;  // every wanted port's, for Listeners()
   std::mutex relays_mu;       // guards `relays_gone`: SetAddressHolders() against Run()'s end
-  bool relays_gone = false;   // Run() destroys the workers: no relay loop to ask any more
+  bool relays_gone = false;   // Run() stops the relay loops and destroys the workers
   size_t next_peer_cancel = 0;  // guarded by relays_mu: the worker the next peer cancel runs on
 
   // Runs on the worker's thread (or before it starts). Opens `ports` not open yet and closes
@@ -163,7 +165,7 @@ struct Server::Impl {
         spdlog::warn("{} (IPv6 clients cannot reach this port)", v6.message());
       }
       for (auto& a : list) {
-        asio::co_spawn(w.io, Accept(a, WorkerContext{&ctx, &w.relay}), [](std::exception_ptr e) {
+        asio::co_spawn(w.io, Accept(a, WorkerContext{&ctx, relays.get()}), [](std::exception_ptr e) {
           if (e) spdlog::error("accept loop ended with an exception");
         });
       }
@@ -229,12 +231,13 @@ struct Server::Impl {
 };
 
 namespace {
-// One event loop per core this process may run on (taskset, cpusets), not per core the machine
-// has. Fewer loops cost less CPU per transaction (fewer wake-ups, each finding more work) but
-// queue connections behind each other: on the 2-core benchmark machine, shared with pgbench
-// and PostgreSQL, one loop (and its relay thread) gave less throughput than two in each of 18
-// rounds, 0.3-29% less, and spent less CPU per transaction in 17 of them, up to 20% less
-// (bench/results/2026-11-26*.md). Pinning each relay thread to a core did not help either:
+// One io loop, and at most one relay loop, per core this process may run on (taskset, cpusets),
+// not per core the machine has. Fewer relay loops cost less CPU per transaction (fewer
+// wake-ups, each finding more work) but queue connections behind each other: on the 2-core
+// benchmark machine, shared with pgbench and PostgreSQL, one loop gave less throughput than two
+// in each of 18 rounds, 0.3-29% less, and spent less CPU per transaction in 17 of them, up to
+// 20% less (bench/results/2026-11-26*.md). So the relay pool (net/relay_pool.h) uses the second
+// loop only once the first is busy. Pinning each relay thread to a core did not help either:
 // less throughput in 4 of 5 rounds.
 int DefaultThreads() {
   cpu_set_t set;
@@ -261,6 +264,9 @@ Server::Server(ServerOptions options, const control::RouteTableHolder* routes,
   impl_->checker = std::make_unique<health::Checker>(&impl_->ctx.board, routes);
   int n = options.threads > 0 ? options.threads : DefaultThreads();
   for (int i = 0; i < n; ++i) impl_->workers.push_back(std::make_unique<Impl::Worker>());
+  RelayPoolOptions relay_options;
+  relay_options.max_loops = static_cast<size_t>(n);
+  impl_->relays = std::make_unique<RelayPool>(relay_options);
 }
 
 Server::~Server() {
@@ -273,13 +279,11 @@ Server::~Server() {
   for (auto& w : impl_->workers) {
     if (w->thread.joinable()) w->thread.join();
   }
-  for (auto& w : impl_->workers) w->relay.Stop();
+  impl_->relays->Stop();
 }
 
 base::Status Server::Start() {
-  for (auto& w : impl_->workers) {
-    if (auto s = w->relay.Start(); !s.ok()) return s;
-  }
+  if (auto s = impl_->relays->Start(); !s.ok()) return s;
   for (auto& w : impl_->workers) {
     impl_->guards.push_back(asio::make_work_guard(w->io));
     Impl::Worker* worker = w.get();
@@ -300,7 +304,7 @@ void Server::SetAddressHolders(std::shared_ptr<const control::AddressHolders> ho
   impl_->ctx.holders.Swap(std::move(holders));
   std::lock_guard lock(impl_->relays_mu);
   if (impl_->relays_gone) return;
-  for (auto& w : impl_->workers) w->relay.RecheckAll();  // also during the drain
+  impl_->relays->RecheckAll();  // also during the drain
 }
 
 void Server::CancelFromPeer(int from_node, pg::CancelKey key, std::vector<std::string> apps) {
@@ -436,7 +440,7 @@ void Server::Run(const std::function<void()>& on_ready, const std::function<void
   for (auto& w : impl_->workers) {
     if (w->thread.joinable()) w->thread.join();
   }
-  for (auto& w : impl_->workers) w->relay.Stop();
+  impl_->relays->Stop();
   // Destroying the io_contexts finishes what was still negotiating (each logs itself), so the
   // counters are final when Run() returns.
   {

@@ -20,7 +20,7 @@
 
 namespace drawbridge::net {
 
-class RelayLoop;
+class RelayPool;
 
 struct ServerContext {
   const control::RouteTableHolder* routes = nullptr;
@@ -47,11 +47,11 @@ struct ServerContext {
   admission::Admission admission;
 };
 
-// Where a connection accepted by one io thread goes: the server's context and that thread's
-// relay loop.
+// Where a connection accepted by one io thread goes: the server's context and the server's
+// relay loops (one pool shared by every io thread; it picks the loop).
 struct WorkerContext {
   ServerContext* server = nullptr;
-  RelayLoop* relay = nullptr;
+  RelayPool* relays = nullptr;
 };
 
 }  // namespace drawbridge::net

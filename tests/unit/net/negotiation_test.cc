@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "base/cidr.h"
-#include "net/relay_loop.h"
+#include "net/relay_pool.h"
 #include "pg/messages.h"
 #include "tls/test_tls.h"
 
@@ -190,7 +190,7 @@ class NegotiationTest : public ::testing::Test {
   asio::io_context io_{1};
   tcp::acceptor acceptor_{io_};
   int port_ = 0;
-  RelayLoop relay_;
+  RelayPool relay_{RelayPoolOptions{}};  // one loop
   std::thread thread_;
   SSL_CTX* client_ctx_ = nullptr;
   Machine machine_;
