@@ -60,7 +60,9 @@ class TlsEngine {
   Io Read(base::ByteSpan input, std::span<uint8_t> buf, size_t* n);
   // Whether the last Read() stopped because no whole record was left (rather than because
   // `buf` was full, or at a close or an error it reports next): if so, another Read() without
-  // new input would only say kWantRead.
+  // new input would only say kWantRead. When a record used up the input and OpenSSL holds
+  // nothing more, Read() knows this without asking OpenSSL for another record (a call that
+  // would only say it wants more).
   bool read_drained() const { return read_drained_; }
   // Encrypts all of `data`, appending to `out` the pending output (see HasOutput) and then
   // the new records.
@@ -86,6 +88,8 @@ class TlsEngine {
   void Lend(base::ByteSpan input);
   // Input: copies what is left of the lent bytes, so that nothing refers to them any more.
   void KeepUnread();
+  // Input: whether every kept and lent byte has been handed to OpenSSL.
+  bool InputEmpty() const { return unread_at_ == unread_.size() && lent_.empty(); }
   // The BIO's callbacks.
   size_t Pull(uint8_t* to, size_t len);
   void Push(const uint8_t* from, size_t len) { sink_->insert(sink_->end(), from, from + len); }

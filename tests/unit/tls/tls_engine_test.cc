@@ -201,6 +201,31 @@ TEST_F(TlsEngineTest, LentInputIsConsumedOrKept) {
   EXPECT_EQ(std::string(buf.begin(), buf.begin() + n), "split across two reads");
 }
 
+// Read() stops after the record that used up the input, and goes on when more than that is
+// left: here a whole record followed by half of the next, which OpenSSL takes in and holds.
+TEST_F(TlsEngineTest, AWholeRecordAndHalfOfTheNext) {
+  auto pair = Connect(Client("", {"postgresql"}));
+  ASSERT_TRUE(pair->Handshake()) << pair->server().error();
+  pair->ClientSeal("whole");
+  base::Bytes first = pair->TakeClientCiphertext();
+  pair->ClientSeal("and the next one");
+  base::Bytes second = pair->TakeClientCiphertext();
+  size_t half = second.size() / 2;
+  base::Bytes wire = first;
+  wire.insert(wire.end(), second.begin(), second.begin() + static_cast<std::ptrdiff_t>(half));
+
+  std::vector<uint8_t> buf(64);
+  size_t n = 0;
+  ASSERT_EQ(pair->server().Read(wire, buf, &n), Io::kOk);
+  EXPECT_EQ(std::string(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(n)), "whole");
+  EXPECT_TRUE(pair->server().read_drained()) << "the rest is not a whole record";
+  ASSERT_EQ(pair->server().Read(base::ByteSpan(second).subspan(half), buf, &n), Io::kOk);
+  EXPECT_EQ(std::string(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(n)),
+            "and the next one");
+  EXPECT_TRUE(pair->server().read_drained());
+  EXPECT_EQ(pair->server().Read({}, buf, &n), Io::kWantRead);
+}
+
 // A TLS 1.3 KeyUpdate the client requests is read in passing; OpenSSL answers it with the next
 // Write's records, which the client then decrypts under the new key.
 TEST_F(TlsEngineTest, KeyUpdateIsAnsweredInTheNextWrite) {
