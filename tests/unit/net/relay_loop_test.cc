@@ -12,34 +12,15 @@
 #include <string>
 #include <thread>
 
+#include "net/test_sockets.h"
+
 namespace drawbridge::net {
 namespace {
 
+using nettest::Eventually;
+using nettest::SocketPair;
+
 using namespace std::chrono_literals;
-
-// Polls `pred` every millisecond for up to two seconds.
-template <typename Pred>
-bool Eventually(Pred pred) {
-  for (int i = 0; i < 2000; ++i) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(1ms);
-  }
-  return pred();
-}
-
-struct SocketPair {
-  int ours = -1, theirs = -1;  // `ours` goes to the loop
-  SocketPair() {
-    int fds[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds) == 0) {
-      ours = fds[0];
-      theirs = fds[1];
-    }
-  }
-  ~SocketPair() {
-    if (theirs >= 0) close(theirs);
-  }
-};
 
 // What a test sees of a handler the loop owns.
 struct Probe {

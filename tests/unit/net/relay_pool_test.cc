@@ -2,7 +2,7 @@
 // socketpairs: where connections land, a loop that measures itself busy and idle again, a
 // connection moved between two loops that keeps relaying both ways, and Stop() while
 // connections move, which must give each one up exactly once. Everything runs on this test's
-// threads and the pool's loop threads; every wait is bounded (Eventually: two seconds).
+// threads and the pool's loop threads; every wait is bounded (Eventually: five seconds).
 #include "net/relay_pool.h"
 
 #include <gtest/gtest.h>
@@ -17,8 +17,13 @@
 #include <thread>
 #include <vector>
 
+#include "net/test_sockets.h"
+
 namespace drawbridge::net {
 namespace {
+
+using nettest::Eventually;
+using nettest::SocketPair;
 
 using namespace std::chrono_literals;
 
@@ -57,32 +62,6 @@ TEST(RelayPoolTest, ShedOnlyFromABusyLoopToAQuietOne) {
 }
 
 // ---- real loops ------------------------------------------------------------------------------
-
-// Polls `pred` every millisecond for up to two seconds.
-template <typename Pred>
-bool Eventually(Pred pred) {
-  for (int i = 0; i < 2000; ++i) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(1ms);
-  }
-  return pred();
-}
-
-struct SocketPair {
-  int ours = -1, theirs = -1;  // `ours` goes to the loop
-  SocketPair() {
-    int fds[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds) == 0) {
-      ours = fds[0];
-      theirs = fds[1];
-    }
-  }
-  ~SocketPair() {
-    if (theirs >= 0) close(theirs);
-  }
-  SocketPair(const SocketPair&) = delete;
-  SocketPair& operator=(const SocketPair&) = delete;
-};
 
 // What a test sees of a handler a loop owns.
 struct Probe {

@@ -18,37 +18,16 @@
 #include <string_view>
 #include <thread>
 
+#include "net/test_sockets.h"
 #include "tls/test_tls.h"
 
 namespace drawbridge::net {
 namespace {
 
+using nettest::Eventually;
+using nettest::SocketPair;
+
 using namespace std::chrono_literals;
-
-template <typename Pred>
-bool Eventually(Pred pred) {
-  for (int i = 0; i < 3000; ++i) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(1ms);
-  }
-  return pred();
-}
-
-struct SocketPair {
-  int ours = -1, theirs = -1;  // `ours` goes to the session
-  SocketPair() {
-    int fds[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds) == 0) {
-      ours = fds[0];
-      theirs = fds[1];
-    }
-  }
-  ~SocketPair() { CloseTheirs(); }
-  void CloseTheirs() {
-    if (theirs >= 0) close(theirs);
-    theirs = -1;
-  }
-};
 
 void SendAll(int fd, std::string_view data) {
   size_t done = 0;
