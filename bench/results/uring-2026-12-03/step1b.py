@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Syscalls and context switches per select-only transaction: epoll vs io_uring relay."""
 import os, subprocess, sys, time, signal
-sys.path.insert(0, "/work/wt-uring/bench")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 import bench
 SECS = int(os.environ.get("SECS", "8"))
 bench.raise_nofile()
