@@ -243,6 +243,32 @@ def proc_cpu_with_children(pid):
     return sum(int(x) for x in rest[11:15]) / CLK_TCK
 
 
+def postgres_cpu(postmaster_pid):
+    """CPU seconds of the postmaster's children: those alive now plus those it has reaped (the
+    backends, PostgreSQL's own workers). Read after a run's backends have exited, the difference
+    of two readings is what PostgreSQL spent in between, start-up of new backends included."""
+    live = 0.0
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % p) as f:
+                rest = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(rest[1]) == postmaster_pid:
+            live += (int(rest[11]) + int(rest[12])) / CLK_TCK
+    with open("/proc/%d/stat" % postmaster_pid) as f:
+        rest = f.read().rsplit(")", 1)[1].split()
+    return live + (int(rest[13]) + int(rest[14])) / CLK_TCK
+
+
+def reaped_children_cpu():
+    """user + system seconds of this process's children that have been waited for."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def proc_status(pid):
     out = {}
     with open("/proc/%d/status" % pid) as f:
@@ -751,8 +777,19 @@ class Bench:
         return m
 
     def w_tps(self, target):
+        pg0, cl0 = postgres_cpu(self.s.postmaster_pid), reaped_children_cpu()
         m = self.measured(target, lambda: self.pgbench(
             target, ["-S", "-M", "prepared", "-c", "8", "-j", "2"], TPS_T))
+        cl1 = reaped_children_cpu()  # pgbench has been waited for
+        time.sleep(0.3)  # the backends of a proxy that does not pool exit and are reaped
+        pg1 = postgres_cpu(self.s.postmaster_pid)
+        if m.get("txns"):
+            # Where the machine's CPU went per transaction: the whole machine, pgbench, and
+            # PostgreSQL (the proxy's share is cpu_us_per_tx below). Softirq work is inside
+            # each task's system time, so these add up to about the machine's.
+            m["machine_us_per_tx"] = m["machine_busy_s"] / m["txns"] * 1e6
+            m["client_us_per_tx"] = (cl1 - cl0) / m["txns"] * 1e6
+            m["postgres_us_per_tx"] = (pg1 - pg0) / m["txns"] * 1e6
         if "proxy_cpu_s" in m and m.get("txns"):
             m["cpu_us_per_tx"] = m["proxy_cpu_s"] / m["txns"] * 1e6
             m["user_us_per_tx"] = m["proxy_user_s"] / m["txns"] * 1e6
@@ -1311,6 +1348,10 @@ class Report:
             ("", "proxy CPU µs / transaction", "tps", "cpu_us_per_tx", 1),
             ("", "… of which user / kernel (µs)", "tps", ("user_us_per_tx", "sys_us_per_tx"), 1),
             ("", "machine CPU busy (all processes, %)", "tps", "machine_busy_pct", 0),
+            ("", "machine CPU µs / transaction (all processes)", "tps", "machine_us_per_tx", 1),
+            ("", "… of which pgbench / PostgreSQL (µs; PostgreSQL's includes starting the "
+             "backends of a proxy that does not pool)", "tps",
+             ("client_us_per_tx", "postgres_us_per_tx"), 1),
             ("`-S -C -c 4 -j 2 -T %d`" % CONN_T, "new connections/s", "conn", "tps", 0),
             ("", "proxy CPU µs / connection", "conn", "cpu_us_per_conn", 0),
             ("`-S -c 1 -T %d`" % LAT_T, "latency median (µs, per transaction)", "lat", "lat_med_us", 0),
