@@ -8,7 +8,7 @@ the token) with 200, and a refused mutating request must leave `GET /v1/apps` un
 error must be JSON `{"error": "..."}`. Every socket has a timeout and every loop a deadline.
 
 Run from tests/integration:
-  DRAWBRIDGE_BIN=$PWD/build/src/drawbridge /usr/bin/python3 -m pytest -q \
+  DRAWBRIDGE_BIN=$PWD/../../build/src/drawbridge /usr/bin/python3 -m pytest -q \
       -p no:cacheprovider test_admin_abuse.py
 """
 

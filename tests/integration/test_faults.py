@@ -8,7 +8,7 @@ one per test for T13 and T35); none touches the shared `edge` fixture, and no Po
 is ever SIGKILLed (a fake machine sends the resets instead).
 
 Run from tests/integration:
-    DRAWBRIDGE_BIN=$PWD/build/src/drawbridge timeout 900 /usr/bin/python3 -m pytest -q \
+    DRAWBRIDGE_BIN=$PWD/../../build/src/drawbridge timeout 900 /usr/bin/python3 -m pytest -q \
         -p no:cacheprovider test_faults.py
 """
 

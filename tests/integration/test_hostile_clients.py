@@ -13,7 +13,7 @@ Most tests use the shared `edge` fixture; the T6 tests run an edge of their own 
 `--handshake-timeout-ms 1000`. The byte-level client logs in as `probe`, a trust role.
 
 Run from tests/integration:
-    DRAWBRIDGE_BIN=$PWD/build/src/drawbridge timeout 900 /usr/bin/python3 -m pytest -q \
+    DRAWBRIDGE_BIN=$PWD/../../build/src/drawbridge timeout 900 /usr/bin/python3 -m pytest -q \
         -p no:cacheprovider test_hostile_clients.py
 """
 
