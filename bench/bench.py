@@ -243,11 +243,9 @@ def proc_cpu_with_children(pid):
     return sum(int(x) for x in rest[11:15]) / CLK_TCK
 
 
-def postgres_cpu(postmaster_pid):
-    """CPU seconds of the postmaster's children: those alive now plus those it has reaped (the
-    backends, PostgreSQL's own workers). Read after a run's backends have exited, the difference
-    of two readings is what PostgreSQL spent in between, start-up of new backends included."""
-    live = 0.0
+def children_cpu(ppid):
+    """{pid: utime+stime seconds} of each live child of process ppid."""
+    out = {}
     for p in os.listdir("/proc"):
         if not p.isdigit():
             continue
@@ -256,8 +254,16 @@ def postgres_cpu(postmaster_pid):
                 rest = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(rest[1]) == postmaster_pid:
-            live += (int(rest[11]) + int(rest[12])) / CLK_TCK
+        if int(rest[1]) == ppid:
+            out[int(p)] = (int(rest[11]) + int(rest[12])) / CLK_TCK
+    return out
+
+
+def postgres_cpu(postmaster_pid):
+    """CPU seconds of the postmaster's children: those alive now plus those it has reaped (the
+    backends, PostgreSQL's own workers). Read after a run's backends have exited, the difference
+    of two readings is what PostgreSQL spent in between, start-up of new backends included."""
+    live = sum(children_cpu(postmaster_pid).values())
     with open("/proc/%d/stat" % postmaster_pid) as f:
         rest = f.read().rsplit(")", 1)[1].split()
     return live + (int(rest[13]) + int(rest[14])) / CLK_TCK
@@ -285,7 +291,8 @@ def machine_cpu():
         v = [int(x) for x in f.readline().split()[1:]]
     # user nice system idle iowait irq softirq steal
     return {"busy": (v[0] + v[1] + v[2]) / CLK_TCK, "steal": v[7] / CLK_TCK,
-            "irq": (v[5] + v[6]) / CLK_TCK, "all": sum(v[:8]) / CLK_TCK}
+            "irq": (v[5] + v[6]) / CLK_TCK, "softirq": v[6] / CLK_TCK,
+            "idle": (v[3] + v[4]) / CLK_TCK, "all": sum(v[:8]) / CLK_TCK}
 
 
 def free_port():

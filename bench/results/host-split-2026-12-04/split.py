@@ -21,37 +21,12 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 import bench  # noqa: E402  (bench/bench.py)
 
-CLK = os.sysconf("SC_CLK_TCK")
-
-
-def host():
-    with open("/proc/stat") as f:
-        v = [int(x) / CLK for x in f.readline().split()[1:9]]
-    # user nice system idle iowait irq softirq steal; a task's stime already includes the
-    # softirq work done in its context, so softirq is shown but not added to the split.
-    return {"busy": v[0] + v[1] + v[2] + v[5] + v[6], "idle": v[3] + v[4], "soft": v[6]}
-
 
 def tcp_segments():
     with open("/proc/net/snmp") as f:
         lines = [ln.split() for ln in f if ln.startswith("Tcp:")]
     row = dict(zip(lines[0][1:], lines[1][1:]))
     return int(row["OutSegs"])
-
-
-def children(ppid):
-    out = {}
-    for p in os.listdir("/proc"):
-        if not p.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % p) as f:
-                rest = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(rest[1]) == ppid:
-            out[int(p)] = (int(rest[11]) + int(rest[12])) / CLK
-    return out
 
 
 def cpu(pid):
@@ -78,10 +53,12 @@ def main():
                 p = subprocess.Popen(argv, env=s.env(t), stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, cwd=s.work)
                 time.sleep(2.0)
-                h0, seg0, pg0, px0, cl0 = (host(), tcp_segments(), children(s.postmaster_pid),
+                h0, seg0, pg0, px0, cl0 = (bench.machine_cpu(), tcp_segments(),
+                                           bench.children_cpu(s.postmaster_pid),
                                            cpu(pid), cpu(p.pid))
                 time.sleep(6.0)
-                h1, seg1, pg1, px1, cl1 = (host(), tcp_segments(), children(s.postmaster_pid),
+                h1, seg1, pg1, px1, cl1 = (bench.machine_cpu(), tcp_segments(),
+                                           bench.children_cpu(s.postmaster_pid),
                                            cpu(pid), cpu(p.pid))
                 _, err = p.communicate(timeout=60)
                 per_s = [float(x) for x in re.findall(r"progress: [\d.]+ s, ([\d.]+) tps", err)]
@@ -90,12 +67,14 @@ def main():
                     print("%d %s failed: %s" % (r + 1, t, err[-300:]), flush=True)
                     continue
                 us = lambda x: x / n * 1e6  # noqa: E731
-                busy = h1["busy"] - h0["busy"]
+                # the machine's busy time, softirq included; a task's system time already
+                # includes the softirq work done in its context, so softirq is shown, not added
+                busy = h1["busy"] + h1["irq"] - h0["busy"] - h0["irq"]
                 pg = sum(v - pg0.get(q, 0.0) for q, v in pg1.items())
                 px, cl = px1 - px0, cl1 - cl0
                 print("%d %-10s %6.0f | %5.1f = %4.1f + %4.1f + %4.1f + %4.1f | %4.1f | %3.0f | %.2f" % (
                     r + 1, t, n / 6, us(busy), us(cl), us(px), us(pg), us(busy - cl - px - pg),
-                    us(h1["soft"] - h0["soft"]),
+                    us(h1["softirq"] - h0["softirq"]),
                     100 * busy / (busy + h1["idle"] - h0["idle"]), (seg1 - seg0) / n), flush=True)
     finally:
         s.cleanup()
