@@ -518,10 +518,7 @@ class DrawbridgeDaemon:
             time.sleep(0.05)
 
     def log(self) -> str:
-        try:
-            return self.logfile.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        return read_whole_lines(self.logfile)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -633,10 +630,7 @@ class EdgeProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def log_text(self) -> str:
-        try:
-            return self.logfile.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        return read_whole_lines(self.logfile)
 
     def conn_lines(self) -> list[str]:
         """Per-connection log lines, from `conn ` on (an optional `<timestamp> <level> `
@@ -740,6 +734,17 @@ def fatal(fields: dict[str, str], sqlstate: str) -> None:
     assert fields.get("S") == "FATAL", fields
     assert fields.get("C") == sqlstate, fields
     assert fields.get("M"), fields
+
+
+def read_whole_lines(path: Path) -> str:
+    """A log file the process is still writing, up to its last newline: a line the process is
+    in the middle of writing (a reader can see the first part of it) is left for the next read.
+    Empty if the file is not there yet."""
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+    return text[:text.rfind("\n") + 1]
 
 
 def log_field(line: str, name: str) -> str:

@@ -64,7 +64,7 @@ class Serve:
                                          stdin=subprocess.DEVNULL, cwd=workdir)
 
     def log(self) -> str:
-        return self.logfile.read_text(errors="replace")
+        return harness.read_whole_lines(self.logfile)
 
     def outcome(self, timeout: float = 30.0) -> str:
         """"exited" or "ready", whichever comes first; fails after `timeout`."""
