@@ -163,7 +163,7 @@ class PgServer:
         return self.base / "postgres.log"
 
     def log_text(self) -> str:
-        return self.logfile.read_text(errors="replace")
+        return read_whole_lines(self.logfile)
 
     def psql(self, sql: str, db: str = "postgres", user: str = "postgres",
              timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess:

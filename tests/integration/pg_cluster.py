@@ -27,7 +27,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import PG_BIN, dsn, pid_alive, run, run_psql, stop_pid, wait_until
+from harness import (PG_BIN, dsn, pid_alive, read_whole_lines, run, run_psql, stop_pid,
+                     wait_until)
 
 # Settings every cluster gets (the standby inherits them from its base backup).
 _CONF = """
@@ -75,10 +76,7 @@ class PgNode:
         return f"{self.host}:{self.port}"
 
     def log_text(self) -> str:
-        try:
-            return self.logfile.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        return read_whole_lines(self.logfile)
 
     def _as_pg(self, *cmd: str, timeout: float = 120):
         return run(["runuser", "-u", "postgres", "--", *cmd], timeout=timeout, cwd=self.base)
