@@ -10,6 +10,9 @@ namespace drawbridge::base {
 
 namespace {
 
+// The first 12 bytes of an IPv4-mapped IPv6 address, ::ffff:a.b.c.d.
+constexpr std::array<uint8_t, 12> kMappedPrefix = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
 // An IP literal as 16 bytes: IPv4 (and IPv4-mapped IPv6) in bytes[0..3] with *v4 set.
 bool ParseIp(std::string_view ip, std::array<uint8_t, 16>* out, bool* v4) {
   // inet_pton needs a terminated string; an address is at most 45 characters
@@ -25,8 +28,7 @@ bool ParseIp(std::string_view ip, std::array<uint8_t, 16>* out, bool* v4) {
     return true;
   }
   if (inet_pton(AF_INET6, text, raw) != 1) return false;
-  static constexpr uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-  if (std::equal(raw, raw + 12, kMapped)) {
+  if (std::equal(raw, raw + 12, kMappedPrefix.begin())) {
     std::copy(raw + 12, raw + 16, out->begin());
     *v4 = true;
     return true;
@@ -46,6 +48,17 @@ bool SamePrefix(const std::array<uint8_t, 16>& a, const std::array<uint8_t, 16>&
   if (rest == 0) return true;
   auto mask = static_cast<uint8_t>(0xff << (8 - rest));
   return (a[whole] & mask) == (b[whole] & mask);
+}
+
+// Whether an address (in bytes[0..3] with `v4` set, as ParseIp gives it) lies in `net`. An
+// IPv6 network is compared with an IPv4 address's mapped form ::ffff:a.b.c.d.
+bool Contains(const Cidr& net, const std::array<uint8_t, 16>& a, bool v4) {
+  if (net.v4) return v4 && SamePrefix(a, net.bytes, net.prefix);
+  if (!v4) return SamePrefix(a, net.bytes, net.prefix);
+  std::array<uint8_t, 16> six{};
+  std::copy(kMappedPrefix.begin(), kMappedPrefix.end(), six.begin());
+  std::copy(a.begin(), a.begin() + 4, six.begin() + 12);
+  return SamePrefix(six, net.bytes, net.prefix);
 }
 
 std::string Format(const std::array<uint8_t, 16>& bytes, bool v4) {
@@ -89,8 +102,7 @@ Result<Cidr> ParseCidr(std::string_view text) {
     if (prefix < 96) {
       // Wider than the mapped range: an IPv6 network after all.
       std::array<uint8_t, 16> six{};
-      six[10] = 0xff;
-      six[11] = 0xff;
+      std::copy(kMappedPrefix.begin(), kMappedPrefix.end(), six.begin());
       std::copy(net.bytes.begin(), net.bytes.begin() + 4, six.begin() + 12);
       net.bytes = six;
       net.v4 = false;
@@ -110,17 +122,22 @@ Result<Cidr> ParseCidr(std::string_view text) {
 bool CidrContains(const Cidr& net, std::string_view ip) {
   std::array<uint8_t, 16> a{};
   bool v4 = false;
-  if (!ParseIp(ip, &a, &v4)) return false;
-  if (net.v4) return v4 && SamePrefix(a, net.bytes, net.prefix);
-  if (v4) {
-    // An IPv6 network against an IPv4 client: compare in the mapped form ::ffff:a.b.c.d.
-    std::array<uint8_t, 16> six{};
-    six[10] = 0xff;
-    six[11] = 0xff;
-    std::copy(a.begin(), a.begin() + 4, six.begin() + 12);
-    return SamePrefix(six, net.bytes, net.prefix);
+  return ParseIp(ip, &a, &v4) && Contains(net, a, v4);
+}
+
+bool CidrContainsAddress(const Cidr& net, std::span<const uint8_t> address) {
+  std::array<uint8_t, 16> a{};
+  bool v4 = false;
+  if (address.size() == 4) {
+    std::copy(address.begin(), address.end(), a.begin());
+    v4 = true;
+  } else if (address.size() == 16) {
+    v4 = std::equal(address.begin(), address.begin() + 12, kMappedPrefix.begin());
+    std::copy(address.begin() + (v4 ? 12 : 0), address.end(), a.begin());
+  } else {
+    return false;
   }
-  return SamePrefix(a, net.bytes, net.prefix);
+  return Contains(net, a, v4);
 }
 
 }  // namespace drawbridge::base

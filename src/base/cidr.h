@@ -1,4 +1,5 @@
-// Networks written as text by an operator (fly.toml's `[drawbridge] allowed_sources`):
+// Networks written as text by an operator (fly.toml's `[drawbridge] allowed_sources`, the
+// daemon's `--dns-internal-from`):
 // "10.0.0.0/8", "2001:db8::/32", or a bare address meaning that one host. The edge checks a
 // client's source address against them once per connection, so the check works on the parsed
 // bytes and never allocates more than the address text.
@@ -12,6 +13,7 @@
 
 #include <array>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -37,5 +39,9 @@ Result<Cidr> ParseCidr(std::string_view text);
 // Whether `ip` (an IP literal: v4, v6, or v4-mapped v6 "::ffff:1.2.3.4", which counts as v4)
 // lies in `net`. False when `ip` does not parse.
 bool CidrContains(const Cidr& net, std::string_view ip);
+
+// The same for an address in bytes, as a socket gives it: 4 for IPv4, 16 for IPv6 (where the
+// IPv4-mapped ::ffff:a.b.c.d counts as IPv4). False for any other size.
+bool CidrContainsAddress(const Cidr& net, std::span<const uint8_t> address);
 
 }  // namespace drawbridge::base

@@ -19,6 +19,7 @@
 #include "api/admin_server.h"
 #include "api/admin_token.h"
 #include "api/idempotency.h"
+#include "base/cidr.h"
 #include "base/host_name.h"
 #include "base/utc_time.h"
 #include "config/fly_toml.h"
@@ -210,7 +211,7 @@ base::Status CheckControlPlaneFlags(const Flags& f, dns::ServerOptions* dns_opti
                                          "dot: " + base::NormalizeHost(f.domain));
   }
   for (const auto& cidr : f.dns_internal_from) {
-    auto network = dns::ParseSourceNetwork(cidr);
+    auto network = base::ParseCidr(cidr);
     if (!network.ok()) return network.status().WithPrefix("--dns-internal-from: ");
     dns_options->internal_from.push_back(*network);
   }

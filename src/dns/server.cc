@@ -68,7 +68,7 @@ struct TcpClient {
   bool internal_allowed = false;  // the peer may read `internal` (internal_access.h)
 };
 
-bool InternalAllowed(const std::vector<SourceNetwork>& networks, const asio::ip::address& a) {
+bool InternalAllowed(const std::vector<base::Cidr>& networks, const asio::ip::address& a) {
   if (a.is_v4()) return SourceAllowed(networks, a.to_v4().to_bytes());
   return SourceAllowed(networks, a.to_v6().to_bytes());
 }

@@ -36,7 +36,7 @@ struct ServerOptions {
   int max_tcp_connections = 256;
   std::chrono::milliseconds tcp_idle_timeout{10'000};
   // The sources that may read `internal` (docs/dns.md): loopback unless told otherwise.
-  std::vector<SourceNetwork> internal_from = LoopbackNetworks();
+  std::vector<base::Cidr> internal_from = LoopbackNetworks();
 };
 
 class Server {

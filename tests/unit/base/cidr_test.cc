@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
 
 namespace drawbridge::base {
 namespace {
@@ -70,6 +71,7 @@ TEST(CidrTest, RefusesWhatIsNotANetwork) {
                            "10.0.0.0/",
                            "10.0.0.0/33",
                            "10.0.0.0/-1",
+                           "10.0.0.0/-0",
                            "10.0.0.0/+8",
                            "10.0.0.0/ 8",
                            " 10.0.0.0/8",
@@ -78,6 +80,7 @@ TEST(CidrTest, RefusesWhatIsNotANetwork) {
                            "10.0.0.0/0008",
                            "10.0.0.256",
                            "10.0.0",
+                           "1.2.3.4.5",
                            "example.com",
                            "localhost/8",
                            "::/129",
@@ -148,6 +151,25 @@ TEST(CidrTest, ContainsIpv6) {
   EXPECT_TRUE(CidrContains(Must("::/0"), "2001:db8::1"));
   EXPECT_TRUE(CidrContains(Must("::ffff:0:0/95"), "192.0.2.1"));
   EXPECT_FALSE(CidrContains(Must("2001:db8::/32"), "::ffff:10.0.0.1"));
+}
+
+// Addresses in bytes, as a socket gives them (the DNS server's `internal` check).
+TEST(CidrTest, ContainsAddressBytes) {
+  const std::vector<uint8_t> v4{10, 1, 2, 3};
+  const std::vector<uint8_t> mapped{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 1, 2, 3};
+  const std::vector<uint8_t> compatible{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10, 1, 2, 3};
+  Cidr net = Must("10.0.0.0/8");
+  EXPECT_TRUE(CidrContainsAddress(net, v4));
+  EXPECT_TRUE(CidrContainsAddress(net, mapped)) << "the dual-stack form of an IPv4 client";
+  EXPECT_FALSE(CidrContainsAddress(net, compatible)) << "IPv4-compatible is IPv6";
+  EXPECT_TRUE(CidrContainsAddress(Must("::/0"), v4));
+  EXPECT_TRUE(CidrContainsAddress(Must("::/0"), compatible));
+  EXPECT_TRUE(CidrContainsAddress(Must("::ffff:0:0/96"), v4));
+  EXPECT_FALSE(CidrContainsAddress(Must("::/96"), v4)) << "mapped, not compatible";
+  EXPECT_TRUE(CidrContainsAddress(Must("::/96"), compatible));
+  EXPECT_FALSE(CidrContainsAddress(Must("0.0.0.0/0"), std::vector<uint8_t>{10, 1, 2}));
+  EXPECT_FALSE(CidrContainsAddress(Must("::/0"), std::vector<uint8_t>{}));
+  EXPECT_FALSE(CidrContainsAddress(Must("::/0"), std::vector<uint8_t>(17, 0)));
 }
 
 TEST(CidrTest, UnparsableSourceIsNotContained) {

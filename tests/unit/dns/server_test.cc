@@ -566,7 +566,7 @@ TEST_F(DnsServerTest, InternalNamesOnlyToAllowedSources) {
   }
   server_->Stop();
   // One host: 127.0.0.2 may, 127.0.0.1 and ::1 may not.
-  StartServer({.internal_from = {*ParseSourceNetwork("127.0.0.2")}}, "::");
+  StartServer({.internal_from = {*base::ParseCidr("127.0.0.2")}}, "::");
   EXPECT_EQ(udp_rcode("127.0.0.2", internal), 0);
   EXPECT_EQ(tcp_rcode("127.0.0.2", internal), 0);
   for (const char* from : {"127.0.0.1", "::1"}) {
@@ -576,7 +576,7 @@ TEST_F(DnsServerTest, InternalNamesOnlyToAllowedSources) {
   }
   server_->Stop();
   // An IPv4-only socket sees plain IPv4 sources: the same rule.
-  StartServer({.internal_from = {*ParseSourceNetwork("127.0.0.2")}}, "0.0.0.0");
+  StartServer({.internal_from = {*base::ParseCidr("127.0.0.2")}}, "0.0.0.0");
   EXPECT_EQ(udp_rcode("127.0.0.2", internal), 0);
   EXPECT_EQ(udp_rcode("127.0.0.1", internal), 5);
   EXPECT_EQ(tcp_rcode("127.0.0.1", internal), 5);
