@@ -184,17 +184,23 @@ class Procs:
 PROCS = Procs()
 
 
+def stat_fields(path):
+    """The fields of a /proc stat file after the command name (which may hold spaces and
+    parentheses): [0] is the state, [1] the parent's pid, [11:15] utime, stime, cutime, cstime
+    in clock ticks."""
+    with open(path) as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
 def proc_cpu(pid):
     """utime+stime of a process (all its threads, live and exited), in seconds."""
-    with open("/proc/%d/stat" % pid) as f:
-        rest = f.read().rsplit(")", 1)[1].split()
+    rest = stat_fields("/proc/%d/stat" % pid)
     return (int(rest[11]) + int(rest[12])) / CLK_TCK
 
 
 def proc_cpu_split(pid):
     """(user, system) seconds of a process, all threads."""
-    with open("/proc/%d/stat" % pid) as f:
-        rest = f.read().rsplit(")", 1)[1].split()
+    rest = stat_fields("/proc/%d/stat" % pid)
     return int(rest[11]) / CLK_TCK, int(rest[12]) / CLK_TCK
 
 
@@ -238,8 +244,7 @@ def sched_runs(pid):
 
 
 def proc_cpu_with_children(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        rest = f.read().rsplit(")", 1)[1].split()
+    rest = stat_fields("/proc/%d/stat" % pid)
     return sum(int(x) for x in rest[11:15]) / CLK_TCK
 
 
@@ -250,8 +255,7 @@ def children_cpu(ppid):
         if not p.isdigit():
             continue
         try:
-            with open("/proc/%s/stat" % p) as f:
-                rest = f.read().rsplit(")", 1)[1].split()
+            rest = stat_fields("/proc/%s/stat" % p)
         except OSError:
             continue
         if int(rest[1]) == ppid:
@@ -264,8 +268,7 @@ def postgres_cpu(postmaster_pid):
     backends, PostgreSQL's own workers). Read after a run's backends have exited, the difference
     of two readings is what PostgreSQL spent in between, start-up of new backends included."""
     live = sum(children_cpu(postmaster_pid).values())
-    with open("/proc/%d/stat" % postmaster_pid) as f:
-        rest = f.read().rsplit(")", 1)[1].split()
+    rest = stat_fields("/proc/%d/stat" % postmaster_pid)
     return live + (int(rest[13]) + int(rest[14])) / CLK_TCK
 
 
