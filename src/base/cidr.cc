@@ -13,7 +13,23 @@ namespace {
 // The first 12 bytes of an IPv4-mapped IPv6 address, ::ffff:a.b.c.d.
 constexpr std::array<uint8_t, 12> kMappedPrefix = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
-// An IP literal as 16 bytes: IPv4 (and IPv4-mapped IPv6) in bytes[0..3] with *v4 set.
+// An address's 4 (IPv4) or 16 (IPv6) bytes as 16: IPv4 (and IPv4-mapped IPv6) in
+// bytes[0..3] with *v4 set. False for any other size.
+bool FromBytes(std::span<const uint8_t> raw, std::array<uint8_t, 16>* out, bool* v4) {
+  out->fill(0);
+  if (raw.size() == 4) {
+    *v4 = true;
+  } else if (raw.size() == 16) {
+    *v4 = std::equal(raw.begin(), raw.begin() + 12, kMappedPrefix.begin());
+    if (*v4) raw = raw.subspan(12);
+  } else {
+    return false;
+  }
+  std::copy(raw.begin(), raw.end(), out->begin());
+  return true;
+}
+
+// An IP literal as FromBytes() gives it.
 bool ParseIp(std::string_view ip, std::array<uint8_t, 16>* out, bool* v4) {
   // inet_pton needs a terminated string; an address is at most 45 characters
   // ("ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255").
@@ -21,21 +37,9 @@ bool ParseIp(std::string_view ip, std::array<uint8_t, 16>* out, bool* v4) {
   char text[46] = {};
   std::copy(ip.begin(), ip.end(), text);
   uint8_t raw[16] = {};
-  out->fill(0);
-  if (inet_pton(AF_INET, text, raw) == 1) {
-    std::copy(raw, raw + 4, out->begin());
-    *v4 = true;
-    return true;
-  }
-  if (inet_pton(AF_INET6, text, raw) != 1) return false;
-  if (std::equal(raw, raw + 12, kMappedPrefix.begin())) {
-    std::copy(raw + 12, raw + 16, out->begin());
-    *v4 = true;
-    return true;
-  }
-  std::copy(raw, raw + 16, out->begin());
-  *v4 = false;
-  return true;
+  if (inet_pton(AF_INET, text, raw) == 1) return FromBytes(std::span(raw, 4), out, v4);
+  if (inet_pton(AF_INET6, text, raw) == 1) return FromBytes(std::span(raw, 16), out, v4);
+  return false;
 }
 
 // Whether the first `prefix` bits of `a` and `b` are equal.
@@ -128,16 +132,7 @@ bool CidrContains(const Cidr& net, std::string_view ip) {
 bool CidrContainsAddress(const Cidr& net, std::span<const uint8_t> address) {
   std::array<uint8_t, 16> a{};
   bool v4 = false;
-  if (address.size() == 4) {
-    std::copy(address.begin(), address.end(), a.begin());
-    v4 = true;
-  } else if (address.size() == 16) {
-    v4 = std::equal(address.begin(), address.begin() + 12, kMappedPrefix.begin());
-    std::copy(address.begin() + (v4 ? 12 : 0), address.end(), a.begin());
-  } else {
-    return false;
-  }
-  return Contains(net, a, v4);
+  return FromBytes(address, &a, &v4) && Contains(net, a, v4);
 }
 
 }  // namespace drawbridge::base
